@@ -1,0 +1,61 @@
+-- pgshadow catalog: which tables are tracked, which targets exist and what is
+-- shipped where. No credentials are ever stored here: a target names a foreign
+-- server, and the user mapping of the exporting role holds the password.
+
+CREATE TABLE pgshadow.tracked (
+    tbl         regclass PRIMARY KEY,          -- regclass so pg_dump/restore re-resolves the name
+    shadow      name NOT NULL UNIQUE,          -- table in schema pgshadow holding the changed keys
+    key_cols    name[] NOT NULL,               -- primary key columns, in key order
+    key_types   text[] NOT NULL,               -- their types as format_type() prints them (qualified)
+    -- capture statements run by pgshadow.capture(); precomputed so the hot path
+    -- does one catalog lookup and one EXECUTE per statement
+    ins_sql     text NOT NULL,
+    upd_sql     text NOT NULL,
+    del_sql     text NOT NULL,
+    trunc_sql   text NOT NULL,
+    tracked_at  timestamptz NOT NULL DEFAULT now(),
+    tracked_by  name NOT NULL
+);
+
+CREATE TABLE pgshadow.target (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,48}$'),
+    server      name,                          -- postgres_fdw foreign server; NULL = a file target (pgshadow export/import)
+    owner       name NOT NULL,                 -- role that created it
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgshadow.subscription (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target       text NOT NULL REFERENCES pgshadow.target (name) ON UPDATE CASCADE,
+    tbl          regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
+    dest_schema  name NOT NULL,
+    dest_table   name NOT NULL,
+    columns      name[] NOT NULL,              -- shipped columns, primary key included
+    row_filter   text,                         -- boolean SQL expression over the source row
+    mode         text NOT NULL DEFAULT 'batch' CHECK (mode IN ('batch', 'async', 'sync')),
+    on_conflict  text NOT NULL DEFAULT 'source_wins'
+                 CHECK (on_conflict IN ('source_wins', 'target_wins', 'latest', 'error')),
+    -- the watermark: every transaction visible in this snapshot has been shipped
+    snapshot     pg_snapshot NOT NULL,
+    needs_copy   boolean NOT NULL DEFAULT false, -- a full copy must precede the next batch (file targets)
+    batch_no     bigint NOT NULL DEFAULT 0,    -- batches shipped so far (file mode numbers its files with it)
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    created_by   name NOT NULL,
+    last_export  timestamptz,
+    last_error   text,
+    last_error_at timestamptz,
+    keys_shipped bigint NOT NULL DEFAULT 0,
+    UNIQUE (target, tbl)
+);
+CREATE INDEX ON pgshadow.subscription (tbl);
+
+-- The catalog holds names and watermarks only; anyone may read it (shadow_status
+-- is built on it). All writes go through the functions below.
+GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription TO PUBLIC;
+
+-- #if extension
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
+-- #endif

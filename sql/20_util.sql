@@ -1,0 +1,70 @@
+-- Helpers shared by the API: who is calling, ownership checks, names, dblink.
+
+-- The role on whose behalf a SECURITY DEFINER function runs. Inside such a
+-- function current_user is the definer, but the "role" setting still holds the
+-- caller's SET ROLE (and session_user the login role), so a direct call of an
+-- internal helper cannot borrow the definer's rights.
+CREATE FUNCTION pgshadow._caller() RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN current_setting('role') = 'none' THEN session_user
+                ELSE current_setting('role')::name END
+$$;
+
+-- Raises unless role p_who owns p_tbl or is a member of the owning role.
+CREATE FUNCTION pgshadow._check_owner(p_tbl regclass, p_who name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_owner name;
+BEGIN
+    SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
+    IF v_owner IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: table with oid % does not exist', p_tbl::oid;
+    END IF;
+    IF NOT pg_has_role(p_who, v_owner, 'USAGE') THEN
+        RAISE EXCEPTION 'pgshadow: permission denied for table %', p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %I is not the owner of %s (owner: %I) nor a member of the owning role.',
+                                  p_who, p_tbl, v_owner);
+    END IF;
+END
+$$;
+
+-- The schema dblink is installed in (it is relocatable, so never assume public).
+CREATE FUNCTION pgshadow._dblink() RETURNS name
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v name;
+BEGIN
+    SELECT n.nspname INTO v FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'dblink';
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: the dblink extension is not installed in this database'
+            USING HINT = 'CREATE EXTENSION dblink; (or CREATE EXTENSION pgshadow CASCADE)';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- p_mid: the snapshot that sees what p_old sees plus the transactions below
+-- p_bound that p_new sees. Lets a backlog drain in several batches, each with
+-- a snapshot of its own, without trusting transaction order (see DESIGN.md).
+CREATE FUNCTION pgshadow._snapshot_between(p_old pg_snapshot, p_new pg_snapshot, p_bound xid8)
+RETURNS pg_snapshot
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH b AS (
+        SELECT greatest(p_bound, pg_snapshot_xmax(p_old)) AS xmax
+    ), xip AS (
+        -- in progress for p_old and not (below the bound and visible for p_new)
+        SELECT x FROM pg_snapshot_xip(p_old) x
+         WHERE NOT (x < p_bound AND pg_visible_in_snapshot(x, p_new))
+        UNION
+        -- started after p_old, below the bound, still in progress for p_new
+        SELECT x FROM pg_snapshot_xip(p_new) x
+         WHERE x >= pg_snapshot_xmax(p_old) AND x < p_bound
+    )
+    SELECT format('%s:%s:%s',
+                  coalesce((SELECT min(x) FROM xip), b.xmax),
+                  b.xmax,
+                  coalesce((SELECT string_agg(x::text, ',' ORDER BY x) FROM xip), ''))::pg_snapshot
+      FROM b
+$$;

@@ -1,0 +1,218 @@
+-- shadow_track / shadow_untrack: create and remove a table's shadow table and
+-- capture triggers. The shadow table is created by a SECURITY DEFINER helper
+-- (writers need no rights on it); the triggers are created with the caller's
+-- own rights, since only the table's owner may put triggers on it.
+
+-- Builds (or refreshes) the shadow table and catalog entry of p_tbl.
+CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rel       record;
+    v_cols      name[];
+    v_types     text[];
+    v_shadow    name;
+    v_list      text;
+    v_old       pgshadow.tracked%ROWTYPE;
+    v_other     regclass;
+    v_known     boolean;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    PERFORM pgshadow._gc();
+
+    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition
+      INTO v_rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_tbl;
+    IF v_rel.relkind = 'p' THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables are not supported', p_tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Writes routed to partitions do not fire the parent''s statement triggers reliably for every path; replicate a plain table.';
+    ELSIF v_rel.relkind <> 'r' THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: not an ordinary table', p_tbl
+            USING ERRCODE = 'wrong_object_type';
+    ELSIF v_rel.relispartition THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and writes through its parent would not be captured', p_tbl
+            USING ERRCODE = 'feature_not_supported';
+    ELSIF v_rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: temporary tables are private to one session', p_tbl
+            USING ERRCODE = 'wrong_object_type';
+    ELSIF v_rel.relpersistence = 'u' THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: unlogged tables lose their rows in a crash, so their changes cannot be shipped reliably', p_tbl
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+
+    -- primary key columns in key order, with their exact types and collations
+    SELECT array_agg(a.attname ORDER BY k.ord),
+           array_agg(format_type(a.atttypid, a.atttypmod)
+                     || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+                     ORDER BY k.ord)
+      INTO v_cols, v_types
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      JOIN pg_type t ON t.oid = a.atttypid
+     WHERE i.indrelid = p_tbl AND i.indisprimary;
+    IF v_cols IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: it has no primary key', p_tbl
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'Changes are shipped by key; add a PRIMARY KEY to the table.';
+    END IF;
+    IF v_cols && ARRAY['shadow_op', 'shadow_xid', 'shadow_at']::name[] THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: primary key column names shadow_op, shadow_xid and shadow_at are reserved', p_tbl
+            USING ERRCODE = 'invalid_table_definition';
+    END IF;
+
+    v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    IF octet_length(v_shadow) > 63 THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 63-byte identifier limit',
+            p_tbl, v_shadow, octet_length(v_shadow)
+            USING ERRCODE = 'name_too_long',
+                  HINT = 'Shorten the schema or table name.';
+    END IF;
+
+    SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
+    v_known := FOUND;
+    IF v_known AND (v_old.key_cols IS DISTINCT FROM v_cols OR v_old.key_types IS DISTINCT FROM v_types) THEN
+        RAISE EXCEPTION 'pgshadow: the primary key of % changed since it was tracked (was %, now %)',
+            p_tbl, v_old.key_cols, v_cols
+            USING HINT = 'Ship pending changes, then shadow_untrack() and shadow_track() it again.';
+    END IF;
+    IF v_known AND v_old.shadow <> v_shadow THEN
+        -- the table was renamed: keep the existing shadow table (and its pending keys)
+        v_shadow := v_old.shadow;
+    END IF;
+    SELECT tbl INTO v_other FROM pgshadow.tracked WHERE shadow = v_shadow AND tbl <> p_tbl;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is already used by %', p_tbl, v_shadow, v_other
+            USING ERRCODE = 'duplicate_table';
+    END IF;
+
+    v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
+
+    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
+        EXECUTE format(
+            'CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
+            ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
+            ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
+            v_shadow,
+            (SELECT string_agg(format('%I %s', c, t), ', ')
+               FROM unnest(v_cols, v_types) AS u(c, t)));
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', v_shadow || '_xid', v_shadow);
+        EXECUTE format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow,
+                       format('pgshadow: keys changed in %s', p_tbl));
+    END IF;
+    -- the owner reads pending keys when exporting with its own rights
+    EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I',
+                   v_shadow, (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
+
+    INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)
+    VALUES (p_tbl, v_shadow, v_cols, v_types,
+        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
+        -- new keys, plus old keys that no longer exist (primary key updates)
+        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new'
+               ' UNION ALL SELECT %s, ''D'' FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
+               v_shadow, v_list, v_list,
+               (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
+               (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow),
+        pgshadow._caller())
+    ON CONFLICT (tbl) DO UPDATE
+       SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,
+           del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql;
+
+    RETURN format('pgshadow.%I', v_shadow)::regclass;
+END
+$$;
+
+-- Removes the shadow table and catalog entry of p_tbl (its triggers are the
+-- caller's to drop). Refuses while subscriptions still ship the table.
+CREATE FUNCTION pgshadow._drop_shadow(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_shadow name;
+    v_targets text;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    SELECT string_agg(target, ', ' ORDER BY target) INTO v_targets
+      FROM pgshadow.subscription WHERE tbl = p_tbl;
+    IF v_targets IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: cannot untrack %: it is still subscribed by target(s) %', p_tbl, v_targets
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'shadow_unsubscribe() each target first.';
+    END IF;
+    DELETE FROM pgshadow.tracked WHERE tbl = p_tbl RETURNING shadow INTO v_shadow;
+    IF v_shadow IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', v_shadow);
+    END IF;
+END
+$$;
+
+-- Forgets tables that were dropped while no event trigger watched (installs
+-- without superuser cannot create one). Cheap: compares the catalog to pg_class.
+CREATE FUNCTION pgshadow._gc() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN DELETE FROM pgshadow.tracked t
+              WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.tbl::oid)
+          RETURNING t.shadow
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', v.shadow);
+    END LOOP;
+END
+$$;
+
+-- Tracking with the caller's rights (the triggers are the table owner's).
+CREATE FUNCTION pgshadow._track(tbl regclass) RETURNS regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_shadow regclass;
+    v_trig record;
+BEGIN
+    PERFORM pgshadow._check_owner(tbl, current_user);
+    v_shadow := pgshadow._make_shadow(tbl);
+    FOR v_trig IN
+        SELECT * FROM (VALUES
+            ('pgshadow_capture_ins', 'INSERT',   'REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_upd', 'UPDATE',   'REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_del', 'DELETE',   'REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_trig.name) THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
+                           v_trig.name, v_trig.event, tbl, v_trig.referencing);
+        END IF;
+    END LOOP;
+    RETURN v_shadow;
+END
+$$;
+
+CREATE FUNCTION shadow_track(tbl regclass) RETURNS regclass
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._track(tbl)
+$$;
+COMMENT ON FUNCTION shadow_track(regclass) IS
+    'pgshadow: start capturing the keys of changed rows of a table (idempotent)';
+
+CREATE FUNCTION shadow_untrack(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name text;
+BEGIN
+    PERFORM pgshadow._check_owner(tbl, current_user);
+    -- refuse first, so a refused untrack leaves the triggers in place
+    IF EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_untrack.tbl) THEN
+        PERFORM pgshadow._drop_shadow(tbl);
+    END IF;
+    FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
+                                  'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
+    END LOOP;
+    PERFORM pgshadow._drop_shadow(tbl);
+END
+$$;
+COMMENT ON FUNCTION shadow_untrack(regclass) IS
+    'pgshadow: stop capturing a table and drop its shadow table (idempotent)';

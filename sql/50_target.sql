@@ -1,0 +1,123 @@
+-- Targets and subscriptions. A target is a foreign server (postgres_fdw or
+-- dblink_fdw): its user mappings hold the credentials, pgshadow stores only
+-- the server's name. A target without a server is shipped to by files
+-- (pgshadow export / import).
+
+CREATE FUNCTION pgshadow._add_target(p_target text, p_server text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := pgshadow._caller();
+    v_fdw    name;
+    v_old    pgshadow.target%ROWTYPE;
+BEGIN
+    IF p_target IS NULL OR p_target !~ '^[A-Za-z0-9_.-]{1,48}$' THEN
+        RAISE EXCEPTION 'pgshadow: invalid target name %', coalesce(quote_literal(p_target), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 48 letters, digits, "_", "." or "-".';
+    END IF;
+    IF p_server IS NOT NULL THEN
+        SELECT w.fdwname INTO v_fdw
+          FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+         WHERE s.srvname = p_server;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'pgshadow: target "%": foreign server "%" does not exist', p_target, p_server
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'CREATE SERVER ... FOREIGN DATA WRAPPER postgres_fdw, and a USER MAPPING with the password.';
+        END IF;
+        IF v_fdw NOT IN ('postgres_fdw', 'dblink_fdw') THEN
+            RAISE EXCEPTION 'pgshadow: target "%": foreign server "%" uses wrapper %, not postgres_fdw', p_target, p_server, v_fdw
+                USING ERRCODE = 'wrong_object_type';
+        END IF;
+        IF NOT has_server_privilege(v_caller, p_server, 'USAGE') THEN
+            RAISE EXCEPTION 'pgshadow: target "%": role % has no USAGE on foreign server "%"', p_target, v_caller, p_server
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    SELECT * INTO v_old FROM pgshadow.target WHERE name = p_target;
+    IF FOUND THEN
+        IF v_old.server IS NOT DISTINCT FROM p_server THEN
+            RETURN;  -- idempotent
+        END IF;
+        RAISE EXCEPTION 'pgshadow: target "%" already exists with server %', p_target, coalesce(v_old.server, '(files)')
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO pgshadow.target (name, server, owner) VALUES (p_target, p_server, v_caller);
+END
+$$;
+
+CREATE FUNCTION shadow_add_target(target text, server text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._add_target(target, server)
+$$;
+COMMENT ON FUNCTION shadow_add_target(text, text) IS
+    'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
+
+-- Records a subscription with its first watermark. Called by shadow_subscribe
+-- after the table is tracked, so every change not visible in the snapshot
+-- taken here is captured.
+CREATE FUNCTION pgshadow._add_subscription(
+    p_target text, p_tbl regclass, p_dest_schema name, p_dest_table name, p_columns name[],
+    p_row_filter text, p_mode text, p_on_conflict text, p_needs_copy boolean)
+RETURNS pgshadow.subscription
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := pgshadow._caller();
+    v_sub    pgshadow.subscription;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    INSERT INTO pgshadow.subscription
+           (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
+            snapshot, needs_copy, created_by)
+    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, p_row_filter, p_mode, p_on_conflict,
+            pg_current_snapshot(), p_needs_copy, v_caller)
+    RETURNING * INTO v_sub;
+    RETURN v_sub;
+END
+$$;
+
+CREATE FUNCTION pgshadow._drop_subscription(p_target text, p_tbl regclass) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    DELETE FROM pgshadow.subscription WHERE target = p_target AND tbl = p_tbl;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgshadow._purge(p_tbl);
+    RETURN true;
+END
+$$;
+
+-- Shipped columns of a table: the requested ones (validated) or all ordinary
+-- ones; generated columns are computed by the target itself, never shipped.
+CREATE FUNCTION pgshadow._columns(p_tbl regclass, p_columns text[], p_keys name[]) RETURNS name[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all  name[];
+    v_bad  text;
+BEGIN
+    SELECT array_agg(attname ORDER BY attnum) INTO v_all
+      FROM pg_attribute
+     WHERE attrelid = p_tbl AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+    IF p_columns IS NULL THEN
+        RETURN v_all;
+    END IF;
+    SELECT string_agg(c, ', ') INTO v_bad FROM unnest(p_columns) c WHERE c::name <> ALL (v_all);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: table % has no shippable column(s) %', p_tbl, v_bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Columns must exist and not be generated.';
+    END IF;
+    SELECT string_agg(k, ', ') INTO v_bad FROM unnest(p_keys) k WHERE k <> ALL (p_columns::name[]);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: the columns shipped from % must include its primary key (missing: %)', p_tbl, v_bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT count(DISTINCT c) FROM unnest(p_columns) c) <> cardinality(p_columns) THEN
+        RAISE EXCEPTION 'pgshadow: column list for % names a column twice', p_tbl
+            USING ERRCODE = 'duplicate_column';
+    END IF;
+    -- keep the table's column order: the target maps by name anyway
+    RETURN ARRAY(SELECT a FROM unnest(v_all) a WHERE a = ANY (p_columns::name[]));
+END
+$$;

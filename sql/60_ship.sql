@@ -1,0 +1,259 @@
+-- Shipping: the SQL that reads a batch (pending keys and their current rows)
+-- and the SQL that applies it on a target. Push export runs both here, over
+-- dblink; file export (the CLI) runs the same read queries through COPY.
+--
+-- Values travel as text produced by each type's output function under fixed
+-- settings (DateStyle ISO, IntervalStyle postgres, TimeZone UTC,
+-- extra_float_digits 3, bytea_output hex) and are parsed by the same type's
+-- input function on the target under the same settings, so they round-trip
+-- exactly whatever either server's defaults are. Rows go column by column as
+-- text arrays, so one statement of a few literals carries a whole batch: one
+-- round trip per batch, no per-row statements.
+
+-- Rows whose transaction is visible in p_new but not in p_old (SQL text over
+-- two snapshot expressions). The xid range lets the shadow_xid index serve it.
+CREATE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND shadow_xid < pg_snapshot_xmax(%2$s)'
+                  ' AND pg_visible_in_snapshot(shadow_xid, %2$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)',
+                  p_old, p_new)
+$$;
+
+-- "(k1, k2) > (after[1]::t1, after[2]::t2)" for keyset pagination; the
+-- p_after expression is a text[] holding the last key of the previous chunk.
+CREATE FUNCTION pgshadow._after(p_alias text, p_cols name[], p_types text[], p_after text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('(%2$s IS NULL OR (%1$s) > (%3$s))',
+                  string_agg(p_alias || quote_ident(c), ', ' ORDER BY i),
+                  p_after,
+                  string_agg(format('(%s)[%s]::%s', p_after, i, t), ', ' ORDER BY i))
+      FROM unnest(p_cols, p_types) WITH ORDINALITY AS u(c, t, i)
+$$;
+
+-- SQL selecting the distinct pending keys of a subscription between two
+-- snapshots, in key order, after a key, at most p_limit of them.
+CREATE FUNCTION pgshadow._keys_sql(p_tbl regclass, p_old text, p_new text, p_after text, p_limit text)
+RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''%s ORDER BY %1$s%5$s',
+                  (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                  t.shadow,
+                  pgshadow._pending_where(p_old, p_new),
+                  CASE WHEN p_after IS NULL THEN ''
+                       ELSE ' AND ' || pgshadow._after('', t.key_cols, t.key_types, p_after) END,
+                  CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END)
+      FROM pgshadow.tracked t WHERE t.tbl = p_tbl
+$$;
+
+-- SQL selecting the current rows (shipped columns, row filter applied) of
+-- either the keys in relation p_keys_rel, or (p_keys_rel NULL) the whole
+-- table in key order after a key, at most p_limit of them.
+CREATE FUNCTION pgshadow._rows_sql(p_sub pgshadow.subscription, p_keys_rel text, p_after text, p_limit text)
+RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT %s FROM %s t WHERE (%s)', 
+                  (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                  p_sub.tbl,
+                  coalesce(p_sub.row_filter, 'true'))
+        || CASE WHEN p_keys_rel IS NOT NULL THEN
+               format(' AND (%s) IN (SELECT %s FROM %s)',
+                      (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                      (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                      p_keys_rel)
+           ELSE
+               CASE WHEN p_after IS NULL THEN ''
+                    ELSE ' AND ' || pgshadow._after('t.', t.key_cols, t.key_types, p_after) END
+               || ' ORDER BY ' || (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c)
+               || CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END
+           END
+      FROM pgshadow.tracked t WHERE t.tbl = p_sub.tbl
+$$;
+
+-- Types of the shipped columns, as the target will cast them.
+CREATE FUNCTION pgshadow._column_types(p_sub pgshadow.subscription) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text[];
+BEGIN
+    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.i) INTO v
+      FROM unnest(p_sub.columns) WITH ORDINALITY AS u(c, i)
+      JOIN pg_attribute a ON a.attrelid = p_sub.tbl AND a.attname = u.c AND NOT a.attisdropped AND a.attnum > 0;
+    IF coalesce(cardinality(v), 0) <> cardinality(p_sub.columns) THEN
+        RAISE EXCEPTION 'pgshadow: a column shipped from % to target "%" no longer exists (shipped: %)',
+            p_sub.tbl, p_sub.target, p_sub.columns
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'shadow_unsubscribe() and shadow_subscribe() again with the new column list.';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- The one statement that reads a chunk and renders it as text arrays:
+-- count of keys, count of rows, last key, one array literal per key column,
+-- one array literal per shipped column. Parameters: $1 old snapshot,
+-- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
+CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_copy THEN
+        format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
+               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r)',
+               pgshadow._rows_sql(p_sub, NULL, '$3', '$4'), klast, kdesc, cagg)
+    ELSE
+        format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
+               ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
+               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r)',
+               pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4'),
+               pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
+    END
+    FROM (SELECT
+            string_agg(quote_ident(c) || '::text', ', ') AS klast,
+            string_agg(quote_ident(c) || ' DESC', ', ') AS kdesc,
+            string_agg(format('array_agg(%I::text)::text', c), ', ') AS kagg
+          FROM pgshadow.tracked t, unnest(t.key_cols) c WHERE t.tbl = p_sub.tbl) k,
+         (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') AS cagg
+            FROM unnest(p_sub.columns) c) c
+$$;
+
+-- Settings every apply on a target runs under; pgshadow.origin marks the
+-- session as applying replicated changes (a custom setting, so it works on
+-- targets that do not have pgshadow installed).
+CREATE FUNCTION pgshadow._remote_begin() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL DateStyle = ''ISO, YMD'';'
+        || ' SET LOCAL IntervalStyle = ''postgres''; SET LOCAL TimeZone = ''UTC''; SET LOCAL extra_float_digits = 3;'
+        || format(' SET LOCAL pgshadow.origin = %L;', pgshadow._node())
+$$;
+
+-- This database's name as an origin of changes.
+CREATE FUNCTION pgshadow._node() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
+$$;
+
+-- Runs SQL on the open target connection, naming target and table on failure.
+CREATE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('SELECT %I.dblink_exec(%L, $1)', pgshadow._dblink(), 'pgshadow') USING p_sql;
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        USING ERRCODE = SQLSTATE;
+END
+$$;
+
+-- Opens the target connection (named "pgshadow") with the caller's user mapping.
+CREATE FUNCTION pgshadow._connect(p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
+    ELSIF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target; ship to it with the pgshadow export command', p_target
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM pgshadow._disconnect();
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+END
+$$;
+
+CREATE FUNCTION pgshadow._disconnect() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_open boolean;
+BEGIN
+    EXECUTE format('SELECT %L = ANY (%I.dblink_get_connections())', 'pgshadow', v_dbl) INTO v_open;
+    IF v_open THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow');
+    END IF;
+END
+$$;
+
+-- Ships one batch (the keys that became visible between p_old and p_new) or,
+-- with p_copy, the whole table, in chunks of p_chunk keys inside ONE remote
+-- transaction. A batch holding a TRUNCATE is shipped as TRUNCATE + full copy:
+-- that is right whatever order the batch's transactions committed in.
+CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
+                               p_copy boolean, p_chunk integer,
+                               OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex'
+AS $$
+DECLARE
+    v_tr     pgshadow.tracked;
+    v_types  text[] := pgshadow._column_types(p_sub);
+    v_dest   text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
+    v_chunk  text;
+    v_after  text[];
+    v_last   text[];
+    v_nkeys  bigint;
+    v_nrows  bigint;
+    v_karr   text[];
+    v_rarr   text[];
+    v_sql    text;
+    v_first  boolean := true;
+    v_done   boolean;
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
+    keys := 0; upserts := 0; deletes := 0; truncated := false;
+    IF NOT p_copy THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s AND shadow_op = ''T'')',
+                       v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+           INTO truncated USING p_old, p_new;
+    END IF;
+    v_chunk := pgshadow._chunk_sql(p_sub, p_copy OR truncated);
+    LOOP
+        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr
+          USING p_old, p_new, v_after, p_chunk;
+        v_sql := '';
+        IF v_first THEN
+            v_sql := pgshadow._remote_begin();
+            IF p_copy OR truncated THEN
+                v_sql := v_sql || format(' TRUNCATE %s;', v_dest);
+            END IF;
+        END IF;
+        IF v_nkeys > 0 AND NOT (p_copy OR truncated) THEN
+            v_sql := v_sql || format(' DELETE FROM %s d USING unnest(%s) AS k(%s) WHERE %s;',
+                v_dest,
+                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_karr) a),
+                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
+                   FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)));
+        END IF;
+        IF v_nrows > 0 THEN
+            v_sql := v_sql || format(' INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS r(%s);',
+                v_dest,
+                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, v_types) AS u(c, t)),
+                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_rarr) a),
+                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c));
+        END IF;
+        v_done := v_nkeys < p_chunk;
+        IF v_done THEN
+            v_sql := v_sql || ' COMMIT;';
+        END IF;
+        PERFORM pgshadow._remote(p_sub, v_sql);
+        keys := keys + v_nkeys;
+        upserts := upserts + v_nrows;
+        EXIT WHEN v_done;
+        v_after := v_last;
+        v_first := false;
+    END LOOP;
+    IF NOT (p_copy OR truncated) THEN
+        deletes := keys - upserts;
+    END IF;
+END
+$$;

@@ -1,0 +1,320 @@
+-- shadow_subscribe / shadow_unsubscribe / shadow_export and the bookkeeping
+-- they share. Shipping runs with the caller's rights (so the caller's user
+-- mapping is used and its row reads are its own); only catalog writes and
+-- shadow-table purges go through SECURITY DEFINER helpers, each of which checks
+-- that the caller owns the table.
+
+-- Locks a subscription for one exporter at a time and returns its current row.
+CREATE FUNCTION pgshadow._lock_subscription(p_id bigint) RETURNS pgshadow.subscription
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_shadow name;
+    v_owner  name;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
+    -- the table may have changed owner since it was tracked
+    SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
+      FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
+    IF NOT has_table_privilege(v_owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_owner);
+    END IF;
+    RETURN v_sub;
+END
+$$;
+
+-- Moves the watermark: called only after the target committed the batch.
+CREATE FUNCTION pgshadow._advance(p_id bigint, p_snapshot pg_snapshot, p_keys bigint, p_batches integer)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tbl regclass;
+BEGIN
+    SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_owner(v_tbl, pgshadow._caller());
+    UPDATE pgshadow.subscription
+       SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
+           keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
+           last_error = NULL, last_error_at = NULL
+     WHERE id = p_id;
+END
+$$;
+
+-- Records why an export failed (called by clients in their own transaction,
+-- since the failed export itself rolls back).
+CREATE FUNCTION pgshadow._record_error(p_target text, p_error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE pgshadow.subscription s
+       SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
+     WHERE s.target = p_target
+       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
+END
+$$;
+
+-- Drops shadow rows every subscription of the table has shipped: those whose
+-- transaction is older than the oldest watermark. When every row is shipped and
+-- no writer holds the shadow table, TRUNCATE instead of DELETE: no dead rows,
+-- so the shadow table does not bloat however many cycles run.
+CREATE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_shadow name;
+    v_min    xid8;
+    v_any    boolean;
+    v_keep   boolean;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = p_tbl;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- with no subscription left, nothing committed so far is of any use
+    SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
+      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl;
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I), EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_xid >= $1)',
+                   v_shadow) USING v_min INTO v_any, v_keep;
+    IF NOT v_any THEN
+        RETURN;
+    END IF;
+    IF NOT v_keep THEN
+        BEGIN
+            -- NOWAIT: never make writers queue behind the purge
+            EXECUTE format('LOCK TABLE pgshadow.%I IN ACCESS EXCLUSIVE MODE NOWAIT', v_shadow);
+            -- recheck under the lock: rows committed since the first look
+            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= $1)', v_shadow)
+               USING v_min INTO v_keep;
+            IF NOT v_keep THEN
+                EXECUTE format('TRUNCATE pgshadow.%I', v_shadow);
+                RETURN;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- a writer is busy: delete instead
+        END;
+    END IF;
+    EXECUTE format('DELETE FROM pgshadow.%I WHERE shadow_xid < $1', v_shadow) USING v_min;
+END
+$$;
+
+-- The subscription of a table to a target, with a clear error if none.
+CREATE FUNCTION pgshadow._subscription(p_target text, p_tbl regclass) RETURNS pgshadow.subscription
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v pgshadow.subscription;
+BEGIN
+    SELECT * INTO v FROM pgshadow.subscription WHERE target = p_target AND tbl = p_tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: table % is not subscribed to target "%"', p_tbl, p_target
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN v;
+END
+$$;
+
+CREATE FUNCTION shadow_subscribe(
+    target       text,
+    tbl          regclass,
+    dest         text DEFAULT NULL,
+    columns      text[] DEFAULT NULL,
+    row_filter   text DEFAULT NULL,
+    initial_copy boolean DEFAULT true,
+    mode         text DEFAULT 'batch',
+    on_conflict  text DEFAULT 'source_wins')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_target  pgshadow.target;
+    v_tr      pgshadow.tracked;
+    v_parts   text[];
+    v_schema  name;
+    v_table   name;
+    v_cols    name[];
+    v_sub     pgshadow.subscription;
+    v_old     pgshadow.subscription;
+    v_copy    record;
+BEGIN
+    PERFORM pgshadow._check_owner(tbl, current_user);
+    SELECT * INTO v_target FROM pgshadow.target t WHERE t.name = shadow_subscribe.target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', shadow_subscribe.target
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
+    END IF;
+    IF mode NOT IN ('batch', 'async', 'sync') THEN
+        RAISE EXCEPTION 'pgshadow: invalid mode % for % (use batch, async or sync)', quote_literal(mode), tbl
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF on_conflict NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
+        RAISE EXCEPTION 'pgshadow: invalid on_conflict % for % (use source_wins, target_wins, latest or error)',
+            quote_literal(on_conflict), tbl USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- capture first: the watermark taken below must follow the triggers
+    PERFORM pgshadow._track(tbl);
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_subscribe.tbl;
+
+    IF dest IS NULL THEN
+        SELECT n.nspname, c.relname INTO v_schema, v_table
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    ELSE
+        BEGIN
+            v_parts := parse_ident(dest);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'pgshadow: invalid dest % for %: %', quote_literal(dest), tbl, SQLERRM
+                USING ERRCODE = 'invalid_name';
+        END;
+        IF cardinality(v_parts) = 1 THEN
+            SELECT n.nspname INTO v_schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = tbl;
+            v_table := v_parts[1];
+        ELSIF cardinality(v_parts) = 2 THEN
+            v_schema := v_parts[1];
+            v_table := v_parts[2];
+        ELSE
+            RAISE EXCEPTION 'pgshadow: invalid dest % for %: use table or schema.table', quote_literal(dest), tbl
+                USING ERRCODE = 'invalid_name';
+        END IF;
+    END IF;
+
+    v_cols := pgshadow._columns(tbl, columns, v_tr.key_cols);
+
+    IF row_filter IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT FROM %s t WHERE (%s) LIMIT 0', tbl, row_filter);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'pgshadow: invalid row_filter for %: %', tbl, SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A boolean SQL expression over the table''s columns; qualify non-catalog functions with their schema.';
+        END;
+    END IF;
+
+    SELECT * INTO v_old FROM pgshadow.subscription s
+     WHERE s.target = shadow_subscribe.target AND s.tbl = shadow_subscribe.tbl;
+    IF FOUND THEN
+        IF (v_old.dest_schema, v_old.dest_table, v_old.columns, v_old.row_filter, v_old.mode, v_old.on_conflict)
+           IS NOT DISTINCT FROM (v_schema, v_table, v_cols, row_filter, mode, on_conflict) THEN
+            RETURN 0;  -- idempotent
+        END IF;
+        RAISE EXCEPTION 'pgshadow: % is already subscribed to target "%" with other settings', tbl, shadow_subscribe.target
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'shadow_unsubscribe() first; the target then needs the initial copy again.';
+    END IF;
+
+    v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, row_filter,
+                                        mode, on_conflict, initial_copy AND v_target.server IS NULL);
+    IF initial_copy AND v_target.server IS NOT NULL THEN
+        -- rows committed after the subscription's snapshot may be copied too;
+        -- their keys are also in the next batch, which ships them again
+        PERFORM pgshadow._connect(v_target.name);
+        BEGIN
+            v_copy := pgshadow._ship(v_sub, NULL, NULL, true, 100000);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM pgshadow._disconnect();
+            RAISE;
+        END;
+        PERFORM pgshadow._disconnect();
+        RETURN v_copy.upserts;
+    END IF;
+    RETURN 0;
+END
+$$;
+COMMENT ON FUNCTION shadow_subscribe(text, regclass, text, text[], text, boolean, text, text) IS
+    'pgshadow: ship a table to a target (initial copy unless initial_copy => false); returns rows copied';
+
+CREATE FUNCTION shadow_unsubscribe(target text, tbl regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(tbl, current_user);
+    RETURN pgshadow._drop_subscription(target, tbl);
+END
+$$;
+COMMENT ON FUNCTION shadow_unsubscribe(text, regclass) IS
+    'pgshadow: stop shipping a table to a target; returns false if it was not subscribed';
+
+-- Ships every pending batch of every subscription of one target. Each batch
+-- is one remote transaction; each watermark moves only after its batch has
+-- committed on the target, so a failure anywhere resends, never loses.
+CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id      bigint;
+    v_sub     pgshadow.subscription;
+    v_tr      pgshadow.tracked;
+    v_new     pg_snapshot;
+    v_to      pg_snapshot;
+    v_pending bigint;
+    v_bound   xid8;
+    v_first   boolean;
+    v_r       record;
+    v_tables  regclass[] := '{}';
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pgshadow._gc();
+    PERFORM pgshadow._connect(target);
+    BEGIN
+        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
+        LOOP
+            v_sub := pgshadow._lock_subscription(v_id);
+            SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
+            tbl := v_sub.tbl;
+            dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
+            batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+            LOOP
+                v_new := pg_current_snapshot();
+                EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
+                               pgshadow._pending_where('$1', '$2'))
+                   INTO v_pending USING v_sub.snapshot, v_new;
+                IF v_pending = 0 THEN
+                    -- nothing to ship: still move the watermark so purges can proceed
+                    PERFORM pgshadow._advance(v_id, v_new, 0, 0);
+                    EXIT;
+                END IF;
+                v_to := v_new;
+                IF v_pending > batch_size THEN
+                    -- cut the backlog at the transaction where it passes batch_size;
+                    -- a single larger transaction goes alone, chunked
+                    EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
+                                   ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
+                                   ' row_number() OVER (ORDER BY shadow_xid) AS rn'
+                                   ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
+                                   ' WHERE cum > $3 ORDER BY x LIMIT 1',
+                                   v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+                       INTO v_bound, v_first USING v_sub.snapshot, v_new, batch_size;
+                    IF v_first THEN
+                        v_bound := (v_bound::text::numeric + 1)::text::xid8;
+                    END IF;
+                    IF v_bound < pg_snapshot_xmax(v_new) THEN
+                        v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+                    END IF;
+                END IF;
+                v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, batch_size);
+                PERFORM pgshadow._advance(v_id, v_to, v_r.keys, 1);
+                v_sub.snapshot := v_to;
+                batches := batches + 1;
+                keys := keys + v_r.keys;
+                upserts := upserts + v_r.upserts;
+                deletes := deletes + v_r.deletes;
+                truncated := truncated OR v_r.truncated;
+                EXIT WHEN v_to::text = v_new::text;
+            END LOOP;
+            v_tables := v_tables || v_sub.tbl;
+            RETURN NEXT;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pgshadow._disconnect();
+        RAISE;
+    END;
+    PERFORM pgshadow._disconnect();
+    -- last, so the brief lock a TRUNCATE purge takes is held for the shortest time
+    PERFORM pgshadow._purge(t) FROM unnest(v_tables) t;
+END
+$$;
+COMMENT ON FUNCTION shadow_export(text, integer) IS
+    'pgshadow: ship every pending change of every table subscribed to a target; one row per table';

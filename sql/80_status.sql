@@ -1,0 +1,39 @@
+-- shadow_status: one row per subscription, with what is still waiting.
+
+-- Pending changes of a subscription: distinct keys not yet shipped and the age
+-- of the oldest. Counts only; keys themselves stay private to the table owner.
+CREATE FUNCTION pgshadow._pending(p_id bigint, OUT pending_keys bigint, OUT oldest_pending timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+    v_tr  pgshadow.tracked;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
+    IF v_tr.shadow IS NULL OR to_regclass(format('pgshadow.%I', v_tr.shadow)) IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
+                   ' min(shadow_at) FROM pgshadow.%I'
+                   ' WHERE shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
+       INTO pending_keys, oldest_pending USING v_sub.snapshot;
+END
+$$;
+
+CREATE VIEW shadow_status AS
+SELECT s.target,
+       s.tbl                                         AS "table",
+       format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
+       s.mode,
+       p.pending_keys,
+       now() - p.oldest_pending                      AS oldest_pending_age,
+       s.batch_no                                    AS batches,
+       s.keys_shipped,
+       s.last_export,
+       s.last_error,
+       s.last_error_at
+  FROM pgshadow.subscription s
+ CROSS JOIN LATERAL pgshadow._pending(s.id) p;
+COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
+GRANT SELECT ON shadow_status TO PUBLIC;

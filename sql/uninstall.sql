@@ -1,0 +1,9 @@
+-- Removes what the migrations installed (the extension path uses DROP EXTENSION).
+-- Capture triggers on user tables depend on pgshadow.capture(); CASCADE drops them.
+DROP EVENT TRIGGER IF EXISTS pgshadow_drop_watch;
+DROP VIEW IF EXISTS shadow_status;
+DROP FUNCTION IF EXISTS shadow_track(regclass), shadow_untrack(regclass),
+    shadow_add_target(text, text),
+    shadow_subscribe(text, regclass, text, text[], text, boolean, text, text),
+    shadow_unsubscribe(text, regclass), shadow_export(text, integer);
+DROP SCHEMA IF EXISTS pgshadow CASCADE;
