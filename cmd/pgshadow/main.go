@@ -1,0 +1,98 @@
+// Command pgshadow builds the pgshadow extension and runs the jobs SQL cannot
+// do well. Each subcommand lives in its own file and registers itself here.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]command{}
+
+// register adds a subcommand; call it from init() in the subcommand's file.
+func register(name, summary string, run func(ctx context.Context, args []string) error) {
+	if _, dup := commands[name]; dup {
+		panic("pgshadow: subcommand registered twice: " + name)
+	}
+	commands[name] = command{summary: summary, run: run}
+}
+
+// flagSet is a flag.FlagSet that reports problems as errors instead of
+// printing them, so every failure ends as one line on stderr; only -h prints.
+type flagSet struct {
+	*flag.FlagSet
+	usage string
+}
+
+// newFlagSet returns the flag set for a subcommand; usage is the synopsis
+// -h shows, e.g. "pgshadow generate [-root DIR] [-check]".
+func newFlagSet(name, usage string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, usage: usage}
+}
+
+// Parse parses args; on -h it prints the usage and returns flag.ErrHelp,
+// which ends the program successfully.
+func (f *flagSet) Parse(args []string) error {
+	err := f.FlagSet.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Printf("usage: %s\n", f.usage)
+		f.SetOutput(os.Stdout)
+		f.PrintDefaults()
+		f.SetOutput(io.Discard)
+	}
+	return err
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(os.Stdout)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "pgshadow: unknown command %q (run pgshadow help)\n", args[0])
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.run(ctx, args[1:])
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "pgshadow %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func printUsage(w io.Writer) {
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "usage: pgshadow <command> [flags] [args]  (pgshadow <command> -h for its flags)")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
+	}
+}

@@ -1,0 +1,133 @@
+// Source handling: reading pgshadow.control and turning one SQL source file
+// into the text that goes into the extension scripts or into the migrations.
+package generator
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// variant says which install path a script is assembled for. The same source
+// serves both; `-- #if extension` / `-- #if migration` blocks hold what only
+// one of them may run.
+type variant string
+
+const (
+	extensionVariant variant = "extension"
+	migrationVariant variant = "migration"
+)
+
+var (
+	defaultVersionRE = regexp.MustCompile(`(?m)^\s*default_version\s*=\s*'([^']*)'`)
+	directiveRE      = regexp.MustCompile(`^\s*--\s*#\s*(if|endif|else|elif|ifdef|ifndef)\b\s*(.*?)\s*$`)
+	// psql meta-commands: golang-migrate sends a migration to the server as
+	// one multi-statement query, where a backslash line is a syntax error.
+	metaCommandRE = regexp.MustCompile(`^\s*\\[a-zA-Z!?]`)
+	// The guard that stops `psql -f` from running an extension script; the
+	// server strips it under CREATE EXTENSION, migrations must not carry it.
+	echoGuardRE = regexp.MustCompile(`^\s*\\echo\b.*\\quit\s*$`)
+)
+
+// readDefaultVersion returns default_version from pgshadow.control.
+func readDefaultVersion(root string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(root, controlFile))
+	if err != nil {
+		return "", fmt.Errorf("read control file: %w", err)
+	}
+	m := defaultVersionRE.FindSubmatch(data)
+	if m == nil {
+		return "", fmt.Errorf("%s: no default_version = '...' line", controlFile)
+	}
+	v := string(m[1])
+	if _, err := parseVersion(v); err != nil {
+		return "", fmt.Errorf("%s: default_version: %w", controlFile, err)
+	}
+	return v, nil
+}
+
+// sourceOptions say what a source may contain besides plain SQL.
+type sourceOptions struct {
+	// allowGuard permits the `\echo ... \quit` guard line, which hand-written
+	// upgrade scripts carry; it is kept for the extension and dropped for
+	// migrations. Full-install sources get the guard from the generator.
+	allowGuard bool
+}
+
+// preprocess returns src (named name, relative to the repository root, for
+// messages) as seen by variant v: conditional blocks resolved, marker lines
+// dropped, lines ending in "\n". It rejects what cannot run on that path.
+func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte, error) {
+	text := strings.ReplaceAll(string(src), "\r\n", "\n")
+	text = strings.TrimSuffix(text, "\n")
+	var out bytes.Buffer
+	var (
+		inBlock   bool
+		blockKind variant
+		blockLine int
+	)
+	for i, line := range strings.Split(text, "\n") {
+		lineNo := i + 1
+		if m := directiveRE.FindStringSubmatch(line); m != nil {
+			keyword, arg := m[1], m[2]
+			switch keyword {
+			case "if":
+				if inBlock {
+					return nil, fmt.Errorf("%s:%d: nested -- #if (the block opened at line %d is still open); blocks cannot nest", name, lineNo, blockLine)
+				}
+				if arg != string(extensionVariant) && arg != string(migrationVariant) {
+					return nil, fmt.Errorf("%s:%d: unknown condition -- #if %s (want extension or migration)", name, lineNo, arg)
+				}
+				inBlock, blockKind, blockLine = true, variant(arg), lineNo
+			case "endif":
+				if !inBlock {
+					return nil, fmt.Errorf("%s:%d: -- #endif without -- #if", name, lineNo)
+				}
+				if arg != "" {
+					return nil, fmt.Errorf("%s:%d: -- #endif takes no argument, got %q", name, lineNo, arg)
+				}
+				inBlock = false
+			default:
+				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #if extension|migration and -- #endif)", name, lineNo, keyword)
+			}
+			continue
+		}
+		if inBlock && blockKind != v {
+			continue
+		}
+		if metaCommandRE.MatchString(line) {
+			switch {
+			case opts.allowGuard && echoGuardRE.MatchString(line):
+				if v == migrationVariant {
+					continue
+				}
+			case opts.allowGuard:
+				return nil, fmt.Errorf("%s:%d: psql meta-command %q: only the \\echo ... \\quit guard may appear, migrations run without psql", name, lineNo, strings.TrimSpace(line))
+			default:
+				return nil, fmt.Errorf("%s:%d: psql meta-command %q: sources run without psql (the generator adds the \\echo guard itself)", name, lineNo, strings.TrimSpace(line))
+			}
+		}
+		if v == migrationVariant && strings.Contains(line, "@extschema@") {
+			return nil, fmt.Errorf("%s:%d: @extschema@ is replaced only under CREATE EXTENSION; put it inside -- #if extension ... -- #endif", name, lineNo)
+		}
+		if v == migrationVariant && mentionsConfigDump(line) {
+			return nil, fmt.Errorf("%s:%d: pg_extension_config_dump works only under CREATE EXTENSION; put it inside -- #if extension ... -- #endif", name, lineNo)
+		}
+		out.WriteString(line)
+		out.WriteByte('\n')
+	}
+	if inBlock {
+		return nil, fmt.Errorf("%s:%d: -- #if %s is never closed by -- #endif", name, blockLine, blockKind)
+	}
+	return out.Bytes(), nil
+}
+
+// mentionsConfigDump reports a call of pg_extension_config_dump outside a
+// line comment; a comment explaining why it is extension-only is fine.
+func mentionsConfigDump(line string) bool {
+	code, _, _ := strings.Cut(line, "--")
+	return strings.Contains(code, "pg_extension_config_dump")
+}
