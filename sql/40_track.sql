@@ -3,9 +3,12 @@
 -- (writers need no rights on it); the triggers are created with the caller's
 -- own rights, since only the table's owner may put triggers on it.
 
--- Builds (or refreshes) the shadow table and catalog entry of p_tbl.
-CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Everything tracking p_tbl executes, in order, after checking that it can be
+-- tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
+-- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
+-- the same steps for review, so what is reviewed is what runs.
+CREATE FUNCTION pgshadow.track_plan(p_tbl regclass) RETURNS TABLE (step integer, kind text, sql text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rel       record;
     v_cols      name[];
@@ -16,22 +19,22 @@ DECLARE
     v_other     regclass;
     v_known     boolean;
 BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    PERFORM pgshadow._gc();
-
-    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition
+    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
+           c.relowner::regrole::name AS owner
       INTO v_rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_tbl;
-    IF v_rel.relkind = 'p' THEN
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: table with oid % does not exist', p_tbl::oid USING ERRCODE = 'undefined_table';
+    ELSIF v_rel.relkind = 'p' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables are not supported', p_tbl
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Writes routed to partitions do not fire the parent''s statement triggers reliably for every path; replicate a plain table.';
+                  HINT = 'Rows written to a partition directly do not fire the parent''s statement triggers; replicate plain tables.';
     ELSIF v_rel.relkind <> 'r' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: not an ordinary table', p_tbl
             USING ERRCODE = 'wrong_object_type';
     ELSIF v_rel.relispartition THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and writes through its parent would not be captured', p_tbl
+        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and rows written through its parent would not be captured', p_tbl
             USING ERRCODE = 'feature_not_supported';
     ELSIF v_rel.relpersistence = 't' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: temporary tables are private to one session', p_tbl
@@ -64,23 +67,22 @@ BEGIN
     END IF;
 
     v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
+    v_known := FOUND;
+    IF v_known THEN
+        IF v_old.key_cols IS DISTINCT FROM v_cols OR v_old.key_types IS DISTINCT FROM v_types THEN
+            RAISE EXCEPTION 'pgshadow: the primary key of % changed since it was tracked (was %, now %)',
+                p_tbl, v_old.key_cols, v_cols
+                USING HINT = 'Ship pending changes, then shadow_untrack() and shadow_track() it again.';
+        END IF;
+        -- a renamed table keeps its shadow table (and the keys pending in it)
+        v_shadow := v_old.shadow;
+    END IF;
     IF octet_length(v_shadow) > 63 THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 63-byte identifier limit',
             p_tbl, v_shadow, octet_length(v_shadow)
             USING ERRCODE = 'name_too_long',
                   HINT = 'Shorten the schema or table name.';
-    END IF;
-
-    SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
-    v_known := FOUND;
-    IF v_known AND (v_old.key_cols IS DISTINCT FROM v_cols OR v_old.key_types IS DISTINCT FROM v_types) THEN
-        RAISE EXCEPTION 'pgshadow: the primary key of % changed since it was tracked (was %, now %)',
-            p_tbl, v_old.key_cols, v_cols
-            USING HINT = 'Ship pending changes, then shadow_untrack() and shadow_track() it again.';
-    END IF;
-    IF v_known AND v_old.shadow <> v_shadow THEN
-        -- the table was renamed: keep the existing shadow table (and its pending keys)
-        v_shadow := v_old.shadow;
     END IF;
     SELECT tbl INTO v_other FROM pgshadow.tracked WHERE shadow = v_shadow AND tbl <> p_tbl;
     IF FOUND THEN
@@ -90,24 +92,30 @@ BEGIN
 
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
 
-    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
-        EXECUTE format(
-            'CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
-            ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
-            ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
-            v_shadow,
-            (SELECT string_agg(format('%I %s', c, t), ', ')
-               FROM unnest(v_cols, v_types) AS u(c, t)));
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', v_shadow || '_xid', v_shadow);
-        EXECUTE format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow,
-                       format('pgshadow: keys changed in %s', p_tbl));
-    END IF;
+    step := 0; kind := 'shadow';
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
+                  ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
+                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
+                  v_shadow,
+                  (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_cols, v_types) AS u(c, t)));
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', left(v_shadow, 59) || '_xid', v_shadow);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow, format('pgshadow: keys changed in %s', p_tbl));
+    RETURN NEXT;
+    step := step + 1;
     -- the owner reads pending keys when exporting with its own rights
-    EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I',
-                   v_shadow, (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
-
-    INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)
-    VALUES (p_tbl, v_shadow, v_cols, v_types,
+    sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)'
+                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
+                  ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
+                  ' del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
+        p_tbl::oid, v_shadow, v_cols, v_types,
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new'
@@ -116,13 +124,37 @@ BEGIN
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow),
-        pgshadow._caller())
-    ON CONFLICT (tbl) DO UPDATE
-       SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,
-           del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql;
+        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow));
+    RETURN NEXT;
 
-    RETURN format('pgshadow.%I', v_shadow)::regclass;
+    kind := 'trigger';
+    FOR v_rel IN
+        SELECT * FROM (VALUES
+            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        step := step + 1;
+        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
+                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Runs the 'shadow' steps of the plan: shadow table and catalog entry.
+CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sql text;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    PERFORM pgshadow._gc();
+    FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
+        EXECUTE v_sql;
+    END LOOP;
+    RETURN (SELECT format('pgshadow.%I', shadow)::regclass FROM pgshadow.tracked WHERE tbl = p_tbl);
 END
 $$;
 
@@ -170,20 +202,14 @@ CREATE FUNCTION pgshadow._track(tbl regclass) RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_shadow regclass;
-    v_trig record;
+    v_step   record;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     v_shadow := pgshadow._make_shadow(tbl);
-    FOR v_trig IN
-        SELECT * FROM (VALUES
-            ('pgshadow_capture_ins', 'INSERT',   'REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_upd', 'UPDATE',   'REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_del', 'DELETE',   'REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_trig.name) THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
-                           v_trig.name, v_trig.event, tbl, v_trig.referencing);
+    FOR v_step IN SELECT p.sql, split_part(p.sql, ' ', 3) AS name
+                    FROM pgshadow.track_plan(tbl) p WHERE p.kind = 'trigger' ORDER BY p.step LOOP
+        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_step.name) THEN
+            EXECUTE v_step.sql;
         END IF;
     END LOOP;
     RETURN v_shadow;
