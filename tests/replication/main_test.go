@@ -1,0 +1,206 @@
+// Package replication tests the guarantees of push mode (shadow_export): a
+// source database with pgshadow ships to a target database on another server
+// over postgres_fdw/dblink, and every test checks that both sides end equal
+// after a scenario built to break one guarantee.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, "source", "target")
+}
+
+// targetName is the pgshadow target every scenario ships to.
+const targetName = "t1"
+
+// pair is a source database with pgshadow and a target database on another
+// server, connected by foreign server "tgt" and target "t1".
+type pair struct {
+	Src, Dst *pgtest.DB
+}
+
+// newPair creates both databases on the package's two servers.
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	return newPairOn(t, pgtest.Server("target"))
+}
+
+// newPairOn creates the source on the package's source server and the target
+// on dst, with the foreign server, a superuser user mapping and the target.
+func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
+	t.Helper()
+	p := &pair{
+		Src: pgtest.NewDBWithExtension(t, pgtest.Server("source")),
+		Dst: pgtest.NewDB(t, dst),
+	}
+	p.Src.Exec(t, createServerSQL(p.Dst))
+	p.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
+		lit(dst.User), lit(dst.Password)))
+	p.Src.Exec(t, "SELECT shadow_add_target($1, 'tgt')", targetName)
+	return p
+}
+
+// createServerSQL declares database d as foreign server "tgt".
+func createServerSQL(d *pgtest.DB) string {
+	return fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
+		lit(d.Server.Host), lit(fmt.Sprint(d.Server.Port)), lit(d.Name))
+}
+
+// Both runs sql on the source and on the target (same DDL on both sides).
+func (p *pair) Both(t *testing.T, sql string) {
+	t.Helper()
+	p.Src.Exec(t, sql)
+	p.Dst.Exec(t, sql)
+}
+
+// Subscribe subscribes tbl (a SQL name) to t1; extra is appended to the
+// argument list verbatim (e.g. "row_filter => 'v > 0'"). It returns the
+// number of rows the initial copy shipped.
+func (p *pair) Subscribe(t *testing.T, tbl string, extra ...string) int64 {
+	t.Helper()
+	args := append([]string{lit(targetName), lit(tbl)}, extra...)
+	return p.Src.QueryInt(t, "SELECT shadow_subscribe("+strings.Join(args, ", ")+")")
+}
+
+// exported is one row of shadow_export's result.
+type exported struct {
+	Tbl, Dest              string
+	Batches                int
+	Keys, Upserts, Deletes int64
+	Truncated              bool
+}
+
+// exportSQL calls shadow_export for t1, with a batch size when batchSize > 0.
+func exportSQL(batchSize int) string {
+	if batchSize > 0 {
+		return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated FROM shadow_export(%s, batch_size => %d)",
+			lit(targetName), batchSize)
+	}
+	return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated FROM shadow_export(%s)", lit(targetName))
+}
+
+// ExportErr runs shadow_export('t1') on the source and returns its rows by
+// source table name (as regclass prints it).
+func (p *pair) ExportErr(batchSize int) (map[string]exported, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rows, err := p.Src.Pool.Query(ctx, exportSQL(batchSize))
+	if err != nil {
+		return nil, err
+	}
+	res, err := pgx.CollectRows(rows, pgx.RowToStructByPos[exported])
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]exported{}
+	for _, r := range res {
+		out[r.Tbl] = r
+	}
+	return out, nil
+}
+
+// Export is ExportErr failing the test on error.
+func (p *pair) Export(t *testing.T) map[string]exported {
+	t.Helper()
+	return p.ExportBatch(t, 0)
+}
+
+// ExportBatch is Export with a batch size.
+func (p *pair) ExportBatch(t *testing.T, batchSize int) map[string]exported {
+	t.Helper()
+	res, err := p.ExportErr(batchSize)
+	if err != nil {
+		t.Fatalf("shadow_export(%q) failed: %s", targetName, describe(err))
+	}
+	return res
+}
+
+// Same fails unless srcTable on the source and dstTable on the target hold
+// the same rows (over cols, when given).
+func (p *pair) Same(t *testing.T, srcTable, dstTable string, cols ...string) {
+	t.Helper()
+	pgtest.AssertSameRows(t, p.Src, srcTable, p.Dst, dstTable, cols...)
+}
+
+// watermark is the subscription's snapshot and batch counter, which must
+// move only after the target committed.
+func (p *pair) watermark(t *testing.T, tbl string) string {
+	t.Helper()
+	return p.Src.QueryString(t, `SELECT snapshot::text || ' batch ' || batch_no FROM pgshadow.subscription
+		WHERE target = $1 AND tbl = $2::regclass`, targetName, tbl)
+}
+
+// conn opens a dedicated connection (its own session) to d, closed at cleanup.
+func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
+	t.Helper()
+	return d.ConnAs(t, d.Server.User, d.Server.Password)
+}
+
+// mustExec runs sql on a dedicated connection, failing the test on error.
+func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s\nSQL: %s", describe(err), sql)
+	}
+}
+
+// mustQueryString returns the one text value of sql on a dedicated connection.
+func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var s string
+	if err := c.QueryRow(ctx, sql, args...).Scan(&s); err != nil {
+		t.Fatalf("%s\nSQL: %s", describe(err), sql)
+	}
+	return s
+}
+
+// describe renders an error with the server's detail, hint and context.
+func describe(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err.Error()
+	}
+	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
+		if f[1] != "" {
+			s += "\n" + f[0] + ": " + f[1]
+		}
+	}
+	return s
+}
+
+// lit quotes s as an SQL string literal (standard_conforming_strings is on).
+func lit(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// ident quotes s as an SQL identifier.
+func ident(s string) string {
+	return pgx.Identifier{s}.Sanitize()
+}
+
+// wantRows fails unless the target table holds exactly the given rows, as
+// TableRows renders them (sorted).
+func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
+	t.Helper()
+	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
+		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
+	}
+}
