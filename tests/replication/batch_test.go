@@ -1,0 +1,111 @@
+// Bounded work and safe resends: a backlog drains in several batches of at
+// most batch_size keys, and shipping a batch again changes nothing.
+package replication
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+// A backlog of 1000 changes in many transactions drains in several batches
+// when batch_size is 100, and the target ends equal.
+func TestBacklogDrainsInSeveralBatches(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)")
+	p.Subscribe(t, "tbl")
+
+	// 200 transactions of 5 changes each: inserts, then updates and deletes
+	// of earlier keys, so keys repeat across transactions
+	for i := 0; i < 200; i++ {
+		p.Src.Exec(t, fmt.Sprintf(`INSERT INTO tbl SELECT g, %[1]d FROM generate_series(%[1]d * 4 + 1, %[1]d * 4 + 4) g;
+			UPDATE tbl SET v = v + 1000 WHERE id = %[2]d;`, i, i*2+1))
+		if i%10 == 9 {
+			p.Src.Exec(t, fmt.Sprintf("DELETE FROM tbl WHERE id = %d", i*3))
+		}
+	}
+	before := p.watermark(t, "tbl")
+	res := p.ExportBatch(t, 100)["tbl"]
+	if res.Batches <= 1 {
+		t.Errorf("export used %d batch(es) for a backlog of 800 keys with batch_size 100, want several", res.Batches)
+	}
+	if res.Keys < 800 {
+		t.Errorf("export shipped %d keys, want at least the 800 inserted", res.Keys)
+	}
+	after := p.watermark(t, "tbl")
+	if before == after {
+		t.Errorf("watermark did not move: %s", after)
+	}
+	p.Same(t, "tbl", "tbl")
+	if got := p.ExportBatch(t, 100)["tbl"].Keys; got != 0 {
+		t.Errorf("an export after the drain shipped %d keys, want 0", got)
+	}
+}
+
+// One transaction larger than batch_size cannot be split across snapshots;
+// it still ships, in chunks of one remote transaction.
+func TestTransactionLargerThanBatchSizeShips(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
+	p.Subscribe(t, "tbl")
+
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'big' FROM generate_series(1, 1000) g")
+	res := p.ExportBatch(t, 100)["tbl"]
+	if res.Keys != 1000 || res.Batches != 1 {
+		t.Errorf("export shipped keys=%d in %d batches, want 1000 keys in 1 batch (one transaction is never split)",
+			res.Keys, res.Batches)
+	}
+	p.Same(t, "tbl", "tbl")
+
+	// between smaller transactions: the backlog is cut around the big one
+	p.Src.Exec(t, "INSERT INTO tbl VALUES (0, 'before')")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'big again' WHERE id > 0")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'after' WHERE id % 7 = 0")
+	res = p.ExportBatch(t, 100)["tbl"]
+	if res.Batches < 2 {
+		t.Errorf("export used %d batch(es), want the small transactions in batches of their own", res.Batches)
+	}
+	p.Same(t, "tbl", "tbl")
+}
+
+// Resending batches that the target already has (the watermark set back, as
+// after a crash between the remote commit and the local one) leaves the
+// target as it was.
+func TestResentBatchIsHarmless(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
+	p.Subscribe(t, "tbl")
+	// a file target that never exports keeps the shadow rows from being
+	// purged, so the resend has the batch to send
+	p.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
+	p.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	old := p.Src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription WHERE target = $1 AND tbl = 'tbl'::regclass",
+		targetName)
+
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'new' FROM generate_series(51, 60) g")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'changed' WHERE id <= 10")
+	p.Src.Exec(t, "DELETE FROM tbl WHERE id BETWEEN 20 AND 24")
+	p.Src.Exec(t, "TRUNCATE tbl; INSERT INTO tbl SELECT g, 'again' FROM generate_series(1, 30) g")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'last' WHERE id = 30")
+	first := p.Export(t)["tbl"]
+	p.Same(t, "tbl", "tbl")
+	shipped := p.Dst.TableRows(t, "tbl")
+
+	p.Src.Exec(t, "UPDATE pgshadow.subscription SET snapshot = $1::pg_snapshot WHERE target = $2 AND tbl = 'tbl'::regclass",
+		old, targetName)
+	again := p.Export(t)["tbl"]
+	if again.Keys != first.Keys || again.Truncated != first.Truncated {
+		t.Errorf("resend shipped keys=%d truncated=%v, want the same batch as before (keys=%d truncated=%v)",
+			again.Keys, again.Truncated, first.Keys, first.Truncated)
+	}
+	if got := p.Dst.TableRows(t, "tbl"); !slices.Equal(got, shipped) {
+		t.Errorf("target changed by the resend:\n%s", pgtest.DiffRows(shipped, got))
+	}
+	p.Same(t, "tbl", "tbl")
+}
