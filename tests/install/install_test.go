@@ -1,0 +1,176 @@
+// Install paths: the generated files are fresh, CREATE EXTENSION and the
+// golang-migrate migrations install the same objects, the down migration
+// removes them all, and an install updated from every shipped version equals
+// a fresh one.
+package install_test
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/golang-migrate/migrate/v4"
+	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	_ "github.com/golang-migrate/migrate/v4/source/file"
+
+	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/tests/install"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, "source")
+}
+
+func TestGeneratedFilesAreFresh(t *testing.T) {
+	err := generator.Check(install.RepoRoot(t))
+	var stale *generator.StaleError
+	if errors.As(err, &stale) {
+		t.Fatalf("generated files are stale (run `make generate` and commit them): %v", err)
+	}
+	if err != nil {
+		t.Fatalf("generator.Check: %v", err)
+	}
+}
+
+// newMigrate opens golang-migrate on db with the repository's migrations.
+func newMigrate(t *testing.T, db *pgtest.DB) *migrate.Migrate {
+	t.Helper()
+	s := db.Server
+	u := url.URL{
+		Scheme:   "pgx5",
+		User:     url.UserPassword(s.User, s.Password),
+		Host:     fmt.Sprintf("%s:%d", s.Host, s.Port),
+		Path:     "/" + db.Name,
+		RawQuery: "sslmode=disable",
+	}
+	src := "file://" + filepath.Join(install.RepoRoot(t), "migrations")
+	m, err := migrate.New(src, u.String())
+	if err != nil {
+		t.Fatalf("open migrations %s on %s: %v", src, db.Name, err)
+	}
+	t.Cleanup(func() {
+		if serr, derr := m.Close(); serr != nil || derr != nil {
+			t.Errorf("close migrate: source %v, database %v", serr, derr)
+		}
+	})
+	return m
+}
+
+// newMigratedDB is a fresh database with pgshadow installed by the migrations
+// (its required extensions first, as a DBA would create them).
+func newMigratedDB(t *testing.T) (*pgtest.DB, *migrate.Migrate) {
+	t.Helper()
+	db := pgtest.NewDB(t, pgtest.Server("source"))
+	db.Exec(t, "CREATE EXTENSION postgres_fdw; CREATE EXTENSION dblink")
+	m := newMigrate(t, db)
+	if err := m.Up(); err != nil {
+		t.Fatalf("migrate up on %s: %v", db.Name, err)
+	}
+	return db, m
+}
+
+func assertSameInventory(t *testing.T, wantName string, want []string, gotName string, got []string) {
+	t.Helper()
+	if diff := pgtest.DiffRows(want, got); diff != "" {
+		t.Fatalf("%s (-) and %s (+) installed different objects:\n%s", wantName, gotName, diff)
+	}
+}
+
+func TestExtensionAndMigrationsInstallTheSameObjects(t *testing.T) {
+	ext := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
+	mig, _ := newMigratedDB(t)
+	want := install.Inventory(t, ext)
+	if len(want) < 10 {
+		t.Fatalf("inventory of CREATE EXTENSION has only %d objects, the inventory queries miss them:\n%s",
+			len(want), strings.Join(want, "\n"))
+	}
+	assertSameInventory(t, "CREATE EXTENSION pgshadow", want, "migrate up", install.Inventory(t, mig))
+}
+
+func TestMigrationDownRemovesEverything(t *testing.T) {
+	db, m := newMigratedDB(t)
+	// tracked tables have capture triggers that depend on pgshadow.capture()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text);
+		INSERT INTO t VALUES (1, 'a');
+		SELECT shadow_track('t');
+		INSERT INTO t VALUES (2, 'b')`)
+	if err := m.Down(); err != nil {
+		t.Fatalf("migrate down on %s: %v", db.Name, err)
+	}
+	install.AssertNothingLeft(t, db, "migrate down")
+	db.Exec(t, "INSERT INTO t VALUES (3, 'c')")
+	if n := db.QueryInt(t, "SELECT count(*) FROM t"); n != 3 {
+		t.Fatalf("after migrate down, the formerly tracked table has %d rows, want 3", n)
+	}
+}
+
+func TestMigrationUpAfterDownInstallsAgain(t *testing.T) {
+	db, m := newMigratedDB(t)
+	want := install.Inventory(t, db)
+	if err := m.Down(); err != nil {
+		t.Fatalf("migrate down on %s: %v", db.Name, err)
+	}
+	if err := m.Up(); err != nil {
+		t.Fatalf("migrate up after down on %s: %v", db.Name, err)
+	}
+	assertSameInventory(t, "first migrate up", want, "migrate up after down", install.Inventory(t, db))
+}
+
+// The whole capture suite runs over every upgrade path: for each version with
+// a full script in the repository, install it, ALTER EXTENSION UPDATE, and
+// compare with a fresh install; for older versions also rerun the capture
+// package with install.FromVersionEnv set. With a single version the update
+// is a no-op, and the ordinary test run already is the run "from" it.
+func TestUpdateFromEveryShippedVersionEqualsAFreshInstall(t *testing.T) {
+	root := install.RepoRoot(t)
+	vs := install.ReadVersions(t, root)
+	if len(vs.Full) == 0 {
+		t.Fatalf("no pgshadow--<version>.sql in %s: run `make generate`", root)
+	}
+	fresh := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
+	if got := install.ExtVersion(t, fresh); got != vs.Current {
+		t.Fatalf("CREATE EXTENSION installed version %s, pgshadow.control says %s: run `make install`", got, vs.Current)
+	}
+	want := install.Inventory(t, fresh)
+	for _, from := range vs.Full {
+		t.Run("from_"+from, func(t *testing.T) {
+			db := pgtest.NewDB(t, pgtest.Server("source"))
+			if db.QueryInt(t, `SELECT count(*) FROM pg_available_extension_versions
+			                    WHERE name = 'pgshadow' AND version = $1`, from) != 1 {
+				t.Fatalf("version %s is in the repository but not installed on the server: run `make install`", from)
+			}
+			install.InstallVersionAndUpdate(t, db, from)
+			if got := install.ExtVersion(t, db); got != vs.Current {
+				t.Fatalf("after ALTER EXTENSION pgshadow UPDATE from %s: version %s, want %s", from, got, vs.Current)
+			}
+			assertSameInventory(t, "fresh install of "+vs.Current, want,
+				"install of "+from+" updated to "+vs.Current, install.Inventory(t, db))
+			if from == vs.Current {
+				return
+			}
+			if testing.Short() {
+				t.Skipf("-short: not rerunning the capture suite over the update from %s", from)
+			}
+			runCaptureSuiteFrom(t, root, from)
+		})
+	}
+}
+
+// runCaptureSuiteFrom runs the capture test package with every database
+// installed at version from and then updated.
+func runCaptureSuiteFrom(t *testing.T, root, from string) {
+	t.Helper()
+	cmd := exec.Command("go", "test", "-count=1", "-short", "./tests/capture/")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), install.FromVersionEnv+"="+from)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("capture suite over the update from %s failed: %v\n%s", from, err, out)
+	}
+}
