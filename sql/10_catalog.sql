@@ -13,6 +13,7 @@ CREATE TABLE pgshadow.tracked (
     upd_sql     text NOT NULL,
     del_sql     text NOT NULL,
     trunc_sql   text NOT NULL,
+    notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );

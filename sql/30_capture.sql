@@ -30,6 +30,10 @@ BEGIN
     ELSE
         EXECUTE v.trunc_sql;
     END IF;
+    IF v.notify THEN
+        -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
+        PERFORM pg_notify('pgshadow', '');
+    END IF;
     RETURN NULL;
 END
 $$;

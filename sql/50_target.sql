@@ -71,6 +71,7 @@ BEGIN
     VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, p_row_filter, p_mode, p_on_conflict,
             pg_current_snapshot(), p_needs_copy, v_caller)
     RETURNING * INTO v_sub;
+    PERFORM pgshadow._refresh_notify(p_tbl);
     RETURN v_sub;
 END
 $$;
@@ -83,6 +84,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM pgshadow._refresh_notify(p_tbl);
     PERFORM pgshadow._purge(p_tbl);
     RETURN true;
 END

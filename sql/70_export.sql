@@ -73,9 +73,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    -- with no subscription left, nothing committed so far is of any use
+    -- sync subscriptions ship at write time and never hold rows back; with no
+    -- other subscription left, nothing committed so far is of any use
     SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
-      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl;
+      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl AND mode <> 'sync';
     EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I), EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_xid >= $1)',
                    v_shadow) USING v_min INTO v_any, v_keep;
     IF NOT v_any THEN
@@ -234,15 +235,17 @@ $$;
 COMMENT ON FUNCTION shadow_unsubscribe(text, regclass) IS
     'pgshadow: stop shipping a table to a target; returns false if it was not subscribed';
 
--- Ships every pending batch of every subscription of one target. Each batch
--- is one remote transaction; each watermark moves only after its batch has
--- committed on the target, so a failure anywhere resends, never loses.
-CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
-RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+-- Ships every pending batch of one subscription over the open target
+-- connection. Each batch is one remote transaction; the watermark moves only
+-- after its batch committed on the target, so a failure resends, never loses.
+-- A backlog over p_batch_size is cut at a transaction boundary into several
+-- batches, each with a snapshot of its own (pgshadow._snapshot_between).
+CREATE FUNCTION pgshadow._export_sub(p_id bigint, p_batch_size integer,
+    OUT tbl regclass, OUT dest text, OUT batches integer, OUT keys bigint, OUT upserts bigint,
+    OUT deletes bigint, OUT truncated boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_id      bigint;
-    v_sub     pgshadow.subscription;
+    v_sub     pgshadow.subscription := pgshadow._lock_subscription(p_id);
     v_tr      pgshadow.tracked;
     v_new     pg_snapshot;
     v_to      pg_snapshot;
@@ -250,6 +253,57 @@ DECLARE
     v_bound   xid8;
     v_first   boolean;
     v_r       record;
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
+    tbl := v_sub.tbl;
+    dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
+    batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    LOOP
+        v_new := pg_current_snapshot();
+        EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
+                       pgshadow._pending_where('$1', '$2'))
+           INTO v_pending USING v_sub.snapshot, v_new;
+        IF v_pending = 0 THEN
+            -- nothing to ship: still move the watermark so purges can proceed
+            PERFORM pgshadow._advance(p_id, v_new, 0, 0);
+            EXIT;
+        END IF;
+        v_to := v_new;
+        IF v_pending > p_batch_size THEN
+            -- cut where the backlog passes the cap; one larger transaction goes alone, chunked
+            EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
+                           ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
+                           ' row_number() OVER (ORDER BY shadow_xid) AS rn'
+                           ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
+                           ' WHERE cum > $3 ORDER BY x LIMIT 1',
+                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+               INTO v_bound, v_first USING v_sub.snapshot, v_new, p_batch_size;
+            IF v_first THEN
+                v_bound := (v_bound::text::numeric + 1)::text::xid8;
+            END IF;
+            IF v_bound < pg_snapshot_xmax(v_new) THEN
+                v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+            END IF;
+        END IF;
+        v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, p_batch_size);
+        PERFORM pgshadow._advance(p_id, v_to, v_r.keys, 1);
+        v_sub.snapshot := v_to;
+        batches := batches + 1;
+        keys := keys + v_r.keys;
+        upserts := upserts + v_r.upserts;
+        deletes := deletes + v_r.deletes;
+        truncated := truncated OR v_r.truncated;
+        EXIT WHEN v_to::text = v_new::text;
+    END LOOP;
+END
+$$;
+
+-- Ships every pending batch of every (batch or async) subscription of a target.
+CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id      bigint;
     v_tables  regclass[] := '{}';
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
@@ -261,50 +315,9 @@ BEGIN
         FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                      WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
         LOOP
-            v_sub := pgshadow._lock_subscription(v_id);
-            SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
-            tbl := v_sub.tbl;
-            dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
-            batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
-            LOOP
-                v_new := pg_current_snapshot();
-                EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
-                               pgshadow._pending_where('$1', '$2'))
-                   INTO v_pending USING v_sub.snapshot, v_new;
-                IF v_pending = 0 THEN
-                    -- nothing to ship: still move the watermark so purges can proceed
-                    PERFORM pgshadow._advance(v_id, v_new, 0, 0);
-                    EXIT;
-                END IF;
-                v_to := v_new;
-                IF v_pending > batch_size THEN
-                    -- cut the backlog at the transaction where it passes batch_size;
-                    -- a single larger transaction goes alone, chunked
-                    EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
-                                   ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
-                                   ' row_number() OVER (ORDER BY shadow_xid) AS rn'
-                                   ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
-                                   ' WHERE cum > $3 ORDER BY x LIMIT 1',
-                                   v_tr.shadow, pgshadow._pending_where('$1', '$2'))
-                       INTO v_bound, v_first USING v_sub.snapshot, v_new, batch_size;
-                    IF v_first THEN
-                        v_bound := (v_bound::text::numeric + 1)::text::xid8;
-                    END IF;
-                    IF v_bound < pg_snapshot_xmax(v_new) THEN
-                        v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
-                    END IF;
-                END IF;
-                v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, batch_size);
-                PERFORM pgshadow._advance(v_id, v_to, v_r.keys, 1);
-                v_sub.snapshot := v_to;
-                batches := batches + 1;
-                keys := keys + v_r.keys;
-                upserts := upserts + v_r.upserts;
-                deletes := deletes + v_r.deletes;
-                truncated := truncated OR v_r.truncated;
-                EXIT WHEN v_to::text = v_new::text;
-            END LOOP;
-            v_tables := v_tables || v_sub.tbl;
+            SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
+              FROM pgshadow._export_sub(v_id, batch_size);
+            v_tables := v_tables || tbl;
             RETURN NEXT;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN

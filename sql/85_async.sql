@@ -1,0 +1,207 @@
+-- Async mode: changes ship shortly after commit, and writers never wait on or
+-- fail because of a target. `CALL shadow_run()` (from `pgshadow run`, which
+-- wakes on the NOTIFY capture sends, or from pg_cron) exports every async
+-- subscription in a transaction of its own. A failure is kept in the error
+-- queue and retried with backoff; since a subscription's watermark does not
+-- move past a failed batch, later changes of that table wait behind it and
+-- can never overtake it.
+
+CREATE TABLE pgshadow.error (
+    sub_id      bigint PRIMARY KEY REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    first_seen  timestamptz NOT NULL,
+    last_seen   timestamptz NOT NULL,
+    attempts    integer NOT NULL,
+    next_retry  timestamptz NOT NULL
+);
+
+-- Skipping a batch loses changes on purpose; every skip is recorded.
+CREATE TABLE pgshadow.skipped (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target        text NOT NULL,
+    tbl           regclass NOT NULL,
+    from_snapshot pg_snapshot NOT NULL,
+    to_snapshot   pg_snapshot NOT NULL,
+    keys          bigint NOT NULL,
+    error         text,
+    reason        text,
+    skipped_by    name NOT NULL,
+    skipped_at    timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT ON pgshadow.error, pgshadow.skipped TO PUBLIC;
+
+-- #if extension
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
+-- #endif
+
+CREATE VIEW shadow_errors AS
+SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
+  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id;
+COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
+GRANT SELECT ON shadow_errors TO PUBLIC;
+
+-- Counts a failure and schedules the retry: 1 s, 2 s, 4 s ... at most 5 minutes.
+CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
+    VALUES (p_id, p_sqlstate, left(p_message, 2000), clock_timestamp(), clock_timestamp(), 1,
+            clock_timestamp() + interval '1 second')
+    ON CONFLICT (sub_id) DO UPDATE
+       SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
+           attempts = e.attempts + 1,
+           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20));
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = clock_timestamp()
+     WHERE id = p_id;
+END
+$$;
+
+CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    DELETE FROM pgshadow.error WHERE sub_id = p_id;
+END
+$$;
+
+-- Makes every queued failure of a target due now.
+CREATE FUNCTION pgshadow._retry_now(p_target text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    UPDATE pgshadow.error e SET next_retry = clock_timestamp()
+      FROM pgshadow.subscription s
+     WHERE s.id = e.sub_id AND s.target = p_target
+       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+-- Whether a subscription has anything to ship (cheap: stops at the first row).
+CREATE FUNCTION pgshadow._has_pending(p_id bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+    v_shadow name;
+    v boolean;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
+                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
+                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+       INTO v USING v_sub.snapshot;
+    RETURN v;
+END
+$$;
+
+-- Exports every due async subscription (of one target, or all), each in its
+-- own transaction. Procedures with SET clauses cannot commit, so every name
+-- here is schema-qualified instead of pinning search_path.
+CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_sub    record;
+    v_state  text;
+    v_msg    text;
+    v_failed boolean;
+BEGIN
+    FOR v_sub IN
+        SELECT s.id, s.target, s.tbl FROM pgshadow.subscription s
+          LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+         WHERE s.mode = 'async' AND (shadow_run.target IS NULL OR s.target = shadow_run.target)
+           AND (e.next_retry IS NULL OR e.next_retry <= pg_catalog.clock_timestamp())
+           AND pg_catalog.pg_has_role(current_user,
+                   (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.tbl), 'USAGE')
+         ORDER BY s.target, s.id
+    LOOP
+        v_failed := false;
+        BEGIN
+            IF pgshadow._has_pending(v_sub.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = v_sub.id) THEN
+                PERFORM pgshadow._connect(v_sub.target);
+                PERFORM pgshadow._export_sub(v_sub.id, batch_size);
+                PERFORM pgshadow._disconnect();
+                PERFORM pgshadow._clear_failure(v_sub.id);
+                PERFORM pgshadow._purge(v_sub.tbl);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            v_failed := true;
+        END;
+        IF v_failed THEN
+            PERFORM pgshadow._disconnect();
+            PERFORM pgshadow._record_failure(v_sub.id, v_state, v_msg);
+            RAISE WARNING '%', v_msg;
+        END IF;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE shadow_run(text, integer) IS
+    'pgshadow: ship every due async subscription, each in its own transaction; failures go to shadow_errors';
+
+-- Retries the queued failures of a target now, in order.
+CREATE PROCEDURE shadow_retry(target text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgshadow._retry_now(target);
+    COMMIT;
+    CALL public.shadow_run(target);
+END
+$$;
+COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
+
+-- Deliberately skips what is pending for a table (e.g. a batch the target
+-- refuses for good): the watermark jumps to now without shipping. The skip,
+-- its key count and the error it cleared are recorded in pgshadow.skipped;
+-- shadow_compare() then finds what differs.
+CREATE FUNCTION shadow_skip(target text, tbl regclass, reason text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub  pgshadow.subscription;
+    v_new  pg_snapshot := pg_current_snapshot();
+    v_keys bigint;
+BEGIN
+    v_sub := pgshadow._subscription(target, tbl);
+    v_sub := pgshadow._lock_subscription(v_sub.id);
+    EXECUTE format('SELECT count(*) FROM (%s) k', pgshadow._keys_sql(tbl, '$1', '$2', NULL, NULL))
+       INTO v_keys USING v_sub.snapshot, v_new;
+    PERFORM pgshadow._log_skip(v_sub.id, v_sub.snapshot, v_new, v_keys, reason);
+    PERFORM pgshadow._advance(v_sub.id, v_new, 0, 0);
+    PERFORM pgshadow._clear_failure(v_sub.id);
+    RETURN v_keys;
+END
+$$;
+COMMENT ON FUNCTION shadow_skip(text, regclass, text) IS
+    'pgshadow: skip (and record) every pending change of a table for a target; returns the keys skipped';
+
+CREATE FUNCTION pgshadow._log_skip(p_id bigint, p_from pg_snapshot, p_to pg_snapshot, p_keys bigint, p_reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
+    INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
+    VALUES (v_sub.target, v_sub.tbl, p_from, p_to, p_keys,
+            (SELECT message FROM pgshadow.error WHERE sub_id = p_id), p_reason, pgshadow._caller());
+END
+$$;
+
+-- Keeps tracked.notify in step with the table's async subscriptions.
+CREATE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    UPDATE pgshadow.tracked t
+       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+     WHERE t.tbl = p_tbl;
+END
+$$;
