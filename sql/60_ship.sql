@@ -92,7 +92,10 @@ $$;
 -- count of keys, count of rows, last key, one array literal per key column,
 -- one array literal per shipped column. Parameters: $1 old snapshot,
 -- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
-CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean) RETURNS text
+-- p_keys_sql, when given, replaces the pending-keys query (sync mode reads the
+-- keys of the statement's transition tables).
+CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean, p_keys_sql text DEFAULT NULL)
+RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_copy THEN
         format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
@@ -102,7 +105,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
                ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
                ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r)',
-               pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4'),
+               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4')),
                pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
     END
     FROM (SELECT
@@ -180,6 +183,32 @@ BEGIN
 END
 $$;
 
+-- The statements that apply one chunk on a target: delete the keys (one text
+-- array literal per key column), then append the rows (one per shipped
+-- column), each value cast to its source type and so parsed by the target's
+-- input function. The target maps columns by name, so it may order them
+-- differently or have more (those get their defaults).
+CREATE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                    p_keys text[], p_rows text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
+               format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_keys) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
+                   (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
+                      FROM unnest(p_tr.key_cols, p_tr.key_types) AS u(c, t)))
+           END
+        || CASE WHEN p_rows IS NULL THEN '' ELSE
+               format(' INSERT INTO %I.%I (%s) SELECT %s FROM unnest(%s) AS r(%s);',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                   (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, p_types) AS u(c, t)),
+                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_rows) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c))
+           END
+$$;
+
 -- Ships one batch (the keys that became visible between p_old and p_new) or,
 -- with p_copy, the whole table, in chunks of p_chunk keys inside ONE remote
 -- transaction. A batch holding a TRUNCATE is shipped as TRUNCATE + full copy:
@@ -225,22 +254,9 @@ BEGIN
                 v_sql := v_sql || format(' TRUNCATE %s;', v_dest);
             END IF;
         END IF;
-        IF v_nkeys > 0 AND NOT (p_copy OR truncated) THEN
-            v_sql := v_sql || format(' DELETE FROM %s d USING unnest(%s) AS k(%s) WHERE %s;',
-                v_dest,
-                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_karr) a),
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-                (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
-                   FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)));
-        END IF;
-        IF v_nrows > 0 THEN
-            v_sql := v_sql || format(' INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS r(%s);',
-                v_dest,
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
-                (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, v_types) AS u(c, t)),
-                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_rarr) a),
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c));
-        END IF;
+        v_sql := v_sql || pgshadow._apply_sql(p_sub, v_tr, v_types,
+                                              CASE WHEN p_copy OR truncated OR v_nkeys = 0 THEN NULL ELSE v_karr END,
+                                              CASE WHEN v_nrows > 0 THEN v_rarr END);
         v_done := v_nkeys < p_chunk;
         IF v_done THEN
             v_sql := v_sql || ' COMMIT;';

@@ -206,6 +206,13 @@ BEGIN
 
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, row_filter,
                                         mode, on_conflict, initial_copy AND v_target.server IS NULL);
+    IF mode = 'sync' THEN
+        IF v_target.server IS NULL THEN
+            RAISE EXCEPTION 'pgshadow: target "%" is a file target; sync mode needs a foreign server', v_target.name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM pgshadow._sync_triggers(tbl, true);
+    END IF;
     IF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
@@ -227,9 +234,15 @@ COMMENT ON FUNCTION shadow_subscribe(text, regclass, text, text[], text, boolean
 
 CREATE FUNCTION shadow_unsubscribe(target text, tbl regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dropped boolean;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
-    RETURN pgshadow._drop_subscription(target, tbl);
+    v_dropped := pgshadow._drop_subscription(target, tbl);
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_unsubscribe.tbl AND s.mode = 'sync') THEN
+        PERFORM pgshadow._sync_triggers(tbl, false);
+    END IF;
+    RETURN v_dropped;
 END
 $$;
 COMMENT ON FUNCTION shadow_unsubscribe(text, regclass) IS

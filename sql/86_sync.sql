@@ -1,0 +1,144 @@
+-- Sync mode: each statement's changes are applied on the target inside the
+-- writing transaction, one round trip per statement (the keys come from the
+-- statement's transition tables, not from one call per row). The remote
+-- transaction commits from a deferred constraint trigger, the last thing that
+-- runs before the local commit, so a target that fails or cannot be reached
+-- aborts the local transaction with an error naming the target.
+--
+-- Limits, by design of what plain SQL can hook: the remote commit precedes the
+-- local one, so a crash between the two leaves the target one transaction
+-- ahead; and ROLLBACK TO SAVEPOINT after a replicated statement is not undone
+-- on the target. shadow_compare() finds both; the writing role needs SELECT
+-- on the table and a user mapping for the target's server.
+
+-- One row per (transaction, target) with an open remote transaction.
+CREATE UNLOGGED TABLE pgshadow.sync_open (
+    xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    target text NOT NULL,
+    PRIMARY KEY (xid, target)
+);
+GRANT SELECT, INSERT ON pgshadow.sync_open TO PUBLIC;
+
+CREATE FUNCTION pgshadow._sync_conn(p_target text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'pgshadow_sync_' || p_target
+$$;
+
+-- Commits the remote transaction at local pre-commit.
+CREATE FUNCTION pgshadow.sync_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgshadow: sync target "%" failed to commit: %', NEW.target, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    DELETE FROM pgshadow.sync_open WHERE xid = NEW.xid AND target = NEW.target;
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER sync_commit AFTER INSERT ON pgshadow.sync_open
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgshadow.sync_commit();
+
+-- The sync capture: runs with the writer's rights (its user mapping, its reads).
+CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex'
+AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_tr     pgshadow.tracked;
+    v_conn   text;
+    v_dbl    name;
+    v_server name;
+    v_open   boolean;
+    v_sql    text;
+    v_keys   text;
+    v_nkeys  bigint;
+    v_nrows  bigint;
+    v_last   text[];
+    v_karr   text[];
+    v_rarr   text[];
+BEGIN
+    IF current_setting('pgshadow.origin', true) <> '' THEN
+        RETURN NULL;  -- replicated changes are not shipped again
+    END IF;
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
+    v_dbl := pgshadow._dblink();
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+        v_conn := pgshadow._sync_conn(v_sub.target);
+        v_sql := '';
+        IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN
+            EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
+               INTO STRICT v_open;
+            IF NOT v_open THEN
+                SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
+                BEGIN
+                    EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, v_conn, v_server);
+                EXCEPTION WHEN OTHERS THEN
+                    RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
+                        USING ERRCODE = SQLSTATE;
+                END;
+            ELSE
+                -- a transaction this session rolled back may have left one open there
+                v_sql := 'ROLLBACK;';
+            END IF;
+            v_sql := v_sql || pgshadow._remote_begin();
+            INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
+        END IF;
+
+        IF TG_OP = 'TRUNCATE' THEN
+            v_sql := v_sql || format(' TRUNCATE %I.%I;', v_sub.dest_schema, v_sub.dest_table);
+        ELSE
+            v_keys := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c);
+            v_keys := CASE TG_OP
+                WHEN 'INSERT' THEN format('SELECT DISTINCT %s FROM pgshadow_new', v_keys)
+                WHEN 'DELETE' THEN format('SELECT DISTINCT %s FROM pgshadow_old', v_keys)
+                ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END;
+            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr
+              USING NULL::pg_snapshot, NULL::pg_snapshot, NULL::text[], NULL::integer;
+            IF v_nkeys = 0 THEN
+                CONTINUE WHEN v_sql = '';
+            ELSE
+                v_sql := v_sql || pgshadow._apply_sql(v_sub, v_tr, pgshadow._column_types(v_sub), v_karr,
+                                                      CASE WHEN v_nrows > 0 THEN v_rarr END);
+            END IF;
+        END IF;
+        BEGIN
+            EXECUTE format('SELECT %I.dblink_exec(%L, $1)', v_dbl, v_conn) USING v_sql;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
+                TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
+                USING ERRCODE = SQLSTATE;
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- Creates (p_on) or drops the sync triggers of a table, with the caller's
+-- rights: they exist only while the table has a sync subscription.
+CREATE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT * FROM (VALUES
+            ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        IF NOT p_on THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v.name, p_tbl);
+        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
+                           v.name, v.event, p_tbl, v.referencing);
+        END IF;
+    END LOOP;
+END
+$$;
