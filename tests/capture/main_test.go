@@ -1,0 +1,192 @@
+// Capture tests: what the statement-level triggers record in shadow tables,
+// how tracking starts and ends, which tables are refused, and who may do what.
+// Set install.FromVersionEnv to run them against an upgraded install.
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/tests/install"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, "source")
+}
+
+// newDB is a fresh database with pgshadow installed.
+func newDB(t *testing.T) *pgtest.DB {
+	t.Helper()
+	return install.NewDBWithExtension(t, pgtest.Server("source"))
+}
+
+// session is a dedicated superuser connection, for transactions, session
+// settings and temporary tables.
+func session(t *testing.T, db *pgtest.DB) *pgx.Conn {
+	t.Helper()
+	return db.ConnAs(t, db.Server.User, db.Server.Password)
+}
+
+const rolePassword = "pgshadow_test_pw"
+
+var roleSeq atomic.Int64
+
+// newRole creates a login role (roles are cluster-wide, so the name gets a
+// unique suffix) with the given extra options, e.g. "IN ROLE team". At
+// cleanup it drops what the role owns in db, then the role.
+func newRole(t *testing.T, db *pgtest.DB, prefix, options string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s_%d", prefix, roleSeq.Add(1))
+	db.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' %s", install.Ident(name), rolePassword, options))
+	t.Cleanup(func() {
+		for _, sql := range []string{"DROP OWNED BY " + install.Ident(name), "DROP ROLE " + install.Ident(name)} {
+			if err := db.ExecErr(sql); err != nil {
+				t.Errorf("cleanup %s: %v", sql, err)
+			}
+		}
+	})
+	return name
+}
+
+// connAs connects to db as a role made by newRole.
+func connAs(t *testing.T, db *pgtest.DB, role string) *pgx.Conn {
+	t.Helper()
+	return db.ConnAs(t, role, rolePassword)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// run executes sql on c and fails the test on error.
+func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, describe(err), sql)
+	}
+}
+
+// runErr executes sql on c and returns its error.
+func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
+	t.Helper()
+	_, err := c.Exec(ctx(t), sql, args...)
+	return err
+}
+
+// text returns the one value of a one-row query on c, as text.
+func text(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
+	t.Helper()
+	var v *string
+	if err := c.QueryRow(ctx(t), sql, args...).Scan(&v); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, describe(err), sql)
+	}
+	if v == nil {
+		return "<NULL>"
+	}
+	return *v
+}
+
+// describe renders an error with the server's detail and hint.
+func describe(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	s := fmt.Sprintf("ERROR %s (SQLSTATE %s)", pe.Message, pe.Code)
+	if pe.Detail != "" {
+		s += "\nDETAIL: " + pe.Detail
+	}
+	if pe.Hint != "" {
+		s += "\nHINT: " + pe.Hint
+	}
+	return s
+}
+
+// assertError fails unless err is a server error with SQLSTATE code (any
+// code if empty) whose message contains every string in mentions.
+func assertError(t *testing.T, err error, what, code string, mentions ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s succeeded, want an error (SQLSTATE %s) mentioning %q", what, code, mentions)
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s failed with a non-server error: %v", what, err)
+	}
+	if code != "" && pe.Code != code {
+		t.Errorf("%s: SQLSTATE %s, want %s; error: %s", what, pe.Code, code, describe(err))
+	}
+	for _, m := range mentions {
+		if !strings.Contains(pe.Message, m) {
+			t.Errorf("%s: message does not name %q: %s", what, m, describe(err))
+		}
+	}
+}
+
+// commitXid runs stmts in one transaction on c and returns that
+// transaction's pg_current_xact_id(), read inside it just before COMMIT.
+func commitXid(t *testing.T, c *pgx.Conn, stmts ...string) string {
+	t.Helper()
+	run(t, c, "BEGIN")
+	for _, s := range stmts {
+		run(t, c, s)
+	}
+	xid := text(t, c, "SELECT pg_current_xact_id()::text")
+	run(t, c, "COMMIT")
+	return xid
+}
+
+// shadowOf is the shadow table of tbl according to the catalog, or "" if
+// tbl is not tracked.
+func shadowOf(t *testing.T, db *pgtest.DB, tbl string) string {
+	t.Helper()
+	rows := db.QueryStrings(t, "SELECT format('pgshadow.%I', shadow) FROM pgshadow.tracked WHERE tbl = $1::regclass", tbl)
+	if len(rows) == 0 {
+		return ""
+	}
+	return rows[0]
+}
+
+// assertShadowRows compares the rows of tbl's shadow table, as (key columns,
+// shadow_op), with want (sorted), and checks that all carry xid if set.
+func assertShadowRows(t *testing.T, db *pgtest.DB, tbl string, keys []string, want []string, xid string) {
+	t.Helper()
+	shadow := shadowOf(t, db, tbl)
+	if shadow == "" {
+		t.Fatalf("%s is not in pgshadow.tracked", tbl)
+	}
+	got := db.TableRows(t, shadow, append(append([]string{}, keys...), "shadow_op")...)
+	if diff := pgtest.DiffRows(want, got); diff != "" {
+		t.Errorf("shadow rows of %s: want (-), got (+):\n%s", tbl, diff)
+	}
+	if xid == "" {
+		return
+	}
+	xids := db.QueryStrings(t, "SELECT DISTINCT shadow_xid::text FROM "+shadow+" ORDER BY 1")
+	if len(got) > 0 && (len(xids) != 1 || xids[0] != xid) {
+		t.Errorf("shadow rows of %s carry shadow_xid %v, want all = %s (the writing transaction's pg_current_xact_id())",
+			tbl, xids, xid)
+	}
+}
+
+// captureTriggers lists the triggers of tbl that run pgshadow's capture
+// function or are named like it, as "name: definition".
+func captureTriggers(t *testing.T, db *pgtest.DB, tbl string) []string {
+	t.Helper()
+	return db.QueryStrings(t, `
+		SELECT format('%s: %s', tgname, pg_get_triggerdef(oid)) FROM pg_trigger
+		 WHERE tgrelid = $1::regclass AND NOT tgisinternal
+		   AND (tgname LIKE 'pgshadow%' OR tgfoid = to_regprocedure('pgshadow.capture()'))
+		 ORDER BY tgname`, tbl)
+}
