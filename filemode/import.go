@@ -1,0 +1,399 @@
+// Import: applies one batch directory to a target database in one
+// transaction, the way push mode applies a batch (delete the changed keys,
+// append their current rows; a full copy truncates first). The target keeps
+// per source and destination table the last batch applied, in
+// pgshadow_import.batches, and refuses batches that do not continue it.
+// pgshadow need not be installed on the target.
+package filemode
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ImportOptions say which batch directory to apply.
+type ImportOptions struct {
+	Dir string // one batch directory (holding manifest.json)
+	// Progress receives a line per second while a table's rows load; nil
+	// is silent.
+	Progress io.Writer
+}
+
+// Outcomes of a table's batch.
+const (
+	Applied        = "applied"
+	AlreadyApplied = "already applied"
+)
+
+// TableResult says what happened to one table of the batch.
+type TableResult struct {
+	Dest     string
+	BatchNo  int64
+	Outcome  string // Applied or AlreadyApplied
+	Deleted  int64  // rows removed by key (0 for a full copy)
+	Inserted int64
+	FullCopy bool
+}
+
+// ImportResult says what an import did.
+type ImportResult struct {
+	Manifest *Manifest
+	Tables   []TableResult
+}
+
+// RefusedError is returned when a batch does not continue what the target
+// has applied; nothing was applied.
+type RefusedError struct {
+	Dest    string
+	BatchNo int64
+	Reason  string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("refused: %s batch %d: %s; nothing was applied", e.Dest, e.BatchNo, e.Reason)
+}
+
+// FileError is returned when a file of the batch is missing or differs from
+// the manifest; it is detected before anything is applied.
+type FileError struct {
+	Dest    string
+	File    string
+	Problem string
+}
+
+func (e *FileError) Error() string {
+	return fmt.Sprintf("refused: %s file %s: %s; nothing was applied", e.Dest, e.File, e.Problem)
+}
+
+// bookkeepingDDL creates the target's record of applied batches. sub_id and
+// the snapshots let Import tell a re-export of an unacknowledged batch from
+// a stale one, and notice a batch that continues a different export.
+var bookkeepingDDL = []string{
+	`CREATE SCHEMA IF NOT EXISTS pgshadow_import`,
+	`CREATE TABLE IF NOT EXISTS pgshadow_import.batches (
+	    source_id       text NOT NULL,
+	    dest            text NOT NULL,
+	    batch_no        bigint NOT NULL,
+	    manifest_sha256 text NOT NULL,
+	    applied_at      timestamptz NOT NULL DEFAULT now(),
+	    sub_id          bigint NOT NULL,
+	    old_snapshot    text NOT NULL,
+	    new_snapshot    text NOT NULL,
+	    batch_dir       text NOT NULL,
+	    PRIMARY KEY (source_id, dest))`,
+	`COMMENT ON TABLE pgshadow_import.batches IS
+	    'pgshadow import: the last file batch applied per source database and destination table'`,
+}
+
+// applied is a row of pgshadow_import.batches.
+type applied struct {
+	subID, batchNo                int64
+	manifestSHA, oldSnap, newSnap string
+	batchDir                      string
+}
+
+// Import applies the batch directory o.Dir through conn.
+func Import(ctx context.Context, conn *pgx.Conn, o ImportOptions) (*ImportResult, error) {
+	m, manifestSHA, err := ReadManifest(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cols, err := verifyFiles(o.Dir, m)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The origin marks this session's writes as replicated, so a target
+	// that tracks the table itself does not capture them again.
+	settings := append([][2]string{{"search_path", "pg_catalog, pg_temp"}, {"pgshadow.origin", m.Source.Origin}}, fixedSettings...)
+	if err := setLocal(ctx, tx, settings); err != nil {
+		return nil, err
+	}
+	if err := ensureBookkeeping(ctx, tx); err != nil {
+		return nil, err
+	}
+	// One import at a time per target database: each decides on what the
+	// previous one committed.
+	if _, err := tx.Exec(ctx, "LOCK TABLE pgshadow_import.batches IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return nil, fmt.Errorf("lock pgshadow_import.batches: %w", err)
+	}
+
+	res := &ImportResult{Manifest: m}
+	var refusals []string
+	var firstRefusal *RefusedError
+	for _, t := range m.Tables {
+		prev, err := lastApplied(ctx, tx, m.Source.ID(), t.Dest)
+		if err != nil {
+			return nil, err
+		}
+		outcome, reason := decide(prev, t, manifestSHA)
+		if reason != "" {
+			r := &RefusedError{Dest: t.Dest, BatchNo: t.BatchNo, Reason: reason}
+			if firstRefusal == nil {
+				firstRefusal = r
+			}
+			refusals = append(refusals, fmt.Sprintf("%s batch %d: %s", t.Dest, t.BatchNo, reason))
+			continue
+		}
+		res.Tables = append(res.Tables, TableResult{Dest: t.Dest, BatchNo: t.BatchNo, Outcome: outcome, FullCopy: t.FullCopy})
+	}
+	if len(refusals) == 1 {
+		return nil, firstRefusal
+	} else if len(refusals) > 1 {
+		return nil, &RefusedError{Dest: firstRefusal.Dest, BatchNo: firstRefusal.BatchNo,
+			Reason: firstRefusal.Reason + " (also: " + strings.Join(refusals[1:], "; ") + ")"}
+	}
+
+	for i, t := range m.Tables {
+		r := &res.Tables[i]
+		if r.Outcome != Applied {
+			continue
+		}
+		if err := applyTable(ctx, conn, tx, o, i, t, cols[i], r); err != nil {
+			return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO pgshadow_import.batches AS b
+		        (source_id, dest, batch_no, manifest_sha256, applied_at, sub_id, old_snapshot, new_snapshot, batch_dir)
+		        VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8)
+		        ON CONFLICT (source_id, dest) DO UPDATE SET batch_no = EXCLUDED.batch_no,
+		          manifest_sha256 = EXCLUDED.manifest_sha256, applied_at = EXCLUDED.applied_at,
+		          sub_id = EXCLUDED.sub_id, old_snapshot = EXCLUDED.old_snapshot,
+		          new_snapshot = EXCLUDED.new_snapshot, batch_dir = EXCLUDED.batch_dir`,
+			m.Source.ID(), t.Dest, t.BatchNo, manifestSHA, t.SubID, t.OldSnapshot, t.NewSnapshot,
+			filepath.Base(filepath.Clean(o.Dir)))
+		if err != nil {
+			return nil, fmt.Errorf("record batch %d of %s: %w", t.BatchNo, t.Dest, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return res, nil
+}
+
+// decide says whether batch t may be applied after prev (nil: nothing
+// applied yet): the outcome, or a reason to refuse.
+//
+// Batches of one subscription form a chain: batch n+1 starts at the snapshot
+// batch n ended at. An export whose commit failed leaves its directory
+// behind unacknowledged; the next export writes the same batch number again
+// from the same start, with a later end, so it covers everything the first
+// one did. Applying that re-export after the first is therefore correct (and
+// required: the next batch continues from it), applying the older one after
+// the newer is not.
+func decide(prev *applied, t Table, manifestSHA string) (outcome, refusal string) {
+	switch {
+	case prev == nil:
+		if t.FullCopy || t.BatchNo == 1 {
+			// An incremental batch 1 comes from shadow_subscribe(...,
+			// initial_copy => false): the target is trusted to hold the
+			// rows as they were when the subscription was made.
+			return Applied, ""
+		}
+		return "", fmt.Sprintf("nothing was applied to it yet from this source, and this batch is neither batch 1 nor a full copy (apply the earlier batches first)")
+	case prev.subID != t.SubID:
+		if t.FullCopy {
+			// The source subscribed anew (its first batch is a full copy):
+			// the table is replaced, so the old chain does not matter.
+			return Applied, ""
+		}
+		return "", fmt.Sprintf("the table was fed by subscription %d of this source (last batch %d), this batch belongs to subscription %d and is not a full copy",
+			prev.subID, prev.batchNo, t.SubID)
+	case t.BatchNo == prev.batchNo && manifestSHA == prev.manifestSHA:
+		return AlreadyApplied, ""
+	case t.BatchNo == prev.batchNo+1:
+		if t.OldSnapshot == prev.newSnap || t.FullCopy {
+			return Applied, ""
+		}
+		return "", fmt.Sprintf("it continues a different export of batch %d than the one applied (%s); apply the batch %d directory whose new_snapshot is %s first",
+			prev.batchNo, prev.batchDir, prev.batchNo, t.OldSnapshot)
+	case t.BatchNo == prev.batchNo:
+		newer, err := notOlder(t.NewSnapshot, prev.newSnap)
+		if err == nil && newer && t.OldSnapshot == prev.oldSnap {
+			return Applied, "" // a re-export of an unacknowledged batch: a superset of it
+		}
+		return "", fmt.Sprintf("batch %d was already applied from another export (%s) that this one does not supersede", prev.batchNo, prev.batchDir)
+	case t.BatchNo < prev.batchNo:
+		return "", fmt.Sprintf("out of order: batch %d was applied already (an older batch is never applied again)", prev.batchNo)
+	default:
+		return "", fmt.Sprintf("out of order: the last batch applied is %d, expected batch %d", prev.batchNo, prev.batchNo+1)
+	}
+}
+
+// notOlder reports whether snapshot a was taken no earlier than b, by xmax.
+func notOlder(a, b string) (bool, error) {
+	xa, err := snapshotXmax(a)
+	if err != nil {
+		return false, err
+	}
+	xb, err := snapshotXmax(b)
+	if err != nil {
+		return false, err
+	}
+	return xa >= xb, nil
+}
+
+// verifyFiles checks every file of the batch against the manifest before
+// anything touches the database, and parses the column lists.
+func verifyFiles(dir string, m *Manifest) ([][]Column, error) {
+	out := make([][]Column, len(m.Tables))
+	for i, t := range m.Tables {
+		for _, f := range t.all() {
+			if err := verifyFile(filepath.Join(dir, f.Name), f); err != nil {
+				return nil, &FileError{Dest: t.Dest, File: f.Name, Problem: err.Error()}
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(dir, t.Files.Columns.Name))
+		if err != nil {
+			return nil, err
+		}
+		cols, err := parseColumns(data)
+		if err == nil {
+			_, err = keyColumns(cols)
+		}
+		if err != nil {
+			return nil, &FileError{Dest: t.Dest, File: t.Files.Columns.Name, Problem: err.Error()}
+		}
+		out[i] = cols
+	}
+	return out, nil
+}
+
+func verifyFile(path string, want File) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.New("missing")
+	} else if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != want.Size {
+		return fmt.Errorf("size %d bytes, the manifest says %d", fi.Size(), want.Size)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 {
+		return fmt.Errorf("sha256 %s, the manifest says %s", got, want.SHA256)
+	}
+	return nil
+}
+
+func ensureBookkeeping(ctx context.Context, tx pgx.Tx) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('pgshadow_import.batches') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("look up pgshadow_import.batches: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	for _, stmt := range bookkeepingDDL {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create pgshadow_import.batches: %w", err)
+		}
+	}
+	return nil
+}
+
+func lastApplied(ctx context.Context, tx pgx.Tx, sourceID, dest string) (*applied, error) {
+	var a applied
+	err := tx.QueryRow(ctx, `SELECT sub_id, batch_no, manifest_sha256, old_snapshot, new_snapshot, batch_dir
+	   FROM pgshadow_import.batches WHERE source_id = $1 AND dest = $2`, sourceID, dest).
+		Scan(&a.subID, &a.batchNo, &a.manifestSHA, &a.oldSnap, &a.newSnap, &a.batchDir)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pgshadow_import.batches for %s: %w", dest, err)
+	}
+	return &a, nil
+}
+
+// applyTable applies one table's batch inside tx; r receives the counts.
+func applyTable(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, o ImportOptions, i int, t Table, cols []Column, r *TableResult) error {
+	dest := pgx.Identifier{t.DestSchema, t.DestTable}.Sanitize()
+	if t.FullCopy {
+		if _, err := tx.Exec(ctx, "TRUNCATE "+dest); err != nil {
+			return err
+		}
+	} else {
+		keys, _ := keyColumns(cols) // checked by verifyFiles
+		tmp := pgx.Identifier{"pg_temp", fmt.Sprintf("pgshadow_import_keys_%d", i)}.Sanitize()
+		defs := make([]string, len(keys))
+		names := make([]string, len(keys))
+		match := make([]string, len(keys))
+		for j, k := range keys {
+			name := pgx.Identifier{k.Name}.Sanitize()
+			// The type text comes from the file: the extended protocol
+			// runs one statement only, so it cannot smuggle in another.
+			defs[j] = name + " " + k.Type
+			names[j] = name
+			match[j] = "d." + name + " = k." + name
+		}
+		create := fmt.Sprintf("CREATE TEMP TABLE %s (%s) ON COMMIT DROP", tmp, strings.Join(defs, ", "))
+		if err := conn.PgConn().ExecParams(ctx, create, nil, nil, nil, nil).Read().Err; err != nil {
+			return fmt.Errorf("create key table: %w", err)
+		}
+		if _, err := copyFromFile(ctx, conn, filepath.Join(o.Dir, t.Files.Keys.Name), *t.Files.Keys,
+			fmt.Sprintf("COPY %s (%s) FROM STDIN", tmp, strings.Join(names, ", ")), newMeter(o.Progress, "import "+t.Dest+" keys")); err != nil {
+			return fmt.Errorf("load keys: %w", err)
+		}
+		// the planner has no idea how many keys there are otherwise
+		if _, err := tx.Exec(ctx, "ANALYZE "+tmp); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s d USING %s k WHERE %s", dest, tmp, strings.Join(match, " AND ")))
+		if err != nil {
+			return fmt.Errorf("delete changed keys: %w", err)
+		}
+		r.Deleted = tag.RowsAffected()
+	}
+	names := make([]string, len(cols))
+	for j, c := range cols {
+		names[j] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	n, err := copyFromFile(ctx, conn, filepath.Join(o.Dir, t.Files.Rows.Name), t.Files.Rows,
+		fmt.Sprintf("COPY %s (%s) FROM STDIN", dest, strings.Join(names, ", ")), newMeter(o.Progress, "import "+t.Dest+" rows"))
+	if err != nil {
+		return fmt.Errorf("load rows: %w", err)
+	}
+	r.Inserted = n
+	return nil
+}
+
+// copyFromFile streams a file into COPY ... FROM STDIN, checking on the way
+// that it is still the file the manifest describes (it was verified before
+// the transaction began, but may have been replaced since).
+func copyFromFile(ctx context.Context, conn *pgx.Conn, path string, want File, sql string, m *meter) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	tag, err := conn.PgConn().CopyFrom(ctx, meterReader{f, m}, sql)
+	if err != nil {
+		return 0, err
+	}
+	if m.bytes != want.Size || m.sha256() != want.SHA256 {
+		return 0, fmt.Errorf("%s changed while it was being imported", path)
+	}
+	return tag.RowsAffected(), nil
+}
