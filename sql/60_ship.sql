@@ -32,16 +32,20 @@ $$;
 
 -- SQL selecting the distinct pending keys of a subscription between two
 -- snapshots, in key order, after a key, at most p_limit of them.
-CREATE FUNCTION pgshadow._keys_sql(p_tbl regclass, p_old text, p_new text, p_after text, p_limit text)
+-- With p_with_at, each key also carries the time of its latest change
+-- (column shadow_at), which the 'latest' conflict policy compares.
+CREATE FUNCTION pgshadow._keys_sql(p_tbl regclass, p_old text, p_new text, p_after text, p_limit text,
+                                   p_with_at boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''%s ORDER BY %1$s%5$s',
+    SELECT format('SELECT %1$s%6$s FROM pgshadow.%2$I WHERE %3$s AND shadow_op <> ''T''%4$s GROUP BY %1$s ORDER BY %1$s%5$s',
                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.key_cols) c),
                   t.shadow,
                   pgshadow._pending_where(p_old, p_new),
                   CASE WHEN p_after IS NULL THEN ''
                        ELSE ' AND ' || pgshadow._after('', t.key_cols, t.key_types, p_after) END,
-                  CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END)
+                  CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END,
+                  CASE WHEN p_with_at THEN ', max(shadow_at) AS shadow_at' ELSE '' END)
       FROM pgshadow.tracked t WHERE t.tbl = p_tbl
 $$;
 
@@ -90,7 +94,7 @@ $$;
 
 -- The one statement that reads a chunk and renders it as text arrays:
 -- count of keys, count of rows, last key, one array literal per key column,
--- one array literal per shipped column. Parameters: $1 old snapshot,
+-- one array literal per shipped column, and each key's latest change time. Parameters: $1 old snapshot,
 -- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
 -- p_keys_sql, when given, replaces the pending-keys query (sync mode reads the
 -- keys of the statement's transition tables).
@@ -99,13 +103,14 @@ RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_copy THEN
         format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r)',
+               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r), NULL::timestamptz[]',
                pgshadow._rows_sql(p_sub, NULL, '$3', '$4'), klast, kdesc, cagg)
     ELSE
         format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
                ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r)',
-               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4')),
+               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
+               ' (SELECT array_agg(shadow_at) FROM k)',
+               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
                pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
     END
     FROM (SELECT
@@ -151,6 +156,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl    name := pgshadow._dblink();
     v_server name;
+    v_peer   boolean;
 BEGIN
     SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
     IF NOT FOUND THEN
@@ -163,10 +169,15 @@ BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
+        -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
+        EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
+                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],name[],text[])'') IS NOT NULL')
+           INTO v_peer;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
             USING ERRCODE = SQLSTATE;
     END;
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer THEN 'on' ELSE 'off' END, true);
 END
 $$;
 
@@ -215,7 +226,8 @@ $$;
 -- that is right whatever order the batch's transactions committed in.
 CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
                                p_copy boolean, p_chunk integer,
-                               OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean)
+                               OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
+                               OUT conflicts bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
@@ -232,12 +244,17 @@ DECLARE
     v_nrows  bigint;
     v_karr   text[];
     v_rarr   text[];
+    v_at     timestamptz[];
     v_sql    text;
     v_first  boolean := true;
     v_done   boolean;
+    -- the target runs pgshadow too: apply through pgshadow.apply(), which
+    -- detects conflicts with its own pending changes (set by _connect)
+    v_peer   boolean := current_setting('pgshadow.peer', true) = 'on';
+    v_c      bigint;
 BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
-    keys := 0; upserts := 0; deletes := 0; truncated := false;
+    keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
     IF NOT p_copy THEN
         EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s AND shadow_op = ''T'')',
                        v_tr.shadow, pgshadow._pending_where('$1', '$2'))
@@ -245,8 +262,14 @@ BEGIN
     END IF;
     v_chunk := pgshadow._chunk_sql(p_sub, p_copy OR truncated);
     LOOP
-        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr
+        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
           USING p_old, p_new, v_after, p_chunk;
+        IF p_copy OR truncated OR v_nkeys = 0 THEN
+            v_karr := NULL;
+        END IF;
+        IF v_nrows = 0 THEN
+            v_rarr := NULL;
+        END IF;
         v_sql := '';
         IF v_first THEN
             v_sql := pgshadow._remote_begin();
@@ -254,14 +277,25 @@ BEGIN
                 v_sql := v_sql || format(' TRUNCATE %s;', v_dest);
             END IF;
         END IF;
-        v_sql := v_sql || pgshadow._apply_sql(p_sub, v_tr, v_types,
-                                              CASE WHEN p_copy OR truncated OR v_nkeys = 0 THEN NULL ELSE v_karr END,
-                                              CASE WHEN v_nrows > 0 THEN v_rarr END);
         v_done := v_nkeys < p_chunk;
-        IF v_done THEN
-            v_sql := v_sql || ' COMMIT;';
+        IF NOT v_peer THEN
+            v_sql := v_sql || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, v_rarr);
+            IF v_done THEN
+                v_sql := v_sql || ' COMMIT;';
+            END IF;
+            PERFORM pgshadow._remote(p_sub, v_sql);
+        ELSE
+            IF v_sql <> '' THEN
+                PERFORM pgshadow._remote(p_sub, v_sql);
+            END IF;
+            IF v_karr IS NOT NULL OR v_rarr IS NOT NULL THEN
+                v_c := pgshadow._remote_apply(p_sub, v_karr, v_at, v_rarr);
+                conflicts := conflicts + v_c;
+            END IF;
+            IF v_done THEN
+                PERFORM pgshadow._remote(p_sub, 'COMMIT');
+            END IF;
         END IF;
-        PERFORM pgshadow._remote(p_sub, v_sql);
         keys := keys + v_nkeys;
         upserts := upserts + v_nrows;
         EXIT WHEN v_done;

@@ -299,6 +299,14 @@ BEGIN
             END IF;
         END IF;
         v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, p_batch_size);
+        IF v_r.conflicts > 0 AND v_sub.on_conflict = 'error' THEN
+            -- the target applied what did not conflict and logged the rest; the
+            -- watermark stays until an operator resolves them
+            RAISE EXCEPTION 'pgshadow: % conflict(s) shipping % to target "%" (on_conflict => error)',
+                v_r.conflicts, v_sub.tbl, v_sub.target
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'See shadow_conflicts on the target; resolve the rows, or shadow_skip() one side.';
+        END IF;
         PERFORM pgshadow._advance(p_id, v_to, v_r.keys, 1);
         v_sub.snapshot := v_to;
         batches := batches + 1;

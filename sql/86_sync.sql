@@ -63,6 +63,7 @@ DECLARE
     v_last   text[];
     v_karr   text[];
     v_rarr   text[];
+    v_at     timestamptz[];
 BEGIN
     IF current_setting('pgshadow.origin', true) <> '' THEN
         RETURN NULL;  -- replicated changes are not shipped again
@@ -95,11 +96,12 @@ BEGIN
             v_sql := v_sql || format(' TRUNCATE %I.%I;', v_sub.dest_schema, v_sub.dest_table);
         ELSE
             v_keys := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c);
-            v_keys := CASE TG_OP
+            v_keys := 'SELECT *, statement_timestamp() AS shadow_at FROM (' || CASE TG_OP
                 WHEN 'INSERT' THEN format('SELECT DISTINCT %s FROM pgshadow_new', v_keys)
                 WHEN 'DELETE' THEN format('SELECT DISTINCT %s FROM pgshadow_old', v_keys)
-                ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END;
-            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr
+                ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END
+                || ') k';
+            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
               USING NULL::pg_snapshot, NULL::pg_snapshot, NULL::text[], NULL::integer;
             IF v_nkeys = 0 THEN
                 CONTINUE WHEN v_sql = '';
