@@ -33,6 +33,7 @@ CREATE TABLE pgshadow.tracked (
     upd_sql     text NOT NULL,
     del_sql     text NOT NULL,
     trunc_sql   text NOT NULL,
+    notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );
@@ -179,6 +180,10 @@ BEGIN
     ELSE
         EXECUTE v.trunc_sql;
     END IF;
+    IF v.notify THEN
+        -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
+        PERFORM pg_notify('pgshadow', '');
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -189,35 +194,38 @@ $$;
 -- (writers need no rights on it); the triggers are created with the caller's
 -- own rights, since only the table's owner may put triggers on it.
 
--- Builds (or refreshes) the shadow table and catalog entry of p_tbl.
-CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Everything tracking p_tbl executes, in order, after checking that it can be
+-- tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
+-- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
+-- the same steps for review, so what is reviewed is what runs.
+CREATE FUNCTION pgshadow.track_plan(p_tbl regclass) RETURNS TABLE (step integer, kind text, sql text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_rel       record;
     v_cols      name[];
     v_types     text[];
-    v_shadow    name;
+    v_shadow    text;      -- text, not name: a name would silently truncate to 63 bytes
     v_list      text;
     v_old       pgshadow.tracked%ROWTYPE;
     v_other     regclass;
     v_known     boolean;
 BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    PERFORM pgshadow._gc();
-
-    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition
+    SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
+           c.relowner::regrole::name AS owner
       INTO v_rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = p_tbl;
-    IF v_rel.relkind = 'p' THEN
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: table with oid % does not exist', p_tbl::oid USING ERRCODE = 'undefined_table';
+    ELSIF v_rel.relkind = 'p' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables are not supported', p_tbl
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Writes routed to partitions do not fire the parent''s statement triggers reliably for every path; replicate a plain table.';
+                  HINT = 'Rows written to a partition directly do not fire the parent''s statement triggers; replicate plain tables.';
     ELSIF v_rel.relkind <> 'r' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: not an ordinary table', p_tbl
             USING ERRCODE = 'wrong_object_type';
     ELSIF v_rel.relispartition THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and writes through its parent would not be captured', p_tbl
+        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and rows written through its parent would not be captured', p_tbl
             USING ERRCODE = 'feature_not_supported';
     ELSIF v_rel.relpersistence = 't' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: temporary tables are private to one session', p_tbl
@@ -250,23 +258,22 @@ BEGIN
     END IF;
 
     v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
+    v_known := FOUND;
+    IF v_known THEN
+        IF v_old.key_cols IS DISTINCT FROM v_cols OR v_old.key_types IS DISTINCT FROM v_types THEN
+            RAISE EXCEPTION 'pgshadow: the primary key of % changed since it was tracked (was %, now %)',
+                p_tbl, v_old.key_cols, v_cols
+                USING HINT = 'Ship pending changes, then shadow_untrack() and shadow_track() it again.';
+        END IF;
+        -- a renamed table keeps its shadow table (and the keys pending in it)
+        v_shadow := v_old.shadow;
+    END IF;
     IF octet_length(v_shadow) > 63 THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 63-byte identifier limit',
             p_tbl, v_shadow, octet_length(v_shadow)
             USING ERRCODE = 'name_too_long',
                   HINT = 'Shorten the schema or table name.';
-    END IF;
-
-    SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
-    v_known := FOUND;
-    IF v_known AND (v_old.key_cols IS DISTINCT FROM v_cols OR v_old.key_types IS DISTINCT FROM v_types) THEN
-        RAISE EXCEPTION 'pgshadow: the primary key of % changed since it was tracked (was %, now %)',
-            p_tbl, v_old.key_cols, v_cols
-            USING HINT = 'Ship pending changes, then shadow_untrack() and shadow_track() it again.';
-    END IF;
-    IF v_known AND v_old.shadow <> v_shadow THEN
-        -- the table was renamed: keep the existing shadow table (and its pending keys)
-        v_shadow := v_old.shadow;
     END IF;
     SELECT tbl INTO v_other FROM pgshadow.tracked WHERE shadow = v_shadow AND tbl <> p_tbl;
     IF FOUND THEN
@@ -276,24 +283,30 @@ BEGIN
 
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
 
-    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
-        EXECUTE format(
-            'CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
-            ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
-            ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
-            v_shadow,
-            (SELECT string_agg(format('%I %s', c, t), ', ')
-               FROM unnest(v_cols, v_types) AS u(c, t)));
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', v_shadow || '_xid', v_shadow);
-        EXECUTE format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow,
-                       format('pgshadow: keys changed in %s', p_tbl));
-    END IF;
+    step := 0; kind := 'shadow';
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
+                  ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
+                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
+                  v_shadow,
+                  (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_cols, v_types) AS u(c, t)));
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', left(v_shadow, 59) || '_xid', v_shadow);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow, format('pgshadow: keys changed in %s', p_tbl));
+    RETURN NEXT;
+    step := step + 1;
     -- the owner reads pending keys when exporting with its own rights
-    EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I',
-                   v_shadow, (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
-
-    INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)
-    VALUES (p_tbl, v_shadow, v_cols, v_types,
+    sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)'
+                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
+                  ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
+                  ' del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
+        p_tbl::oid, v_shadow, v_cols, v_types,
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new'
@@ -302,13 +315,37 @@ BEGIN
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow),
-        pgshadow._caller())
-    ON CONFLICT (tbl) DO UPDATE
-       SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,
-           del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql;
+        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow));
+    RETURN NEXT;
 
-    RETURN format('pgshadow.%I', v_shadow)::regclass;
+    kind := 'trigger';
+    FOR v_rel IN
+        SELECT * FROM (VALUES
+            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        step := step + 1;
+        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
+                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Runs the 'shadow' steps of the plan: shadow table and catalog entry.
+CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sql text;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    PERFORM pgshadow._gc();
+    FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
+        EXECUTE v_sql;
+    END LOOP;
+    RETURN (SELECT format('pgshadow.%I', shadow)::regclass FROM pgshadow.tracked WHERE tbl = p_tbl);
 END
 $$;
 
@@ -356,20 +393,14 @@ CREATE FUNCTION pgshadow._track(tbl regclass) RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_shadow regclass;
-    v_trig record;
+    v_step   record;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     v_shadow := pgshadow._make_shadow(tbl);
-    FOR v_trig IN
-        SELECT * FROM (VALUES
-            ('pgshadow_capture_ins', 'INSERT',   'REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_upd', 'UPDATE',   'REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_del', 'DELETE',   'REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_trig.name) THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
-                           v_trig.name, v_trig.event, tbl, v_trig.referencing);
+    FOR v_step IN SELECT p.sql, split_part(p.sql, ' ', 3) AS name
+                    FROM pgshadow.track_plan(tbl) p WHERE p.kind = 'trigger' ORDER BY p.step LOOP
+        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_step.name) THEN
+            EXECUTE v_step.sql;
         END IF;
     END LOOP;
     RETURN v_shadow;
@@ -511,6 +542,7 @@ BEGIN
     VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, p_row_filter, p_mode, p_on_conflict,
             pg_current_snapshot(), p_needs_copy, v_caller)
     RETURNING * INTO v_sub;
+    PERFORM pgshadow._refresh_notify(p_tbl);
     RETURN v_sub;
 END
 $$;
@@ -523,6 +555,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    PERFORM pgshadow._refresh_notify(p_tbl);
     PERFORM pgshadow._purge(p_tbl);
     RETURN true;
 END
@@ -597,16 +630,20 @@ $$;
 
 -- SQL selecting the distinct pending keys of a subscription between two
 -- snapshots, in key order, after a key, at most p_limit of them.
-CREATE FUNCTION pgshadow._keys_sql(p_tbl regclass, p_old text, p_new text, p_after text, p_limit text)
+-- With p_with_at, each key also carries the time of its latest change
+-- (column shadow_at), which the 'latest' conflict policy compares.
+CREATE FUNCTION pgshadow._keys_sql(p_tbl regclass, p_old text, p_new text, p_after text, p_limit text,
+                                   p_with_at boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''%s ORDER BY %1$s%5$s',
+    SELECT format('SELECT %1$s%6$s FROM pgshadow.%2$I WHERE %3$s AND shadow_op <> ''T''%4$s GROUP BY %1$s ORDER BY %1$s%5$s',
                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.key_cols) c),
                   t.shadow,
                   pgshadow._pending_where(p_old, p_new),
                   CASE WHEN p_after IS NULL THEN ''
                        ELSE ' AND ' || pgshadow._after('', t.key_cols, t.key_types, p_after) END,
-                  CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END)
+                  CASE WHEN p_limit IS NULL THEN '' ELSE ' LIMIT ' || p_limit END,
+                  CASE WHEN p_with_at THEN ', max(shadow_at) AS shadow_at' ELSE '' END)
       FROM pgshadow.tracked t WHERE t.tbl = p_tbl
 $$;
 
@@ -655,19 +692,23 @@ $$;
 
 -- The one statement that reads a chunk and renders it as text arrays:
 -- count of keys, count of rows, last key, one array literal per key column,
--- one array literal per shipped column. Parameters: $1 old snapshot,
+-- one array literal per shipped column, and each key's latest change time. Parameters: $1 old snapshot,
 -- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
-CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean) RETURNS text
+-- p_keys_sql, when given, replaces the pending-keys query (sync mode reads the
+-- keys of the statement's transition tables).
+CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean, p_keys_sql text DEFAULT NULL)
+RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_copy THEN
         format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r)',
+               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r), NULL::timestamptz[]',
                pgshadow._rows_sql(p_sub, NULL, '$3', '$4'), klast, kdesc, cagg)
     ELSE
         format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
                ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r)',
-               pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4'),
+               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
+               ' (SELECT array_agg(shadow_at) FROM k)',
+               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
                pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
     END
     FROM (SELECT
@@ -713,6 +754,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl    name := pgshadow._dblink();
     v_server name;
+    v_peer   boolean;
 BEGIN
     SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
     IF NOT FOUND THEN
@@ -725,10 +767,15 @@ BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
+        -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
+        EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
+                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],name[],text[])'') IS NOT NULL')
+           INTO v_peer;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
             USING ERRCODE = SQLSTATE;
     END;
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer THEN 'on' ELSE 'off' END, true);
 END
 $$;
 
@@ -745,13 +792,40 @@ BEGIN
 END
 $$;
 
+-- The statements that apply one chunk on a target: delete the keys (one text
+-- array literal per key column), then append the rows (one per shipped
+-- column), each value cast to its source type and so parsed by the target's
+-- input function. The target maps columns by name, so it may order them
+-- differently or have more (those get their defaults).
+CREATE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                    p_keys text[], p_rows text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
+               format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_keys) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
+                   (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
+                      FROM unnest(p_tr.key_cols, p_tr.key_types) AS u(c, t)))
+           END
+        || CASE WHEN p_rows IS NULL THEN '' ELSE
+               format(' INSERT INTO %I.%I (%s) SELECT %s FROM unnest(%s) AS r(%s);',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                   (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, p_types) AS u(c, t)),
+                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_rows) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c))
+           END
+$$;
+
 -- Ships one batch (the keys that became visible between p_old and p_new) or,
 -- with p_copy, the whole table, in chunks of p_chunk keys inside ONE remote
 -- transaction. A batch holding a TRUNCATE is shipped as TRUNCATE + full copy:
 -- that is right whatever order the batch's transactions committed in.
 CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
                                p_copy boolean, p_chunk integer,
-                               OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean)
+                               OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
+                               OUT conflicts bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
@@ -768,12 +842,17 @@ DECLARE
     v_nrows  bigint;
     v_karr   text[];
     v_rarr   text[];
+    v_at     timestamptz[];
     v_sql    text;
     v_first  boolean := true;
     v_done   boolean;
+    -- the target runs pgshadow too: apply through pgshadow.apply(), which
+    -- detects conflicts with its own pending changes (set by _connect)
+    v_peer   boolean := current_setting('pgshadow.peer', true) = 'on';
+    v_c      bigint;
 BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
-    keys := 0; upserts := 0; deletes := 0; truncated := false;
+    keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
     IF NOT p_copy THEN
         EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s AND shadow_op = ''T'')',
                        v_tr.shadow, pgshadow._pending_where('$1', '$2'))
@@ -781,8 +860,14 @@ BEGIN
     END IF;
     v_chunk := pgshadow._chunk_sql(p_sub, p_copy OR truncated);
     LOOP
-        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr
+        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
           USING p_old, p_new, v_after, p_chunk;
+        IF p_copy OR truncated OR v_nkeys = 0 THEN
+            v_karr := NULL;
+        END IF;
+        IF v_nrows = 0 THEN
+            v_rarr := NULL;
+        END IF;
         v_sql := '';
         IF v_first THEN
             v_sql := pgshadow._remote_begin();
@@ -790,27 +875,25 @@ BEGIN
                 v_sql := v_sql || format(' TRUNCATE %s;', v_dest);
             END IF;
         END IF;
-        IF v_nkeys > 0 AND NOT (p_copy OR truncated) THEN
-            v_sql := v_sql || format(' DELETE FROM %s d USING unnest(%s) AS k(%s) WHERE %s;',
-                v_dest,
-                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_karr) a),
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-                (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
-                   FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)));
-        END IF;
-        IF v_nrows > 0 THEN
-            v_sql := v_sql || format(' INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS r(%s);',
-                v_dest,
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
-                (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, v_types) AS u(c, t)),
-                (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(v_rarr) a),
-                (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c));
-        END IF;
         v_done := v_nkeys < p_chunk;
-        IF v_done THEN
-            v_sql := v_sql || ' COMMIT;';
+        IF NOT v_peer THEN
+            v_sql := v_sql || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, v_rarr);
+            IF v_done THEN
+                v_sql := v_sql || ' COMMIT;';
+            END IF;
+            PERFORM pgshadow._remote(p_sub, v_sql);
+        ELSE
+            IF v_sql <> '' THEN
+                PERFORM pgshadow._remote(p_sub, v_sql);
+            END IF;
+            IF v_karr IS NOT NULL OR v_rarr IS NOT NULL THEN
+                v_c := pgshadow._remote_apply(p_sub, v_karr, v_at, v_rarr);
+                conflicts := conflicts + v_c;
+            END IF;
+            IF v_done THEN
+                PERFORM pgshadow._remote(p_sub, 'COMMIT');
+            END IF;
         END IF;
-        PERFORM pgshadow._remote(p_sub, v_sql);
         keys := keys + v_nkeys;
         upserts := upserts + v_nrows;
         EXIT WHEN v_done;
@@ -899,9 +982,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    -- with no subscription left, nothing committed so far is of any use
+    -- sync subscriptions ship at write time and never hold rows back; with no
+    -- other subscription left, nothing committed so far is of any use
     SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
-      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl;
+      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl AND mode <> 'sync';
     EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I), EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_xid >= $1)',
                    v_shadow) USING v_min INTO v_any, v_keep;
     IF NOT v_any THEN
@@ -1031,6 +1115,13 @@ BEGIN
 
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, row_filter,
                                         mode, on_conflict, initial_copy AND v_target.server IS NULL);
+    IF mode = 'sync' THEN
+        IF v_target.server IS NULL THEN
+            RAISE EXCEPTION 'pgshadow: target "%" is a file target; sync mode needs a foreign server', v_target.name
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM pgshadow._sync_triggers(tbl, true);
+    END IF;
     IF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
@@ -1052,23 +1143,31 @@ COMMENT ON FUNCTION shadow_subscribe(text, regclass, text, text[], text, boolean
 
 CREATE FUNCTION shadow_unsubscribe(target text, tbl regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dropped boolean;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
-    RETURN pgshadow._drop_subscription(target, tbl);
+    v_dropped := pgshadow._drop_subscription(target, tbl);
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_unsubscribe.tbl AND s.mode = 'sync') THEN
+        PERFORM pgshadow._sync_triggers(tbl, false);
+    END IF;
+    RETURN v_dropped;
 END
 $$;
 COMMENT ON FUNCTION shadow_unsubscribe(text, regclass) IS
     'pgshadow: stop shipping a table to a target; returns false if it was not subscribed';
 
--- Ships every pending batch of every subscription of one target. Each batch
--- is one remote transaction; each watermark moves only after its batch has
--- committed on the target, so a failure anywhere resends, never loses.
-CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
-RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+-- Ships every pending batch of one subscription over the open target
+-- connection. Each batch is one remote transaction; the watermark moves only
+-- after its batch committed on the target, so a failure resends, never loses.
+-- A backlog over p_batch_size is cut at a transaction boundary into several
+-- batches, each with a snapshot of its own (pgshadow._snapshot_between).
+CREATE FUNCTION pgshadow._export_sub(p_id bigint, p_batch_size integer,
+    OUT tbl regclass, OUT dest text, OUT batches integer, OUT keys bigint, OUT upserts bigint,
+    OUT deletes bigint, OUT truncated boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_id      bigint;
-    v_sub     pgshadow.subscription;
+    v_sub     pgshadow.subscription := pgshadow._lock_subscription(p_id);
     v_tr      pgshadow.tracked;
     v_new     pg_snapshot;
     v_to      pg_snapshot;
@@ -1076,6 +1175,65 @@ DECLARE
     v_bound   xid8;
     v_first   boolean;
     v_r       record;
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
+    tbl := v_sub.tbl;
+    dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
+    batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    LOOP
+        v_new := pg_current_snapshot();
+        EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
+                       pgshadow._pending_where('$1', '$2'))
+           INTO v_pending USING v_sub.snapshot, v_new;
+        IF v_pending = 0 THEN
+            -- nothing to ship: still move the watermark so purges can proceed
+            PERFORM pgshadow._advance(p_id, v_new, 0, 0);
+            EXIT;
+        END IF;
+        v_to := v_new;
+        IF v_pending > p_batch_size THEN
+            -- cut where the backlog passes the cap; one larger transaction goes alone, chunked
+            EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
+                           ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
+                           ' row_number() OVER (ORDER BY shadow_xid) AS rn'
+                           ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
+                           ' WHERE cum > $3 ORDER BY x LIMIT 1',
+                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+               INTO v_bound, v_first USING v_sub.snapshot, v_new, p_batch_size;
+            IF v_first THEN
+                v_bound := (v_bound::text::numeric + 1)::text::xid8;
+            END IF;
+            IF v_bound < pg_snapshot_xmax(v_new) THEN
+                v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+            END IF;
+        END IF;
+        v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, p_batch_size);
+        IF v_r.conflicts > 0 AND v_sub.on_conflict = 'error' THEN
+            -- the target applied what did not conflict and logged the rest; the
+            -- watermark stays until an operator resolves them
+            RAISE EXCEPTION 'pgshadow: % conflict(s) shipping % to target "%" (on_conflict => error)',
+                v_r.conflicts, v_sub.tbl, v_sub.target
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'See shadow_conflicts on the target; resolve the rows, or shadow_skip() one side.';
+        END IF;
+        PERFORM pgshadow._advance(p_id, v_to, v_r.keys, 1);
+        v_sub.snapshot := v_to;
+        batches := batches + 1;
+        keys := keys + v_r.keys;
+        upserts := upserts + v_r.upserts;
+        deletes := deletes + v_r.deletes;
+        truncated := truncated OR v_r.truncated;
+        EXIT WHEN v_to::text = v_new::text;
+    END LOOP;
+END
+$$;
+
+-- Ships every pending batch of every (batch or async) subscription of a target.
+CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id      bigint;
     v_tables  regclass[] := '{}';
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
@@ -1087,50 +1245,9 @@ BEGIN
         FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                      WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
         LOOP
-            v_sub := pgshadow._lock_subscription(v_id);
-            SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
-            tbl := v_sub.tbl;
-            dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
-            batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
-            LOOP
-                v_new := pg_current_snapshot();
-                EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
-                               pgshadow._pending_where('$1', '$2'))
-                   INTO v_pending USING v_sub.snapshot, v_new;
-                IF v_pending = 0 THEN
-                    -- nothing to ship: still move the watermark so purges can proceed
-                    PERFORM pgshadow._advance(v_id, v_new, 0, 0);
-                    EXIT;
-                END IF;
-                v_to := v_new;
-                IF v_pending > batch_size THEN
-                    -- cut the backlog at the transaction where it passes batch_size;
-                    -- a single larger transaction goes alone, chunked
-                    EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
-                                   ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
-                                   ' row_number() OVER (ORDER BY shadow_xid) AS rn'
-                                   ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
-                                   ' WHERE cum > $3 ORDER BY x LIMIT 1',
-                                   v_tr.shadow, pgshadow._pending_where('$1', '$2'))
-                       INTO v_bound, v_first USING v_sub.snapshot, v_new, batch_size;
-                    IF v_first THEN
-                        v_bound := (v_bound::text::numeric + 1)::text::xid8;
-                    END IF;
-                    IF v_bound < pg_snapshot_xmax(v_new) THEN
-                        v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
-                    END IF;
-                END IF;
-                v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, batch_size);
-                PERFORM pgshadow._advance(v_id, v_to, v_r.keys, 1);
-                v_sub.snapshot := v_to;
-                batches := batches + 1;
-                keys := keys + v_r.keys;
-                upserts := upserts + v_r.upserts;
-                deletes := deletes + v_r.deletes;
-                truncated := truncated OR v_r.truncated;
-                EXIT WHEN v_to::text = v_new::text;
-            END LOOP;
-            v_tables := v_tables || v_sub.tbl;
+            SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
+              FROM pgshadow._export_sub(v_id, batch_size);
+            v_tables := v_tables || tbl;
             RETURN NEXT;
         END LOOP;
     EXCEPTION WHEN OTHERS THEN
@@ -1256,3 +1373,651 @@ SELECT s.target,
  CROSS JOIN LATERAL pgshadow._pending(s.id) p;
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;
+
+-- source: sql/85_async.sql
+-- Async mode: changes ship shortly after commit, and writers never wait on or
+-- fail because of a target. `CALL shadow_run()` (from `pgshadow run`, which
+-- wakes on the NOTIFY capture sends, or from pg_cron) exports every async
+-- subscription in a transaction of its own. A failure is kept in the error
+-- queue and retried with backoff; since a subscription's watermark does not
+-- move past a failed batch, later changes of that table wait behind it and
+-- can never overtake it.
+
+CREATE TABLE pgshadow.error (
+    sub_id      bigint PRIMARY KEY REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    first_seen  timestamptz NOT NULL,
+    last_seen   timestamptz NOT NULL,
+    attempts    integer NOT NULL,
+    next_retry  timestamptz NOT NULL
+);
+
+-- Skipping a batch loses changes on purpose; every skip is recorded.
+CREATE TABLE pgshadow.skipped (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target        text NOT NULL,
+    tbl           regclass NOT NULL,
+    from_snapshot pg_snapshot NOT NULL,
+    to_snapshot   pg_snapshot NOT NULL,
+    keys          bigint NOT NULL,
+    error         text,
+    reason        text,
+    skipped_by    name NOT NULL,
+    skipped_at    timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT ON pgshadow.error, pgshadow.skipped TO PUBLIC;
+
+
+CREATE VIEW shadow_errors AS
+SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
+  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id;
+COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
+GRANT SELECT ON shadow_errors TO PUBLIC;
+
+-- Counts a failure and schedules the retry: 1 s, 2 s, 4 s ... at most 5 minutes.
+CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
+    VALUES (p_id, p_sqlstate, left(p_message, 2000), clock_timestamp(), clock_timestamp(), 1,
+            clock_timestamp() + interval '1 second')
+    ON CONFLICT (sub_id) DO UPDATE
+       SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
+           attempts = e.attempts + 1,
+           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20));
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = clock_timestamp()
+     WHERE id = p_id;
+END
+$$;
+
+CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    DELETE FROM pgshadow.error WHERE sub_id = p_id;
+END
+$$;
+
+-- Makes every queued failure of a target due now.
+CREATE FUNCTION pgshadow._retry_now(p_target text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    UPDATE pgshadow.error e SET next_retry = clock_timestamp()
+      FROM pgshadow.subscription s
+     WHERE s.id = e.sub_id AND s.target = p_target
+       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+-- Whether a subscription has anything to ship (cheap: stops at the first row).
+CREATE FUNCTION pgshadow._has_pending(p_id bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+    v_shadow name;
+    v boolean;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
+                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
+                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+       INTO v USING v_sub.snapshot;
+    RETURN v;
+END
+$$;
+
+-- Exports every due async subscription (of one target, or all), each in its
+-- own transaction. Procedures with SET clauses cannot commit, so every name
+-- here is schema-qualified instead of pinning search_path.
+CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_sub    record;
+    v_state  text;
+    v_msg    text;
+    v_failed boolean;
+BEGIN
+    FOR v_sub IN
+        SELECT s.id, s.target, s.tbl FROM pgshadow.subscription s
+          LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+         WHERE s.mode = 'async' AND (shadow_run.target IS NULL OR s.target = shadow_run.target)
+           AND (e.next_retry IS NULL OR e.next_retry <= pg_catalog.clock_timestamp())
+           AND pg_catalog.pg_has_role(current_user,
+                   (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.tbl), 'USAGE')
+         ORDER BY s.target, s.id
+    LOOP
+        v_failed := false;
+        BEGIN
+            IF pgshadow._has_pending(v_sub.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = v_sub.id) THEN
+                PERFORM pgshadow._connect(v_sub.target);
+                PERFORM pgshadow._export_sub(v_sub.id, batch_size);
+                PERFORM pgshadow._disconnect();
+                PERFORM pgshadow._clear_failure(v_sub.id);
+                PERFORM pgshadow._purge(v_sub.tbl);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            v_failed := true;
+        END;
+        IF v_failed THEN
+            PERFORM pgshadow._disconnect();
+            PERFORM pgshadow._record_failure(v_sub.id, v_state, v_msg);
+            RAISE WARNING '%', v_msg;
+        END IF;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE shadow_run(text, integer) IS
+    'pgshadow: ship every due async subscription, each in its own transaction; failures go to shadow_errors';
+
+-- Retries the queued failures of a target now, in order.
+CREATE PROCEDURE shadow_retry(target text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgshadow._retry_now(target);
+    COMMIT;
+    CALL public.shadow_run(target);
+END
+$$;
+COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
+
+-- Deliberately skips what is pending for a table (e.g. a batch the target
+-- refuses for good): the watermark jumps to now without shipping. The skip,
+-- its key count and the error it cleared are recorded in pgshadow.skipped;
+-- shadow_compare() then finds what differs.
+CREATE FUNCTION shadow_skip(target text, tbl regclass, reason text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub  pgshadow.subscription;
+    v_new  pg_snapshot := pg_current_snapshot();
+    v_keys bigint;
+BEGIN
+    v_sub := pgshadow._subscription(target, tbl);
+    v_sub := pgshadow._lock_subscription(v_sub.id);
+    EXECUTE format('SELECT count(*) FROM (%s) k', pgshadow._keys_sql(tbl, '$1', '$2', NULL, NULL))
+       INTO v_keys USING v_sub.snapshot, v_new;
+    PERFORM pgshadow._log_skip(v_sub.id, v_sub.snapshot, v_new, v_keys, reason);
+    PERFORM pgshadow._advance(v_sub.id, v_new, 0, 0);
+    PERFORM pgshadow._clear_failure(v_sub.id);
+    RETURN v_keys;
+END
+$$;
+COMMENT ON FUNCTION shadow_skip(text, regclass, text) IS
+    'pgshadow: skip (and record) every pending change of a table for a target; returns the keys skipped';
+
+CREATE FUNCTION pgshadow._log_skip(p_id bigint, p_from pg_snapshot, p_to pg_snapshot, p_keys bigint, p_reason text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
+    INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
+    VALUES (v_sub.target, v_sub.tbl, p_from, p_to, p_keys,
+            (SELECT message FROM pgshadow.error WHERE sub_id = p_id), p_reason, pgshadow._caller());
+END
+$$;
+
+-- Keeps tracked.notify in step with the table's async subscriptions.
+CREATE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    UPDATE pgshadow.tracked t
+       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+     WHERE t.tbl = p_tbl;
+END
+$$;
+
+-- source: sql/86_sync.sql
+-- Sync mode: each statement's changes are applied on the target inside the
+-- writing transaction, one round trip per statement (the keys come from the
+-- statement's transition tables, not from one call per row). The remote
+-- transaction commits from a deferred constraint trigger, the last thing that
+-- runs before the local commit, so a target that fails or cannot be reached
+-- aborts the local transaction with an error naming the target.
+--
+-- Limits, by design of what plain SQL can hook: the remote commit precedes the
+-- local one, so a crash between the two leaves the target one transaction
+-- ahead; and ROLLBACK TO SAVEPOINT after a replicated statement is not undone
+-- on the target. shadow_compare() finds both; the writing role needs SELECT
+-- on the table and a user mapping for the target's server.
+
+-- One row per (transaction, target) with an open remote transaction.
+CREATE UNLOGGED TABLE pgshadow.sync_open (
+    xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    target text NOT NULL,
+    PRIMARY KEY (xid, target)
+);
+GRANT SELECT, INSERT ON pgshadow.sync_open TO PUBLIC;
+
+CREATE FUNCTION pgshadow._sync_conn(p_target text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'pgshadow_sync_' || p_target
+$$;
+
+-- Commits the remote transaction at local pre-commit.
+CREATE FUNCTION pgshadow.sync_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'pgshadow: sync target "%" failed to commit: %', NEW.target, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    DELETE FROM pgshadow.sync_open WHERE xid = NEW.xid AND target = NEW.target;
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER sync_commit AFTER INSERT ON pgshadow.sync_open
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgshadow.sync_commit();
+
+-- The sync capture: runs with the writer's rights (its user mapping, its reads).
+CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex'
+AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_tr     pgshadow.tracked;
+    v_conn   text;
+    v_dbl    name;
+    v_server name;
+    v_open   boolean;
+    v_sql    text;
+    v_keys   text;
+    v_nkeys  bigint;
+    v_nrows  bigint;
+    v_last   text[];
+    v_karr   text[];
+    v_rarr   text[];
+    v_at     timestamptz[];
+BEGIN
+    IF current_setting('pgshadow.origin', true) <> '' THEN
+        RETURN NULL;  -- replicated changes are not shipped again
+    END IF;
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
+    v_dbl := pgshadow._dblink();
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+        v_conn := pgshadow._sync_conn(v_sub.target);
+        v_sql := '';
+        IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN
+            EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
+               INTO STRICT v_open;
+            IF NOT v_open THEN
+                SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
+                BEGIN
+                    EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, v_conn, v_server);
+                EXCEPTION WHEN OTHERS THEN
+                    RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
+                        USING ERRCODE = SQLSTATE;
+                END;
+            ELSE
+                -- a transaction this session rolled back may have left one open there
+                v_sql := 'ROLLBACK;';
+            END IF;
+            v_sql := v_sql || pgshadow._remote_begin();
+            INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
+        END IF;
+
+        IF TG_OP = 'TRUNCATE' THEN
+            v_sql := v_sql || format(' TRUNCATE %I.%I;', v_sub.dest_schema, v_sub.dest_table);
+        ELSE
+            v_keys := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c);
+            v_keys := 'SELECT *, statement_timestamp() AS shadow_at FROM (' || CASE TG_OP
+                WHEN 'INSERT' THEN format('SELECT DISTINCT %s FROM pgshadow_new', v_keys)
+                WHEN 'DELETE' THEN format('SELECT DISTINCT %s FROM pgshadow_old', v_keys)
+                ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END
+                || ') k';
+            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
+              USING NULL::pg_snapshot, NULL::pg_snapshot, NULL::text[], NULL::integer;
+            IF v_nkeys = 0 THEN
+                CONTINUE WHEN v_sql = '';
+            ELSE
+                v_sql := v_sql || pgshadow._apply_sql(v_sub, v_tr, pgshadow._column_types(v_sub), v_karr,
+                                                      CASE WHEN v_nrows > 0 THEN v_rarr END);
+            END IF;
+        END IF;
+        BEGIN
+            EXECUTE format('SELECT %I.dblink_exec(%L, $1)', v_dbl, v_conn) USING v_sql;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
+                TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
+                USING ERRCODE = SQLSTATE;
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- Creates (p_on) or drops the sync triggers of a table, with the caller's
+-- rights: they exist only while the table has a sync subscription.
+CREATE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT * FROM (VALUES
+            ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        IF NOT p_on THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v.name, p_tbl);
+        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
+                           v.name, v.event, p_tbl, v.referencing);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- source: sql/87_compare.sql
+-- shadow_compare: are source and target equal? Both sides hash their rows
+-- range by range of the primary key (chunk_rows source rows a range), so a
+-- large table never needs one giant query, and only the ranges that differ are
+-- named. The row hash is order-independent (a sum of per-row hashes), so the
+-- two servers need not sort alike. With repair => true each differing range is
+-- re-shipped: deleted on the target and appended from the source in one remote
+-- transaction (watermarks are untouched; later changes still ship as usual).
+
+-- "(k1, k2) >= (lo...) AND (k1, k2) < (hi...)" over text[] bounds (NULL = open).
+CREATE FUNCTION pgshadow._range_sql(p_tr pgshadow.tracked, p_alias text, p_lo text[], p_hi text[]) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT concat_ws(' AND ', 'true',
+        CASE WHEN p_lo IS NOT NULL THEN format('(%s) >= (%s)', k, (
+            SELECT string_agg(format('%L::%s', v, t), ', ' ORDER BY i)
+              FROM unnest(p_lo, p_tr.key_types) WITH ORDINALITY AS u(v, t, i))) END,
+        CASE WHEN p_hi IS NOT NULL THEN format('(%s) < (%s)', k, (
+            SELECT string_agg(format('%L::%s', v, t), ', ' ORDER BY i)
+              FROM unnest(p_hi, p_tr.key_types) WITH ORDINALITY AS u(v, t, i))) END)
+      FROM (SELECT string_agg(format('%s%I', p_alias, c), ', ') AS k FROM unnest(p_tr.key_cols) c) x
+$$;
+
+-- count and order-independent hash of the shipped columns, cast to the
+-- source's types (so int vs bigint on the target still compares equal)
+CREATE FUNCTION pgshadow._hash_sql(p_cols name[], p_types text[], p_from text, p_where text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT count(*)::bigint, coalesce(sum((''x'' || substr(md5(ROW(%s)::text), 1, 15))::bit(60)::bigint::numeric), 0)::text'
+                  ' FROM %s WHERE %s',
+                  (SELECT string_agg(format('t.%I::%s::text', c, t), ', ') FROM unnest(p_cols, p_types) AS u(c, t)),
+                  p_from, p_where)
+$$;
+
+CREATE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
+RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex'
+AS $$
+DECLARE
+    v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
+    v_tr     pgshadow.tracked;
+    v_types  text[];
+    v_dbl    name;
+    v_bounds text[];
+    v_lo     text[];
+    v_hi     text[];
+    v_i      integer;
+    v_lh     text;
+    v_rh     text;
+    v_where  text;
+    v_rows   text[];
+    v_n      bigint;
+BEGIN
+    IF chunk_rows IS NULL OR chunk_rows < 1 THEN
+        RAISE EXCEPTION 'pgshadow: chunk_rows must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pgshadow._check_owner(tbl, current_user);
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
+    v_types := pgshadow._column_types(v_sub);
+    PERFORM pgshadow._connect(target);
+    v_dbl := pgshadow._dblink();
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_exec(%L, %L)', v_dbl, 'pgshadow',
+            'SET DateStyle = ''ISO, YMD''; SET IntervalStyle = ''postgres''; SET TimeZone = ''UTC'';'
+            ' SET extra_float_digits = 3; SET bytea_output = ''hex''; SET search_path = pg_catalog, pg_temp');
+        -- every chunk_rows-th key of the source starts a range; the first range is open below
+        -- and the last open above, so target rows outside the source's key span are counted too
+        EXECUTE format('SELECT array_agg(b ORDER BY rn) FROM (SELECT ARRAY[%s]::text AS b, rn FROM'
+                       ' (SELECT %s, row_number() OVER (ORDER BY %s) AS rn FROM %s t WHERE (%s)) s'
+                       ' WHERE rn %% $1 = 1 AND rn > 1) x',
+                       (SELECT string_agg(format('%I::text', c), ', ') FROM unnest(v_tr.key_cols) c),
+                       (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
+                       (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
+                       tbl, coalesce(v_sub.row_filter, 'true'))
+           INTO v_bounds USING chunk_rows;
+        v_bounds := coalesce(v_bounds, '{}');
+        FOR v_i IN 0 .. cardinality(v_bounds) LOOP
+            v_lo := CASE WHEN v_i = 0 THEN NULL ELSE v_bounds[v_i]::text[] END;
+            v_hi := CASE WHEN v_i = cardinality(v_bounds) THEN NULL ELSE v_bounds[v_i + 1]::text[] END;
+            EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
+                        format('(%s) AND %s', coalesce(v_sub.row_filter, 'true'), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
+               INTO source_rows, v_lh;
+            EXECUTE format('SELECT n, h FROM %I.dblink(%L, %L) AS r(n bigint, h text)', v_dbl, 'pgshadow',
+                           pgshadow._hash_sql(v_sub.columns, v_types,
+                               format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
+                               pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
+               INTO target_rows, v_rh;
+            CONTINUE WHEN source_rows = target_rows AND v_lh = v_rh;
+            range_from := v_lo;
+            range_to := v_hi;
+            repaired := false;
+            IF repair THEN
+                v_where := pgshadow._range_sql(v_tr, 't.', v_lo, v_hi);
+                EXECUTE format('SELECT count(*), ARRAY[%s] FROM %s t WHERE (%s) AND %s',
+                               (SELECT string_agg(format('array_agg(t.%I::text)::text', c), ', ') FROM unnest(v_sub.columns) c),
+                               tbl, coalesce(v_sub.row_filter, 'true'), v_where)
+                   INTO v_n, v_rows;
+                PERFORM pgshadow._remote(v_sub,
+                    pgshadow._remote_begin()
+                    || format(' DELETE FROM %I.%I t WHERE %s;', v_sub.dest_schema, v_sub.dest_table, v_where)
+                    || pgshadow._apply_sql(v_sub, v_tr, v_types, NULL, CASE WHEN v_n > 0 THEN v_rows END)
+                    || ' COMMIT;');
+                repaired := true;
+            END IF;
+            RETURN NEXT;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pgshadow._disconnect();
+        RAISE;
+    END;
+    PERFORM pgshadow._disconnect();
+END
+$$;
+COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
+    'pgshadow: compare a table with its copy on a target by key range; repair => true re-ships the ranges that differ';
+
+-- source: sql/88_multimaster.sql
+-- Bidirectional replication. Two or more databases each track a table and
+-- subscribe each other (every node to every other: a mesh). A change applied
+-- by pgshadow carries pgshadow.origin and is not captured again, so nothing
+-- ping-pongs and no node forwards another's changes.
+--
+-- A conflict is a key that arrives from a peer while this node still has a
+-- change of it that it has not yet shipped to that peer. The sender's
+-- subscription declares the policy: source_wins (the incoming row), target_wins
+-- (the local row), latest (the later change by statement time, ties to the
+-- greater node name), error (keep the local row, log, and fail the sender's
+-- export until an operator resolves it). Every conflict is logged with both
+-- versions. Whatever wins, the losing side's pending change still ships
+-- afterwards carrying the *current* row, so after a quiet exchange both nodes
+-- hold the same rows.
+
+CREATE TABLE pgshadow.conflict (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    tbl         regclass NOT NULL,
+    key         jsonb NOT NULL,
+    origin      text NOT NULL,        -- the node the incoming row came from
+    node        text NOT NULL,        -- this node
+    policy      text NOT NULL,
+    resolution  text NOT NULL CHECK (resolution IN ('remote_applied', 'local_kept')),
+    remote_at   timestamptz,
+    local_at    timestamptz,
+    remote_row  jsonb,                -- NULL: the peer deleted the row
+    local_row   jsonb                 -- NULL: this node deleted the row
+);
+-- a batch retried under 'error' logs each conflict once
+CREATE UNIQUE INDEX conflict_once ON pgshadow.conflict (tbl, key, origin, remote_at, local_at);
+GRANT SELECT ON pgshadow.conflict TO PUBLIC;
+
+
+CREATE VIEW shadow_conflicts AS
+SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
+  FROM pgshadow.conflict;
+COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row';
+GRANT SELECT ON shadow_conflicts TO PUBLIC;
+
+CREATE FUNCTION pgshadow._log_conflict(p_tbl regclass, p_key jsonb, p_origin text, p_policy text, p_resolution text,
+                                       p_remote_at timestamptz, p_local_at timestamptz, p_remote_row jsonb, p_local_row jsonb)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row)
+    VALUES (p_tbl, p_key, p_origin, pgshadow._node(), p_policy, p_resolution, p_remote_at, p_local_at, p_remote_row, p_local_row)
+    ON CONFLICT DO NOTHING;
+END
+$$;
+
+-- Applies a peer's chunk here (called over dblink by the peer's export, inside
+-- the transaction it opened with pgshadow.origin set). p_keys and p_rows are
+-- 2-D text arrays: one row per key column / shipped column. Returns the number
+-- of conflicts met. Runs with the peer's mapped role's rights.
+CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_columns name[], p_rows text[])
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr      pgshadow.tracked;
+    v_snap    pg_snapshot;
+    v_kcols   name[];
+    v_ktypes  text[];
+    v_ctypes  text[];
+    v_kin     text;      -- typed incoming keys
+    v_rin     text;      -- incoming rows, as text
+    v_match   text;
+    v_kept    text[] := '{}';
+    v_n       bigint := 0;
+    v_c       record;
+    v_remote  boolean;
+BEGIN
+    IF p_policy NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
+        RAISE EXCEPTION 'pgshadow: unknown conflict policy %', p_policy USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+      INTO v_kcols, v_ktypes
+      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = p_dest AND i.indisprimary;
+    IF v_kcols IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: cannot apply to %: it has no primary key', p_dest USING ERRCODE = 'invalid_table_definition';
+    END IF;
+    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.i) INTO v_ctypes
+      FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)
+      JOIN pg_attribute a ON a.attrelid = p_dest AND a.attname = u.c AND a.attnum > 0 AND NOT a.attisdropped;
+    IF coalesce(cardinality(v_ctypes), 0) <> cardinality(p_columns) THEN
+        RAISE EXCEPTION 'pgshadow: % lacks some of the columns %', p_dest, p_columns USING ERRCODE = 'undefined_column';
+    END IF;
+
+    v_kin := format('SELECT %s, u.at FROM unnest(%s, $2) AS u(%s, at)',
+        (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+        (SELECT string_agg(format('$1[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_kcols)) i),
+        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c));
+    v_rin := format('SELECT * FROM unnest(%s) AS r(%s)',
+        (SELECT string_agg(format('$3[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(p_columns)) i),
+        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c));
+    v_match := (SELECT string_agg(format('d.%1$I = k.%1$I', c), ' AND ') FROM unnest(v_kcols) c);
+
+    -- conflicts: incoming keys this node changed and has not shipped to the origin yet
+    SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
+    SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL AND v_snap IS NOT NULL THEN
+        FOR v_c IN EXECUTE format(
+            'WITH k AS (%1$s), r AS (%2$s),'
+            ' l AS (SELECT %3$s, max(shadow_at) AS at FROM pgshadow.%4$I'
+            '        WHERE shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)'
+            '          AND shadow_op <> ''T'' GROUP BY %3$s)'
+            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident, k.at AS remote_at, l.at AS local_at,'
+            '        (SELECT to_jsonb(r) FROM r WHERE %7$s) AS remote_row,'
+            '        (SELECT to_jsonb(d) FROM %8$s d WHERE %9$s) AS local_row'
+            '   FROM k JOIN l USING (%3$s)',
+            v_kin, v_rin,
+            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c),
+            v_tr.shadow,
+            (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
+            (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
+            (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+            p_dest, v_match)
+          USING p_keys, p_at, p_rows, v_snap
+        LOOP
+            v_n := v_n + 1;
+            v_remote := CASE p_policy
+                WHEN 'source_wins' THEN true
+                WHEN 'target_wins' THEN false
+                WHEN 'error' THEN false
+                ELSE v_c.remote_at > v_c.local_at OR (v_c.remote_at = v_c.local_at AND p_origin > pgshadow._node()) END;
+            PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy,
+                CASE WHEN v_remote THEN 'remote_applied' ELSE 'local_kept' END,
+                v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+            IF NOT v_remote THEN
+                v_kept := v_kept || v_c.ident;
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF p_keys IS NOT NULL THEN
+        EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)',
+                       p_dest, v_kin, v_match,
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
+          USING p_keys, p_at, p_rows, v_snap, v_kept;
+    END IF;
+    IF p_rows IS NOT NULL THEN
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
+                       p_dest,
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c),
+                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
+                       v_rin,
+                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
+          USING p_keys, p_at, p_rows, v_snap, v_kept;
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+-- Calls pgshadow.apply() on the target for one chunk; returns its conflict count.
+CREATE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p_keys text[], p_at timestamptz[], p_rows text[])
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    EXECUTE format('SELECT n FROM %I.dblink(%L, $1) AS r(n bigint)', pgshadow._dblink(), 'pgshadow')
+       INTO v_n
+      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::name[], %L::text[])',
+                   pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, p_at, p_sub.columns,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text);
+    RETURN v_n;
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        USING ERRCODE = SQLSTATE;
+END
+$$;

@@ -13,7 +13,7 @@ DECLARE
     v_rel       record;
     v_cols      name[];
     v_types     text[];
-    v_shadow    name;
+    v_shadow    text;      -- text, not name: a name would silently truncate to 63 bytes
     v_list      text;
     v_old       pgshadow.tracked%ROWTYPE;
     v_other     regclass;
