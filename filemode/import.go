@@ -66,12 +66,13 @@ func (e *RefusedError) Error() string {
 // the manifest; it is detected before anything is applied.
 type FileError struct {
 	Dest    string
+	BatchNo int64
 	File    string
 	Problem string
 }
 
 func (e *FileError) Error() string {
-	return fmt.Sprintf("refused: %s file %s: %s; nothing was applied", e.Dest, e.File, e.Problem)
+	return fmt.Sprintf("refused: %s batch %d, file %s: %s; nothing was applied", e.Dest, e.BatchNo, e.File, e.Problem)
 }
 
 // bookkeepingDDL creates the target's record of applied batches. sub_id and
@@ -253,7 +254,7 @@ func verifyFiles(dir string, m *Manifest) ([][]Column, error) {
 	for i, t := range m.Tables {
 		for _, f := range t.all() {
 			if err := verifyFile(filepath.Join(dir, f.Name), f); err != nil {
-				return nil, &FileError{Dest: t.Dest, File: f.Name, Problem: err.Error()}
+				return nil, &FileError{Dest: t.Dest, BatchNo: t.BatchNo, File: f.Name, Problem: err.Error()}
 			}
 		}
 		data, err := os.ReadFile(filepath.Join(dir, t.Files.Columns.Name))
@@ -265,7 +266,7 @@ func verifyFiles(dir string, m *Manifest) ([][]Column, error) {
 			_, err = keyColumns(cols)
 		}
 		if err != nil {
-			return nil, &FileError{Dest: t.Dest, File: t.Files.Columns.Name, Problem: err.Error()}
+			return nil, &FileError{Dest: t.Dest, BatchNo: t.BatchNo, File: t.Files.Columns.Name, Problem: err.Error()}
 		}
 		out[i] = cols
 	}

@@ -68,14 +68,31 @@ func (e *env) All(t *testing.T, sql string) {
 	e.Files.Exec(t, sql)
 }
 
+// SrcAndFiles runs sql on the source and the file target only.
+func (e *env) SrcAndFiles(t *testing.T, sql string) {
+	t.Helper()
+	e.Src.Exec(t, sql)
+	e.Files.Exec(t, sql)
+}
+
 // Subscribe subscribes tbl to both targets; extra is appended to the
 // argument list verbatim.
 func (e *env) Subscribe(t *testing.T, tbl string, extra ...string) {
 	t.Helper()
-	for _, target := range []string{pushTarget, fileTarget} {
-		args := append([]string{lit(target), lit(tbl)}, extra...)
-		e.Src.Exec(t, "SELECT shadow_subscribe("+strings.Join(args, ", ")+")")
-	}
+	e.subscribe(t, pushTarget, tbl, extra...)
+	e.subscribe(t, fileTarget, tbl, extra...)
+}
+
+// SubscribeFiles subscribes tbl to the file target only.
+func (e *env) SubscribeFiles(t *testing.T, tbl string, extra ...string) {
+	t.Helper()
+	e.subscribe(t, fileTarget, tbl, extra...)
+}
+
+func (e *env) subscribe(t *testing.T, target, tbl string, extra ...string) {
+	t.Helper()
+	args := append([]string{lit(target), lit(tbl)}, extra...)
+	e.Src.Exec(t, "SELECT shadow_subscribe("+strings.Join(args, ", ")+")")
 }
 
 // PushExport ships pending changes to the push target.
