@@ -287,6 +287,9 @@ BEGIN
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
 
     step := 0; kind := 'shadow';
+    -- Steps that lock an existing shadow table are left out when it exists:
+    -- CREATE INDEX IF NOT EXISTS would still wait for every open writer.
+    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
     step := step + 1;
     sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
                   ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
@@ -300,10 +303,14 @@ BEGIN
     step := step + 1;
     sql := format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow, format('pgshadow: keys changed in %s', p_tbl));
     RETURN NEXT;
-    step := step + 1;
-    -- the owner reads pending keys when exporting with its own rights
-    sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
-    RETURN NEXT;
+    END IF;
+    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        step := step + 1;
+        -- the owner reads pending keys when exporting with its own rights
+        sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+        RETURN NEXT;
+    END IF;
     step := step + 1;
     sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)'
                   ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
@@ -1264,6 +1271,49 @@ END
 $$;
 COMMENT ON FUNCTION shadow_export(text, integer) IS
     'pgshadow: ship every pending change of every table subscribed to a target; one row per table';
+
+-- Copies the whole table to the target again (push targets now; file targets
+-- with their next export) and restarts the watermark from this moment: the
+-- recovery after a target was restored, skipped or edited by hand.
+CREATE FUNCTION shadow_resync(target text, tbl regclass) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub  pgshadow.subscription := pgshadow._subscription(target, tbl);
+    v_snap pg_snapshot;
+    v_r    record;
+BEGIN
+    v_sub := pgshadow._lock_subscription(v_sub.id);
+    -- taken before the copy reads: changes committed after it ship again later
+    v_snap := pg_current_snapshot();
+    IF (SELECT t.server FROM pgshadow.target t WHERE t.name = shadow_resync.target) IS NULL THEN
+        PERFORM pgshadow._reset(v_sub.id, v_snap, true);
+        RETURN 0;
+    END IF;
+    PERFORM pgshadow._connect(target);
+    BEGIN
+        v_r := pgshadow._ship(v_sub, NULL, NULL, true, 100000);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pgshadow._disconnect();
+        RAISE;
+    END;
+    PERFORM pgshadow._disconnect();
+    PERFORM pgshadow._reset(v_sub.id, v_snap, false);
+    RETURN v_r.upserts;
+END
+$$;
+COMMENT ON FUNCTION shadow_resync(text, regclass) IS
+    'pgshadow: copy a table to a target again and restart its watermark; returns rows copied';
+
+CREATE FUNCTION pgshadow._reset(p_id bigint, p_snapshot pg_snapshot, p_needs_copy boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    UPDATE pgshadow.subscription
+       SET snapshot = p_snapshot, needs_copy = p_needs_copy, last_error = NULL, last_error_at = NULL
+     WHERE id = p_id;
+    DELETE FROM pgshadow.error WHERE sub_id = p_id;
+END
+$$;
 
 -- source: sql/75_file.sql
 -- File mode: the pgshadow export command reads a batch through these, inside

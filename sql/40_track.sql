@@ -93,6 +93,9 @@ BEGIN
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
 
     step := 0; kind := 'shadow';
+    -- Steps that lock an existing shadow table are left out when it exists:
+    -- CREATE INDEX IF NOT EXISTS would still wait for every open writer.
+    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
     step := step + 1;
     sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
                   ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
@@ -106,10 +109,14 @@ BEGIN
     step := step + 1;
     sql := format('COMMENT ON TABLE pgshadow.%I IS %L', v_shadow, format('pgshadow: keys changed in %s', p_tbl));
     RETURN NEXT;
-    step := step + 1;
-    -- the owner reads pending keys when exporting with its own rights
-    sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
-    RETURN NEXT;
+    END IF;
+    IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        step := step + 1;
+        -- the owner reads pending keys when exporting with its own rights
+        sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+        RETURN NEXT;
+    END IF;
     step := step + 1;
     sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)'
                   ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
