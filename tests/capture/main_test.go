@@ -40,13 +40,17 @@ const rolePassword = "pgshadow_test_pw"
 
 var roleSeq atomic.Int64
 
-// newRole creates a login role (roles are cluster-wide, so the name gets a
-// unique suffix) with the given extra options, e.g. "IN ROLE team". At
-// cleanup it drops what the role owns in db, then the role.
+// newRole creates a role (roles are cluster-wide, so the name gets a unique
+// suffix) with the given options, e.g. "IN ROLE team"; it can log in unless
+// options say NOLOGIN. At cleanup it drops what the role owns in db, then
+// the role.
 func newRole(t *testing.T, db *pgtest.DB, prefix, options string) string {
 	t.Helper()
 	name := fmt.Sprintf("%s_%d", prefix, roleSeq.Add(1))
-	db.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' %s", install.Ident(name), rolePassword, options))
+	if !strings.Contains(options, "NOLOGIN") {
+		options = "LOGIN " + options
+	}
+	db.Exec(t, fmt.Sprintf("CREATE ROLE %s PASSWORD '%s' %s", install.Ident(name), rolePassword, options))
 	t.Cleanup(func() {
 		for _, sql := range []string{"DROP OWNED BY " + install.Ident(name), "DROP ROLE " + install.Ident(name)} {
 			if err := db.ExecErr(sql); err != nil {
