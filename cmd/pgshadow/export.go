@@ -1,0 +1,86 @@
+// `pgshadow export`: writes the pending batch of a file target as a batch
+// directory (see package filemode), over an ordinary client connection.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshadow/pgshadow/filemode"
+)
+
+func init() {
+	register("export", "write the pending changes of a file target as a batch directory", runExport)
+}
+
+// dsnHelp documents -d for every command that connects.
+const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
+
+func runExport(ctx context.Context, args []string) error {
+	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME -dir DIR")
+	dsn := fs.String("d", "", dsnHelp)
+	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
+	dir := fs.String("dir", "", "export root: the batch is written to DIR/NAME/<batch>")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *target == "" || *dir == "" {
+		return errors.New("-target and -dir are required (pgshadow export -h)")
+	}
+	conn, err := connectDB(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: os.Stderr})
+	if err != nil {
+		return oneLine(err)
+	}
+	if res.BatchDir == "" {
+		fmt.Printf("nothing pending for target %q: no batch written\n", *target)
+		return nil
+	}
+	fmt.Printf("wrote %s\n", res.BatchDir)
+	for _, t := range res.Manifest.Tables {
+		what := fmt.Sprintf("%d changed keys, %d rows", t.Keys, t.Rows)
+		if t.FullCopy {
+			what = fmt.Sprintf("full copy, %d rows", t.Rows)
+		}
+		fmt.Printf("  %s -> %s  batch %d: %s\n", t.SourceTable, t.Dest, t.BatchNo, what)
+	}
+	for _, tbl := range res.Unchanged {
+		fmt.Printf("  %s: nothing pending\n", tbl)
+	}
+	return nil
+}
+
+// connectDB opens a connection from a libpq connection string or URL; an
+// empty one means the PG* environment variables (and libpq's defaults).
+func connectDB(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, oneLine(fmt.Errorf("connection string: %w", err))
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, oneLine(err)
+	}
+	return conn, nil
+}
+
+// oneLine flattens an error onto a single line: every failure of the CLI is
+// one line on stderr.
+func oneLine(err error) error {
+	if err == nil || !strings.ContainsAny(err.Error(), "\r\n") {
+		return err
+	}
+	return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+}

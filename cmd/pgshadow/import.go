@@ -1,0 +1,68 @@
+// `pgshadow import`: applies one exported batch directory to a target
+// database in one transaction (see package filemode).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/pgshadow/pgshadow/filemode"
+)
+
+func init() {
+	register("import", "apply one exported batch directory to a target database", runImport)
+}
+
+func runImport(ctx context.Context, args []string) error {
+	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] -dir BATCHDIR")
+	dsn := fs.String("d", "", dsnHelp)
+	dir := fs.String("dir", "", "one batch directory written by pgshadow export (it holds manifest.json)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *dir == "" {
+		return errors.New("-dir is required (pgshadow import -h)")
+	}
+	// Read and verify the batch before connecting: a damaged batch is
+	// reported the same way whether or not the target is reachable.
+	if _, _, err := filemode.ReadManifest(*dir); err != nil {
+		return oneLine(err)
+	}
+	conn, err := connectDB(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := filemode.Import(ctx, conn, filemode.ImportOptions{Dir: *dir, Progress: os.Stderr})
+	if err != nil {
+		return oneLine(err)
+	}
+	applied := 0
+	for _, t := range res.Tables {
+		if t.Outcome == filemode.Applied {
+			applied++
+		}
+	}
+	if applied == 0 {
+		fmt.Printf("%s was already applied: nothing changed\n", *dir)
+	} else {
+		fmt.Printf("applied %s (source %s, database %s)\n", *dir, res.Manifest.Source.SystemIdentifier, res.Manifest.Source.Database)
+	}
+	for _, t := range res.Tables {
+		what := t.Outcome
+		switch {
+		case t.Outcome != filemode.Applied:
+		case t.FullCopy:
+			what = fmt.Sprintf("full copy: %d rows", t.Inserted)
+		default:
+			what = fmt.Sprintf("%d rows deleted by key, %d rows written", t.Deleted, t.Inserted)
+		}
+		fmt.Printf("  %s  batch %d: %s\n", t.Dest, t.BatchNo, what)
+	}
+	return nil
+}
