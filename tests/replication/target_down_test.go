@@ -1,0 +1,135 @@
+// A target that dies: the export fails fast naming the target, acknowledges
+// nothing, and the next export after the target is back converges.
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+// startServer starts a server of the test's own (so killing it disturbs no
+// other test), stopped at cleanup.
+func startServer(t *testing.T, name string) *pgserver.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := pgserver.Start(ctx, pgserver.Options{Name: name})
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return s
+}
+
+// stallSQL makes the target's apply hang on key 700 until its server dies.
+const stallSQL = `
+CREATE FUNCTION public.stall() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN PERFORM pg_catalog.pg_sleep(120); RETURN NULL; END $f$;
+CREATE TRIGGER stall AFTER INSERT ON public.tbl FOR EACH ROW WHEN (NEW.id = 700) EXECUTE FUNCTION public.stall();`
+
+// exportFailure checks that a failed export named the target and came within
+// limit of start.
+func exportFailure(t *testing.T, what string, err error, start time.Time, limit time.Duration) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: export succeeded, want an error", what)
+	}
+	t.Logf("%s: %s (after %s)", what, describe(err), time.Since(start).Round(time.Millisecond))
+	if took := time.Since(start); took > limit {
+		t.Errorf("%s: export took %s to fail, want under %s", what, took.Round(time.Millisecond), limit)
+	}
+	if msg := describe(err); !strings.Contains(msg, `target "`+targetName+`"`) {
+		t.Errorf("%s: error does not name target %q: %s", what, targetName, msg)
+	}
+}
+
+// A target killed in the middle of a many-batch export: the export fails
+// within seconds naming the target, no watermark moves (the batches the target
+// did commit are resent later), an export while it is down fails fast too, and
+// after a restart the next export converges.
+func TestTargetKilledDuringExportLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server of its own")
+	}
+	t.Parallel()
+	s := startServer(t, "killed-target")
+	p := newPairOn(t, s)
+	down := false
+	t.Cleanup(func() {
+		if down { // the databases are dropped next, on a running server
+			if err := s.Restart(context.Background()); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	})
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Dst.Exec(t, stallSQL)
+	for i := 0; i < 50; i++ {
+		p.Src.Exec(t, fmt.Sprintf("INSERT INTO tbl SELECT g, 'v' FROM generate_series(%d, %d) g", i*20+1, i*20+20))
+	}
+	before := p.watermark(t, "tbl")
+
+	exported := make(chan error, 1)
+	go func() {
+		_, err := p.ExportErr(100)
+		exported <- err
+	}()
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+		return n > 0, "the export never reached key 700 on the target"
+	})
+	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl"); n == 0 {
+		t.Fatalf("scenario broken: no batch committed on the target before key 700")
+	}
+
+	start := time.Now()
+	down = true
+	if err := s.Kill(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	select {
+	case err := <-exported:
+		exportFailure(t, "target killed mid-export", err, start, 10*time.Second)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("export still running 30s after its target was killed")
+	}
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by a failed export: before %s, after %s", before, got)
+	}
+
+	start = time.Now()
+	_, err := p.ExportErr(100)
+	exportFailure(t, "target down before export", err, start, 5*time.Second)
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by an export to a dead target: before %s, after %s", before, got)
+	}
+
+	if err := s.Restart(context.Background()); err != nil {
+		t.Fatalf("%v", err)
+	}
+	down = false
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		err := p.Dst.ExecErr("DROP TRIGGER stall ON tbl")
+		return err == nil, fmt.Sprint(err)
+	})
+	p.Src.Exec(t, "UPDATE tbl SET v = 'after restart' WHERE id % 100 = 0")
+	res := p.ExportBatch(t, 100)["tbl"]
+	if res.Keys < 1000 {
+		t.Errorf("export after restart shipped %d keys, want all 1000 again (none was acknowledged)", res.Keys)
+	}
+	p.Same(t, "tbl", "tbl")
+	if got := p.watermark(t, "tbl"); got == before {
+		t.Errorf("watermark did not move after a successful export: %s", got)
+	}
+}
