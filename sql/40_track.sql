@@ -3,8 +3,8 @@
 -- (writers need no rights on it); the triggers are created with the caller's
 -- own rights, since only the table's owner may put triggers on it.
 
--- Everything tracking p_tbl executes, in order, after checking that it can be
--- tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
+-- Everything tracking p_tbl executes, in order (leaving out what exists
+-- already), after checking that it can be tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
 -- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
 -- the same steps for review, so what is reviewed is what runs.
 CREATE FUNCTION pgshadow.track_plan(p_tbl regclass) RETURNS TABLE (step integer, kind text, sql text)
@@ -142,6 +142,7 @@ BEGIN
             ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
             ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
     LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v_rel.name);
         step := step + 1;
         sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
                       v_rel.name, v_rel.event, p_tbl, v_rel.referencing);
@@ -213,11 +214,8 @@ DECLARE
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     v_shadow := pgshadow._make_shadow(tbl);
-    FOR v_step IN SELECT p.sql, split_part(p.sql, ' ', 3) AS name
-                    FROM pgshadow.track_plan(tbl) p WHERE p.kind = 'trigger' ORDER BY p.step LOOP
-        IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_step.name) THEN
-            EXECUTE v_step.sql;
-        END IF;
+    FOR v_step IN SELECT p.sql FROM pgshadow.track_plan(tbl) p WHERE p.kind = 'trigger' ORDER BY p.step LOOP
+        EXECUTE v_step.sql;
     END LOOP;
     RETURN v_shadow;
 END
