@@ -338,19 +338,20 @@ func applyTable(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, o ImportOptions,
 	} else {
 		keys, _ := keyColumns(cols) // checked by verifyFiles
 		tmp := pgx.Identifier{"pg_temp", fmt.Sprintf("pgshadow_import_keys_%d", i)}.Sanitize()
-		defs := make([]string, len(keys))
 		names := make([]string, len(keys))
 		match := make([]string, len(keys))
 		for j, k := range keys {
 			name := pgx.Identifier{k.Name}.Sanitize()
-			// The type text comes from the file: the extended protocol
-			// runs one statement only, so it cannot smuggle in another.
-			defs[j] = name + " " + k.Type
 			names[j] = name
 			match[j] = "d." + name + " = k." + name
 		}
-		create := fmt.Sprintf("CREATE TEMP TABLE %s (%s) ON COMMIT DROP", tmp, strings.Join(defs, ", "))
-		if err := conn.PgConn().ExecParams(ctx, create, nil, nil, nil, nil).Read().Err; err != nil {
+		// The key table takes the destination's key column types and
+		// collations, so keys parse and compare exactly as the rows do
+		// (the source's types in the columns file may differ, e.g. int
+		// shipped into bigint, and carry no collation).
+		create := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
+			tmp, strings.Join(names, ", "), dest)
+		if _, err := tx.Exec(ctx, create); err != nil {
 			return fmt.Errorf("create key table: %w", err)
 		}
 		if _, err := copyFromFile(ctx, conn, filepath.Join(o.Dir, t.Files.Keys.Name), *t.Files.Keys,

@@ -152,3 +152,23 @@ func TestResubscribedTableStartsOverWithFullCopy(t *testing.T) {
 	_, err := e.ImportErr(t, e.Export(t))
 	wantRefused(t, err, "public.t batch 1", "fed by subscription", "not a full copy")
 }
+
+// Keys are matched with the destination's own key types and collations: a
+// key column with a nondeterministic collation, shipped into a wider type
+// elsewhere, still deletes exactly the changed keys.
+func TestKeysMatchWithDestinationTypesAndCollations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const coll = "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
+	e.Src.Exec(t, coll+"CREATE TABLE t (code text COLLATE ci, n int, v text, PRIMARY KEY (code, n))")
+	e.Files.Exec(t, coll+"CREATE TABLE t (code text COLLATE ci, n bigint, v text, PRIMARY KEY (code, n))")
+	e.Src.Exec(t, "INSERT INTO t SELECT 'Code' || g, g, 'v' FROM generate_series(1, 10) g")
+	e.SubscribeFiles(t, "t")
+	e.Import(t, e.Export(t))
+	e.Src.Exec(t, "UPDATE t SET v = 'changed' WHERE n <= 3; DELETE FROM t WHERE n = 10")
+	res := e.Import(t, e.Export(t))
+	if r := res.Tables[0]; r.Deleted != 4 || r.Inserted != 3 {
+		t.Errorf("import deleted %d and wrote %d rows, want 4 deleted by key and 3 written", r.Deleted, r.Inserted)
+	}
+	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
+}
