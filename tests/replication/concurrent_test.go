@@ -1,0 +1,175 @@
+// Concurrent writers and exporters: whatever order transactions start,
+// commit and roll back in, and however exports interleave with them, a final
+// export leaves the target equal to the source.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// concurrentDDL: a single-column key and a composite key with a text part,
+// both of which the writers update.
+const concurrentDDL = `
+CREATE TABLE kv (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+CREATE TABLE ck (a int, b text, v int, PRIMARY KEY (a, b));`
+
+// writeOps are the statements writers pick from at random; $1 and $2 are
+// random small integers. Some fail on purpose (unique violations of key
+// updates); a failed statement aborts its transaction like in an application.
+var writeOps = []string{
+	"INSERT INTO kv VALUES ($1, 'ins', $2) ON CONFLICT DO NOTHING",
+	"INSERT INTO kv VALUES ($1, 'upsert', $2) ON CONFLICT (id) DO UPDATE SET v = 'upserted', n = kv.n + 1",
+	"INSERT INTO kv SELECT g, 'multi', $2 FROM generate_series($1::int, $1::int + 5) g ON CONFLICT DO NOTHING",
+	"UPDATE kv SET v = md5(random()::text), n = n + 1 WHERE id BETWEEN $1 AND $1::int + $2::int % 4",
+	"UPDATE kv SET id = $2::int + 600 WHERE id = $1",
+	"UPDATE kv SET id = id + 1 WHERE id = $1 AND $2::int >= 0",
+	"DELETE FROM kv WHERE id = $1 AND $2::int >= 0",
+	"DELETE FROM kv WHERE id BETWEEN $1 AND $1::int + $2::int % 3",
+	"INSERT INTO ck VALUES ($1 % 50, 'k' || $2 % 20, $2) ON CONFLICT DO NOTHING",
+	"UPDATE ck SET b = b || 'x' WHERE a = $1 % 50 AND length(b) < 8 AND $2::int >= 0",
+	"UPDATE ck SET a = a + 50 WHERE a = $1 % 50 AND b = 'k' || $2 % 20",
+	"UPDATE ck SET v = v + 1 WHERE a = $1 % 100 AND $2::int >= 0",
+	"DELETE FROM ck WHERE a = $1 % 100 AND b LIKE 'k' || $2 % 5 || '%'",
+}
+
+// writer runs random statements on its own connection until stop, a third of
+// the time inside a long transaction that mostly commits, sometimes rolls back.
+func writer(ctx context.Context, dsn string, rng *rand.Rand, stop <-chan struct{}, stmts *atomic.Int64) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("writer connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	exec := func(sql string, args ...any) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		stmts.Add(1)
+		return err
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		op := func() error {
+			return exec(writeOps[rng.IntN(len(writeOps))], rng.IntN(500), rng.IntN(500))
+		}
+		if rng.IntN(3) > 0 {
+			if err := expected(op()); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := exec("BEGIN"); err != nil {
+			return err
+		}
+		var failed error
+		for i, n := 0, 3+rng.IntN(15); i < n && failed == nil; i++ {
+			failed = op()
+			time.Sleep(time.Duration(rng.IntN(60)) * time.Millisecond)
+		}
+		end := "COMMIT"
+		if failed != nil || rng.IntN(8) == 0 {
+			end = "ROLLBACK"
+		}
+		if err := exec(end); err != nil {
+			return err
+		}
+		if err := expected(failed); err != nil {
+			return err
+		}
+	}
+}
+
+// expected filters the errors a random workload provokes on purpose.
+func expected(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "40P01") {
+		return nil
+	}
+	return err
+}
+
+// Several sessions insert, update, delete and change primary keys at random,
+// some in long transactions, while exports run in a loop alongside; after a
+// final export both tables are equal on both sides.
+func TestConcurrentWritersAndExportsConverge(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, concurrentDDL)
+	p.Src.Exec(t, "INSERT INTO kv SELECT g, 'seed', 0 FROM generate_series(1, 300, 2) g")
+	p.Src.Exec(t, "INSERT INTO ck SELECT g % 50, 'k' || g % 20, g FROM generate_series(1, 200) g ON CONFLICT DO NOTHING")
+	p.Subscribe(t, "kv")
+	p.Subscribe(t, "ck")
+
+	duration := 7 * time.Second
+	if testing.Short() {
+		duration = 3 * time.Second
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seed)
+	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Minute)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stmts atomic.Int64
+	errs := make(chan error, 16)
+	const writers = 5
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := writer(ctx, p.Src.ConnString(), rand.New(rand.NewPCG(seed, uint64(w))), stop, &stmts); err != nil {
+				errs <- fmt.Errorf("writer %d: %s", w, describe(err))
+			}
+		}()
+	}
+	var exports atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, writers))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// small batches too, so backlogs get cut while writers run
+			if _, err := p.ExportErr([]int{0, 7, 50}[rng.IntN(3)]); err != nil {
+				errs <- fmt.Errorf("export during the workload: %s", describe(err))
+				return
+			}
+			exports.Add(1)
+			time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
+		}
+	}()
+	time.Sleep(duration)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d statements, %d exports during the workload", stmts.Load(), exports.Load())
+	if exports.Load() < 3 {
+		t.Errorf("only %d exports ran alongside the writers, want several", exports.Load())
+	}
+
+	p.Export(t)
+	p.Same(t, "kv", "kv")
+	p.Same(t, "ck", "ck")
+	if n := p.Src.QueryInt(t, "SELECT count(*) FROM kv WHERE id > 600"); n == 0 {
+		t.Errorf("scenario broken: no primary key update of kv committed")
+	}
+}
