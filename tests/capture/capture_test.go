@@ -60,13 +60,17 @@ var keyShapes = []keyShape{
 func TestCaptureRecordsKeyOpAndWritingXid(t *testing.T) {
 	for _, shape := range keyShapes {
 		t.Run(shape.name, func(t *testing.T) {
+			db := newDB(t)
 			for _, w := range shape.writes {
 				t.Run(w.name, func(t *testing.T) {
-					db := newDB(t)
-					db.Exec(t, shape.create)
-					db.Exec(t, "SELECT shadow_track('t')")
-					xid := commitXid(t, session(t, db), w.sql)
-					assertShadowRows(t, db, "t", shape.keys, w.want, xid)
+					// each write gets its own table t, in a schema of its own
+					c := session(t, db)
+					run(t, c, "CREATE SCHEMA "+w.name)
+					run(t, c, "SET search_path = "+w.name+", public")
+					run(t, c, shape.create)
+					run(t, c, "SELECT shadow_track('t')")
+					xid := commitXid(t, c, w.sql)
+					assertShadowRows(t, db, w.name+".t", shape.keys, w.want, xid)
 				})
 			}
 		})

@@ -49,10 +49,10 @@ func TestTrackRefusesWhatItCannotCapture(t *testing.T) {
 			SELECT shadow_track('public__x.y');
 			CREATE TABLE x__y (id int PRIMARY KEY)`, "x__y", "42P07", "x__y"},
 	}
+	db := newDB(t)
+	c := session(t, db) // one session: temporary tables are private to it
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			db := newDB(t)
-			c := session(t, db) // one session: temporary tables are private to it
 			run(t, c, tc.setup)
 			tracked := text(t, c, "SELECT count(*)::text FROM pgshadow.tracked")
 			err := runErr(t, c, "SELECT shadow_track($1)", tc.table)
