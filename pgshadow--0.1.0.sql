@@ -165,7 +165,10 @@ DECLARE
 BEGIN
     -- Sessions applying replicated changes mark themselves; their writes are
     -- not captured again (loop prevention without session_replication_role).
-    IF current_setting('pgshadow.origin', true) <> '' THEN
+    -- Only the table's owner may skip capture so: the owner could drop the
+    -- triggers anyway, a mere writer must not hide its writes from replication.
+    IF current_setting('pgshadow.origin', true) <> ''
+       AND pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
         RETURN NULL;
     END IF;
     SELECT * INTO v FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
@@ -1700,8 +1703,9 @@ DECLARE
     v_rarr   text[];
     v_at     timestamptz[];
 BEGIN
-    IF current_setting('pgshadow.origin', true) <> '' THEN
-        RETURN NULL;  -- replicated changes are not shipped again
+    IF current_setting('pgshadow.origin', true) <> ''
+       AND pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+        RETURN NULL;  -- replicated changes are not shipped again (see pgshadow.capture)
     END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();

@@ -65,8 +65,9 @@ DECLARE
     v_rarr   text[];
     v_at     timestamptz[];
 BEGIN
-    IF current_setting('pgshadow.origin', true) <> '' THEN
-        RETURN NULL;  -- replicated changes are not shipped again
+    IF current_setting('pgshadow.origin', true) <> ''
+       AND pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+        RETURN NULL;  -- replicated changes are not shipped again (see pgshadow.capture)
     END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
