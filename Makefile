@@ -53,5 +53,7 @@ test:
 demo:
 	$(GO) run ./cmd/pgshadow demo
 
+# bench measures the installed extension, so install the current sources first
 bench:
+	$(MAKE) install
 	$(GO) run ./bench $(if $(QUICK),-quick)

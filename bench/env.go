@@ -1,0 +1,350 @@
+// The benchmark environment: three throwaway servers (a source, a source
+// with wal_level=logical for the logical replication comparison, and a
+// target), connections, timing and the interleaving runner.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshadow/pgshadow/tests/pgserver"
+)
+
+// sizes are the workload sizes of one run; quick mode divides most by 10.
+type sizes struct {
+	oltpRows, oltpSecs     int
+	bulkRows               int
+	shipRows               int
+	lrRows                 int
+	netKeys, netTimes      int
+	scaleBig, scaleSmall   int
+	scaleChanges           []int
+	bloatRows, bloatCycles int
+	bloatChanges           int
+}
+
+func sizesFor(quick bool) sizes {
+	if quick {
+		return sizes{
+			oltpRows: 100_000, oltpSecs: 3,
+			bulkRows:     100_000,
+			shipRows:     100_000,
+			lrRows:       100_000,
+			netKeys:      10_000, netTimes: 10,
+			scaleBig: 1_000_000, scaleSmall: 100_000,
+			scaleChanges: []int{1_000, 10_000, 100_000},
+			bloatRows:    100_000, bloatCycles: 20, bloatChanges: 10_000,
+		}
+	}
+	return sizes{
+		oltpRows: 1_000_000, oltpSecs: 12,
+		bulkRows:     1_000_000,
+		shipRows:     1_000_000,
+		lrRows:       1_000_000,
+		netKeys:      100_000, netTimes: 10,
+		scaleBig: 10_000_000, scaleSmall: 1_000_000,
+		scaleChanges: []int{10_000, 100_000, 1_000_000},
+		bloatRows:    100_000, bloatCycles: 100, bloatChanges: 10_000,
+	}
+}
+
+// serverSettings apply to every server: durability is traded for speed as in
+// the test harness (fsync off), the same for pgshadow and every baseline;
+// checkpoints are taken explicitly between measurements and autovacuum is off
+// so that neither lands inside someone's timing at random (VACUUM runs in the
+// untimed preparation instead).
+var serverSettings = map[string]string{
+	"shared_buffers":       "1GB",
+	"max_wal_size":         "8GB",
+	"checkpoint_timeout":   "1h",
+	"autovacuum":           "off",
+	"maintenance_work_mem": "256MB",
+}
+
+// logicalSettings are added on the logical replication source.
+var logicalSettings = map[string]string{
+	"wal_level":             "logical",
+	"max_wal_senders":       "10",
+	"max_replication_slots": "10",
+}
+
+const benchDB = "bench"
+
+type bench struct {
+	ctx  context.Context
+	cfg  config
+	sz   sizes
+	rep  *report
+	log  io.Writer
+	t0   time.Time
+	bin  string // PostgreSQL client programs (pgbench)
+	src  *pgserver.Server
+	lsrc *pgserver.Server
+	dst  *pgserver.Server
+
+	// s and d are connections to the benchmark databases on the source and
+	// the target server, used by every figure but 4 (which has its own servers' pair)
+	s, d *pgx.Conn
+
+	conns  []*pgx.Conn
+	tmpDir string
+
+	mimeoErr error // why mimeo could not be set up, if it could not
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "[%7.1fs] %s\n", time.Since(b.t0).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func setup(ctx context.Context, cfg config) (*bench, error) {
+	b := &bench{ctx: ctx, cfg: cfg, sz: sizesFor(cfg.quick), log: os.Stderr, t0: time.Now()}
+	b.rep = &report{quick: cfg.quick, date: time.Now(), figures: map[int]*figure{}, log: os.Stdout}
+	var err error
+	if b.tmpDir, err = os.MkdirTemp("", "pgshadow-bench-"); err != nil {
+		return b, err
+	}
+	if b.bin, err = pgBinDir(); err != nil {
+		return b, err
+	}
+
+	b.logf("starting servers (source, logical source, target)")
+	type spec struct {
+		dst   **pgserver.Server
+		name  string
+		extra map[string]string
+	}
+	specs := []spec{{&b.src, "bench-src", nil}, {&b.lsrc, "bench-lsrc", logicalSettings}, {&b.dst, "bench-dst", nil}}
+	var wg sync.WaitGroup
+	errs := make([]error, len(specs))
+	for i, s := range specs {
+		settings := map[string]string{}
+		for k, v := range serverSettings {
+			settings[k] = v
+		}
+		for k, v := range s.extra {
+			settings[k] = v
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*s.dst, errs[i] = pgserver.Start(ctx, pgserver.Options{Name: s.name, Settings: settings})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return b, err
+	}
+	for _, s := range []*pgserver.Server{b.src, b.lsrc, b.dst} {
+		if err := b.createDB(s, benchDB); err != nil {
+			return b, err
+		}
+	}
+	if err := b.describeMachine(); err != nil {
+		return b, err
+	}
+	if b.s, err = b.connect(b.src, benchDB); err != nil {
+		return b, err
+	}
+	if b.d, err = b.connect(b.dst, benchDB); err != nil {
+		return b, err
+	}
+	sz := b.sz
+	genRows := max(sz.oltpRows, sz.bulkRows, sz.shipRows, sz.bloatRows)
+	b.logf("creating staging table gen (%d rows), pgshadow and mimeo", genRows)
+	if err := b.createGen(b.s, genRows); err != nil {
+		return b, err
+	}
+	if err := b.installPgshadow(b.s, benchDB); err != nil {
+		return b, err
+	}
+	b.mimeoSetup(b.s, b.d)
+	return b, nil
+}
+
+func (b *bench) close() {
+	for _, c := range b.conns {
+		c.Close(context.Background())
+	}
+	for _, s := range []*pgserver.Server{b.src, b.lsrc, b.dst} {
+		if s != nil {
+			if err := s.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: stop %s: %v\n", s.Name, err)
+			}
+		}
+	}
+	if b.tmpDir != "" {
+		os.RemoveAll(b.tmpDir)
+	}
+}
+
+func pgBinDir() (string, error) {
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dir := strings.TrimSpace(string(out))
+		if _, err := os.Stat(dir + "/pgbench"); err == nil {
+			return dir, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+	if len(dirs) == 0 {
+		return "", errors.New("pgbench not found (pg_config --bindir, /usr/lib/postgresql/*/bin)")
+	}
+	sort.Strings(dirs)
+	return strings.TrimSuffix(dirs[len(dirs)-1], "/pgbench"), nil
+}
+
+// connect opens a connection that lives until the benchmark ends.
+func (b *bench) connect(s *pgserver.Server, db string) (*pgx.Conn, error) {
+	c, err := pgx.Connect(b.ctx, s.ConnString(db))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s/%s: %w", s.Name, db, err)
+	}
+	b.conns = append(b.conns, c)
+	return c, nil
+}
+
+func (b *bench) createDB(s *pgserver.Server, db string) error {
+	c, err := pgx.Connect(b.ctx, s.ConnString("postgres"))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", s.Name, err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(b.ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		return fmt.Errorf("%s: create database %s: %w", s.Name, db, err)
+	}
+	return nil
+}
+
+// exec runs statements (simple protocol, so several may be given at once),
+// naming the SQL on failure.
+func (b *bench) exec(c *pgx.Conn, sql string, args ...any) error {
+	if _, err := c.Exec(b.ctx, sql, args...); err != nil {
+		return fmt.Errorf("%s: %w", oneLine(sql), err)
+	}
+	return nil
+}
+
+// timed runs sql and returns its wall-clock time in seconds.
+func (b *bench) timed(c *pgx.Conn, sql string, args ...any) (float64, error) {
+	t := time.Now()
+	err := b.exec(c, sql, args...)
+	return time.Since(t).Seconds(), err
+}
+
+func (b *bench) queryInt(c *pgx.Conn, sql string, args ...any) (int64, error) {
+	var n int64
+	if err := c.QueryRow(b.ctx, sql, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("%s: %w", oneLine(sql), err)
+	}
+	return n, nil
+}
+
+func (b *bench) queryText(c *pgx.Conn, sql string, args ...any) (string, error) {
+	var s string
+	if err := c.QueryRow(b.ctx, sql, args...).Scan(&s); err != nil {
+		return "", fmt.Errorf("%s: %w", oneLine(sql), err)
+	}
+	return s, nil
+}
+
+func oneLine(sql string) string {
+	s := strings.Join(strings.Fields(sql), " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// waitFor polls cond every interval until it is true; the time it became
+// true is when the poll saw it, so the interval bounds the error.
+func (b *bench) waitFor(what string, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for %s: still not true after %s", what, timeout)
+		}
+		select {
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+const pollInterval = 5 * time.Millisecond
+
+// variant is one contender of an interleaved measurement. run does its own
+// untimed preparation and reports one or more measurements with rec.
+type variant struct {
+	name string
+	run  func(rep int, rec func(metric string, v float64)) error
+}
+
+// results maps "variant/metric" to one value per repetition.
+type results map[string][]float64
+
+func (r results) get(variant, metric string) []float64 { return r[variant+"/"+metric] }
+
+// interleave runs every variant reps times, rotating the order each
+// repetition so no contender always runs first (or right after a heavy one).
+func (b *bench) interleave(label string, reps int, vs []variant) (results, error) {
+	res := results{}
+	for r := 0; r < reps; r++ {
+		for i := range vs {
+			v := vs[(i+r)%len(vs)]
+			err := v.run(r, func(metric string, x float64) {
+				res[v.name+"/"+metric] = append(res[v.name+"/"+metric], x)
+				b.logf("%s rep %d/%d: %s %s = %.4g", label, r+1, reps, v.name, metric, x)
+			})
+			if err != nil {
+				return res, fmt.Errorf("%s, %s (repetition %d): %w", label, v.name, r+1, err)
+			}
+			if err := b.ctx.Err(); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// checkpoint flushes both servers so no checkpoint starts inside a timing.
+func (b *bench) checkpoint(cs ...*pgx.Conn) error {
+	for _, c := range cs {
+		if err := b.exec(c, "CHECKPOINT"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func numCPU() int { return runtime.NumCPU() }

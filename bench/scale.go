@@ -1,0 +1,200 @@
+// Figures 6 and 7: shipping cost must follow the number of changes, not the
+// size of the table; and the shadow table must not grow over many export
+// cycles (bloat).
+package main
+
+import (
+	"fmt"
+	"math/rand"
+	"sync"
+	"time"
+)
+
+func (b *bench) figScale() error {
+	big, small := b.sz.scaleBig, b.sz.scaleSmall
+	f := b.rep.fig(6, "Scale: cost follows the changes, not the table", fmt.Sprintf(
+		"Two tracked tables of the benchmark shape, %s rows and %s rows, each mirrored on the target and shipped "+
+			"by its own target. For each change count N, N keys spread evenly over the table "+
+			"(`UPDATE ... WHERE id IN (SELECT generate_series(step, step*N, step))`) are updated, then "+
+			"(after VACUUM ANALYZE and CHECKPOINT on both sides) shipped with shadow_export. "+
+			"Ratio = time in the %[1]s-row table / time for the same N in the %[2]s-row table: "+
+			"1.0 means table size does not matter.", rowsLabel(big), rowsLabel(small)))
+	b.logf("figure 6: creating the %d-row and %d-row tables (this takes a while)", big, small)
+	tables := []struct {
+		name, target string
+		rows         int
+	}{{"sc_big", "f6big", big}, {"sc_small", "f6small", small}}
+	for _, t := range tables {
+		if err := b.createTable(b.s, t.name, t.rows, t.rows <= max(b.sz.oltpRows, b.sz.bulkRows, b.sz.shipRows, b.sz.bloatRows)); err != nil {
+			return err
+		}
+		if err := b.mirror(t.name); err != nil {
+			return err
+		}
+		if err := b.subscribe(b.s, t.target, t.name); err != nil {
+			return err
+		}
+	}
+	perRow := map[string][]string{}
+	for _, n := range b.sz.scaleChanges {
+		var vs []variant
+		for _, t := range tables {
+			step := t.rows / n
+			vs = append(vs, variant{name: t.name, run: func(rep int, rec func(string, float64)) error {
+				if err := b.exec(b.s, fmt.Sprintf("UPDATE %s SET i = i + 1 WHERE id IN (SELECT generate_series(%d, %d, %d))",
+					t.name, step, step*n, step)); err != nil {
+					return err
+				}
+				if err := b.vacuumBoth(t.name, t.name); err != nil {
+					return err
+				}
+				if err := b.checkpoint(b.s, b.d); err != nil {
+					return err
+				}
+				secs, r, err := b.export(b.s, t.target)
+				if err != nil {
+					return err
+				}
+				if r.keys != int64(n) {
+					return fmt.Errorf("shadow_export shipped %d keys, want %d", r.keys, n)
+				}
+				rec("ship", secs)
+				return nil
+			}})
+		}
+		res, err := b.interleave(fmt.Sprintf("fig 6 N=%d", n), b.cfg.reps, vs)
+		if err != nil {
+			return err
+		}
+		b.rep.add(f, row{what: fmt.Sprintf("ship %s changed rows", rowsLabel(n)), unit: seconds,
+			oursName: rowsLabel(big) + "-row table", ours: res.get("sc_big", "ship"),
+			baseName: rowsLabel(small) + "-row table", base: res.get("sc_small", "ship"),
+			goal: atMost(1.25, "<= 1.25")})
+		for _, t := range tables {
+			perRow[t.name] = append(perRow[t.name], fmt.Sprintf("%s: %.1f µs", rowsLabel(n), median(res.get(t.name, "ship"))/float64(n)*1e6))
+		}
+	}
+	for _, t := range tables {
+		f.notes = append(f.notes, fmt.Sprintf("time per changed row, %s-row table: %v", rowsLabel(t.rows), perRow[t.name]))
+		// checked once at the end: a checksum of 10M rows per repetition would dominate the figure
+		if err := b.sameContent(b.s, t.name, b.d, t.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bench) figBloat() error {
+	rows, cycles, changes := b.sz.bloatRows, b.sz.bloatCycles, b.sz.bloatChanges
+	f := b.rep.fig(7, "No bloat", fmt.Sprintf(
+		"A tracked %s-row table, %d export cycles, each: `UPDATE` of %s keys (a window moving through the table), "+
+			"then shadow_export. The size of the shadow table (pg_total_relation_size: heap and index) is taken "+
+			"right before each export, when it holds the cycle's changes. Ratio = size before the last export / "+
+			"size before the first. *Quiet*: nothing else writes. *Busy*: another session updates single random rows "+
+			"of the table (about 200 per second) throughout, so the shadow table is never idle when the export "+
+			"purges it. Autovacuum is off on these servers, so dead rows stay unless pgshadow avoids them. "+
+			"Sizes are deterministic enough to be measured once, not as medians.",
+		rowsLabel(rows), cycles, rowsLabel(changes)))
+	if err := b.createTable(b.s, "bl", rows, true); err != nil {
+		return err
+	}
+	if err := b.mirror("bl"); err != nil {
+		return err
+	}
+	if err := b.subscribe(b.s, "f7", "bl"); err != nil {
+		return err
+	}
+	shadow, err := b.shadowTable(b.s, "bl")
+	if err != nil {
+		return err
+	}
+	size := func() (float64, error) {
+		n, err := b.queryInt(b.s, "SELECT pg_total_relation_size($1::regclass)", shadow)
+		return float64(n), err
+	}
+	cyclesRun := func(label string) (first, last, peak float64, err error) {
+		for c := 0; c < cycles; c++ {
+			lo := (c*changes)%rows + 1
+			if err = b.exec(b.s, fmt.Sprintf("UPDATE bl SET i = i + 1 WHERE id BETWEEN %d AND %d", lo, lo+changes-1)); err != nil {
+				return
+			}
+			var s float64
+			if s, err = size(); err != nil {
+				return
+			}
+			if c == 0 {
+				first = s
+			}
+			last, peak = s, max(peak, s)
+			var r exportResult
+			if _, r, err = b.export(b.s, "f7"); err != nil {
+				return
+			}
+			if r.keys < int64(changes) {
+				err = fmt.Errorf("cycle %d: shadow_export shipped %d keys, want at least %d", c+1, r.keys, changes)
+				return
+			}
+			if c == 0 || (c+1)%max(1, cycles/5) == 0 {
+				b.logf("fig 7 %s: cycle %d/%d: shadow table %.2f MB before export", label, c+1, cycles, s/(1<<20))
+			}
+		}
+		return
+	}
+
+	first, last, peak, err := cyclesRun("quiet")
+	if err != nil {
+		return err
+	}
+	b.rep.add(f, row{what: fmt.Sprintf("quiet: shadow table before export %d vs export 1", cycles), unit: megabytes,
+		oursName: fmt.Sprintf("cycle %d", cycles), ours: []float64{last}, baseName: "cycle 1", base: []float64{first},
+		goal: atMost(2, "<= 2x"), note: fmt.Sprintf("largest over all cycles: %.2f MB", peak/(1<<20))})
+	if err := b.sameContent(b.s, "bl", b.d, "bl"); err != nil {
+		return err
+	}
+
+	// Busy: a second session keeps writing while the cycles run.
+	w, err := b.connect(b.src, benchDB)
+	if err != nil {
+		return err
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var werr error
+	var writes int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewSource(1))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := w.Exec(b.ctx, "UPDATE bl SET i = i + 1 WHERE id = $1", rng.Intn(rows)+1); err != nil {
+				werr = err
+				return
+			}
+			writes++
+		}
+	}()
+	start := time.Now()
+	first, last, peak, err = cyclesRun("busy")
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("fig 7 background writer: %w", werr)
+	}
+	// a last export so the comparison below includes the writer's last changes
+	if _, _, err := b.export(b.s, "f7"); err != nil {
+		return err
+	}
+	b.rep.add(f, row{what: fmt.Sprintf("busy: shadow table before export %d vs export 1", cycles), unit: megabytes,
+		oursName: fmt.Sprintf("cycle %d", cycles), ours: []float64{last}, baseName: "cycle 1", base: []float64{first},
+		goal: atMost(2, "<= 2x"), note: fmt.Sprintf("largest over all cycles: %.2f MB; the other session wrote %d rows (%.0f/s)",
+			peak/(1<<20), writes, float64(writes)/time.Since(start).Seconds())})
+	return b.sameContent(b.s, "bl", b.d, "bl")
+}
