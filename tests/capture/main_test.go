@@ -52,7 +52,7 @@ func newRole(t *testing.T, db *pgtest.DB, prefix, options string) string {
 	}
 	db.Exec(t, fmt.Sprintf("CREATE ROLE %s PASSWORD '%s' %s", install.Ident(name), rolePassword, options))
 	t.Cleanup(func() {
-		for _, sql := range []string{"DROP OWNED BY " + install.Ident(name), "DROP ROLE " + install.Ident(name)} {
+		for _, sql := range []string{"DROP OWNED BY " + install.Ident(name) + " CASCADE", "DROP ROLE " + install.Ident(name)} {
 			if err := db.ExecErr(sql); err != nil {
 				t.Errorf("cleanup %s: %v", sql, err)
 			}

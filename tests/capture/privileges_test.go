@@ -335,3 +335,34 @@ func TestSecurityDefinerSearchPathsHoldOnlyTrustedSchemas(t *testing.T) {
 			strings.Join(offenders, "\n  "))
 	}
 }
+
+// capture() inserts the keys with pgshadow's rights; a key whose domain CHECK
+// calls the table owner's function must not run that function as pgshadow's
+// owner (a superuser when installed with CREATE EXTENSION).
+func TestKeyDomainCheckDoesNotRunWithPgshadowsRights(t *testing.T) {
+	db := newDB(t)
+	mallory := newRole(t, db, "mallory", "")
+	db.Exec(t, "GRANT CREATE ON SCHEMA public TO "+mallory)
+	asMallory := connAs(t, db, mallory)
+	run(t, asMallory, `
+		CREATE TABLE spy (who name, super boolean);
+		GRANT INSERT ON spy TO PUBLIC;
+		CREATE FUNCTION check_id(int) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO public.spy VALUES (current_user, current_setting('is_superuser')::boolean);
+			RETURN true;
+		END $$;
+		CREATE DOMAIN spy_id AS int CHECK (public.check_id(VALUE));
+		CREATE TABLE t (id spy_id PRIMARY KEY, v text);
+		SELECT shadow_track('t');
+		INSERT INTO t VALUES (1, 'a');
+		UPDATE t SET id = 2;
+		DELETE FROM t`)
+	assertShadowRows(t, db, "t", []string{"id"}, []string{"(1,I)", "(1,D)", "(2,U)", "(2,D)"}, "")
+	if n := db.QueryInt(t, "SELECT count(*) FROM spy"); n == 0 {
+		t.Fatalf("the domain CHECK never recorded a call: the spy does not work, the test proves nothing")
+	}
+	if who := db.QueryStrings(t, "SELECT DISTINCT who::text FROM spy WHERE who <> $1 OR super", mallory); len(who) > 0 {
+		t.Fatalf("the key domain's CHECK function ran as %v (superuser or not %s) during capture", who, mallory)
+	}
+}
