@@ -91,7 +91,9 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if err := errors.Join(srcErr, dstErr); err != nil {
 		return oneLine(err)
 	}
-	fmt.Fprintf(d.out, "source server on 127.0.0.1:%d, target server on 127.0.0.1:%d\n", srcSrv.Port, dstSrv.Port)
+	for _, s := range []*pgserver.Server{srcSrv, dstSrv} {
+		fmt.Fprintf(d.out, "%s: %s:%d, files in %s\n", s.Name, s.Host, s.Port, s.BaseDir)
+	}
 	dir, err := os.MkdirTemp("", "pgshadow-demo-files-")
 	if err != nil {
 		return err

@@ -1,0 +1,164 @@
+// The pgshadow binary's data commands: export, import and status take libpq
+// connection strings or PG* variables, report what they did on stdout, and
+// fail with exit code 1 and one line on stderr; the demo passes and leaves
+// nothing behind.
+package filemode_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+// pgshadowBinary builds the CLI into the test's temporary directory (the
+// build cache makes every build after the first a link step).
+func pgshadowBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pgshadow")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/pgshadow/pgshadow/cmd/pgshadow").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	return bin
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// cli runs the binary bin with args and extra environment variables.
+func cli(t *testing.T, bin string, env []string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := cliResult{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run pgshadow %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// wantOK fails unless the command succeeded with every fragment on stdout.
+func (r cliResult) wantOK(t *testing.T, what string, fragments ...string) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("%s: exit code %d, stderr: %s", what, r.code, r.stderr)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("%s: stdout lacks %q:\n%s", what, f, r.stdout)
+		}
+	}
+}
+
+// wantFailure fails unless the command exited 1 with exactly one line on
+// stderr holding every fragment.
+func (r cliResult) wantFailure(t *testing.T, what string, fragments ...string) {
+	t.Helper()
+	if r.code != 1 {
+		t.Errorf("%s: exit code %d, want 1 (stdout: %s)", what, r.code, r.stdout)
+	}
+	if strings.Count(r.stderr, "\n") != 1 || !strings.HasSuffix(r.stderr, "\n") {
+		t.Errorf("%s: stderr is not exactly one line:\n%s", what, r.stderr)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(r.stderr, f) {
+			t.Errorf("%s: stderr %q lacks %q", what, r.stderr, f)
+		}
+	}
+}
+
+// pgEnv is the PG* environment for the superuser on d.
+func pgEnv(d *pgtest.DB) []string {
+	s := d.Server
+	return []string{"PGHOST=" + s.Host, fmt.Sprintf("PGPORT=%d", s.Port), "PGUSER=" + s.User,
+		"PGPASSWORD=" + s.Password, "PGDATABASE=" + d.Name, "PGSSLMODE=disable"}
+}
+
+// export, import and status through the binary, with a connection string
+// for the source and PG* variables for the target; failures are one line.
+func TestCLIExportImportStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.All(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+	e.Subscribe(t, "t")
+	src := e.Src.ConnString()
+	bin := pgshadowBinary(t)
+
+	r := cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir)
+	r.wantOK(t, "export", "wrote ", "public.t -> public.t  batch 1: full copy, 100 rows")
+	dirs, _ := filepath.Glob(filepath.Join(e.Dir, fileTarget, "*"))
+	if len(dirs) != 1 {
+		t.Fatalf("export wrote %v, want one batch directory", dirs)
+	}
+	cli(t, bin, pgEnv(e.Files), "import", "-dir", dirs[0]).wantOK(t, "import", "applied "+dirs[0], "public.t  batch 1: full copy: 100 rows")
+	cli(t, bin, pgEnv(e.Files), "import", "-dir", dirs[0]).wantOK(t, "import again", "already applied: nothing changed")
+	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
+
+	e.Src.Exec(t, "UPDATE t SET v = 'x' WHERE id <= 10")
+	r = cli(t, bin, nil, "status", "-d", src)
+	r.wantOK(t, "status", "target | table | dest")
+	if !regexp.MustCompile(`(?m)^files +\| t +\| public\.t +\| batch +\| +10 \|`).MatchString(r.stdout) {
+		t.Errorf("status does not show 10 pending keys for the file target:\n%s", r.stdout)
+	}
+	cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir).wantOK(t, "second export", "batch 2: 10 changed keys, 10 rows")
+	cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir).wantOK(t, "export with nothing pending", "nothing pending")
+
+	// failures: one line, exit code 1
+	dirs, _ = filepath.Glob(filepath.Join(e.Dir, fileTarget, "*"))
+	bad := copyDir(t, dirs[len(dirs)-1])
+	rows, _ := filepath.Glob(filepath.Join(bad, "*.rows"))
+	if len(rows) != 1 {
+		t.Fatalf("batch directory holds rows files %v, want one", rows)
+	}
+	corrupt(t, rows[0])
+	cli(t, bin, pgEnv(e.Files), "import", "-dir", bad).wantFailure(t, "import of a damaged batch",
+		"pgshadow import: refused: public.t batch 2, file "+filepath.Base(rows[0])+": sha256")
+	cli(t, bin, nil, "export", "-d", src, "-target", "nope", "-dir", e.Dir).wantFailure(t, "export of an unknown target", `target "nope" does not exist`)
+	cli(t, bin, nil, "export", "-d", src, "-target", pushTarget, "-dir", e.Dir).wantFailure(t, "export of a push target", "shadow_export('push')")
+	cli(t, bin, nil, "export", "-d", src, "-target", fileTarget).wantFailure(t, "export without -dir", "-dir")
+	cli(t, bin, nil, "status", "-d", "host=127.0.0.1 port=1 connect_timeout=5").wantFailure(t, "status against no server", "pgshadow status:")
+	cli(t, bin, nil, "import", "-d", src, "-dir", e.Dir).wantFailure(t, "import of a directory without manifest", "manifest.json")
+}
+
+// The demo replicates by push and by files, says PASS, exits 0 and removes
+// its servers and files.
+func TestDemoPasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two servers of its own")
+	}
+	t.Parallel()
+	bin := pgshadowBinary(t)
+	start := time.Now()
+	r := cli(t, bin, nil, "demo")
+	r.wantOK(t, "demo", "PASS: shop_copy holds the same", "PASS: shop_files holds the same", "PASS: both targets")
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("demo took %s", d)
+	}
+	// the export directory and the servers' directories (removed by Stop)
+	left := regexp.MustCompile(`wrote (/\S+?/pgshadow-demo-files-[^/]+)/`).FindAllStringSubmatch(r.stdout, -1)
+	left = append(left, regexp.MustCompile(`(?m)^demo-\w+: \S+, files in (\S+)$`).FindAllStringSubmatch(r.stdout, -1)...)
+	if len(left) < 3 {
+		t.Errorf("demo output names %d directories, want its export directory and two server directories", len(left))
+	}
+	for _, m := range left {
+		if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+			t.Errorf("demo left %s behind (stat: %v)", m[1], err)
+		}
+	}
+}
