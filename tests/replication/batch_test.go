@@ -14,9 +14,7 @@ import (
 // when batch_size is 100, and the target ends equal.
 func TestBacklogDrainsInSeveralBatches(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)", "")
 
 	// 200 transactions of 5 changes each: inserts, then updates and deletes
 	// of earlier keys, so keys repeat across transactions
@@ -49,9 +47,7 @@ func TestBacklogDrainsInSeveralBatches(t *testing.T) {
 // it still ships, in chunks of one remote transaction.
 func TestTransactionLargerThanBatchSizeShips(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)", "")
 
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'big' FROM generate_series(1, 1000) g")
 	res := p.ExportBatch(t, 100)["tbl"]
@@ -77,10 +73,7 @@ func TestTransactionLargerThanBatchSizeShips(t *testing.T) {
 // target as it was.
 func TestResentBatchIsHarmless(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
 	// a file target that never exports keeps the shadow rows from being
 	// purged, so the resend has the batch to send
 	p.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")

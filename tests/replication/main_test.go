@@ -53,6 +53,19 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 	return p
 }
 
+// subscribed is the common scenario start: table tbl created by ddl on both
+// sides, filled on the source by seed (if not empty), subscribed to t1.
+func subscribed(t *testing.T, ddl, seed string) *pair {
+	t.Helper()
+	p := newPair(t)
+	p.Both(t, ddl)
+	if seed != "" {
+		p.Src.Exec(t, seed)
+	}
+	p.Subscribe(t, "tbl")
+	return p
+}
+
 // createServerSQL declares database d as foreign server "tgt".
 func createServerSQL(d *pgtest.DB) string {
 	return fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",

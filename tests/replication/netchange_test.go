@@ -24,10 +24,7 @@ CREATE TRIGGER count_ins AFTER INSERT ON public.tbl FOR EACH ROW EXECUTE FUNCTIO
 // once, and the export reports one key.
 func TestKeyChangedManyTimesShipsOnce(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 0), (2, 0)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)", "INSERT INTO tbl VALUES (1, 0), (2, 0)")
 	p.Dst.Exec(t, countInsertsSQL)
 
 	// 100 separate transactions, and a delete + re-insert among them
@@ -61,10 +58,7 @@ func TestKeyChangedManyTimesShipsOnce(t *testing.T) {
 // before, and a key inserted and deleted between exports ships nothing.
 func TestDeletedKeyShipsAsDelete(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 0), (2, 0)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int NOT NULL)", "INSERT INTO tbl VALUES (1, 0), (2, 0)")
 	p.Dst.Exec(t, countInsertsSQL)
 
 	p.Src.Exec(t, "UPDATE tbl SET v = 5 WHERE id = 1")
@@ -87,9 +81,7 @@ func TestDeletedKeyShipsAsDelete(t *testing.T) {
 // rows inserted after it.
 func TestTruncateReplaysInOrder(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
 
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'first' FROM generate_series(1, 5) g")
 	p.Export(t)
@@ -118,10 +110,7 @@ func TestTruncateReplaysInOrder(t *testing.T) {
 // A TRUNCATE that nothing follows empties the target.
 func TestTruncateAloneEmptiesTarget(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
 	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl"); n != 20 {
 		t.Fatalf("initial copy left %d rows on the target, want 20", n)
 	}
@@ -138,10 +127,7 @@ func TestTruncateAloneEmptiesTarget(t *testing.T) {
 // truncated.
 func TestRolledBackChangesShipNothing(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'kept')")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'kept')")
 
 	c := conn(t, p.Src)
 	mustExec(t, c, "BEGIN")

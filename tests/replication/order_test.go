@@ -11,9 +11,7 @@ import (
 // watermark would skip it forever).
 func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
 
 	a := conn(t, p.Src)
 	mustExec(t, a, "BEGIN")
