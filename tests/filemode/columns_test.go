@@ -6,10 +6,13 @@
 package filemode_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshadow/pgshadow/filemode"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -170,5 +173,47 @@ func TestKeysMatchWithDestinationTypesAndCollations(t *testing.T) {
 	if r := res.Tables[0]; r.Deleted != 4 || r.Inserted != 3 {
 		t.Errorf("import deleted %d and wrote %d rows, want 4 deleted by key and 3 written", r.Deleted, r.Inserted)
 	}
+	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
+}
+
+// A table owner without superuser or file rights exports its tables.
+func TestExportAsPlainTableOwner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	role := strings.ToLower(strings.ReplaceAll(e.Src.Name, "t_", "owner_"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.Src.Server.CreateRole(ctx, role, "owner-pw"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.Src.Exec(t, fmt.Sprintf("REASSIGN OWNED BY %q TO CURRENT_USER; DROP OWNED BY %q", role, role))
+		_ = e.Src.ExecErr(fmt.Sprintf("DROP ROLE %q", role))
+	})
+	e.Src.Exec(t, fmt.Sprintf("GRANT CREATE ON SCHEMA public TO %q", role))
+	owner := e.Src.ConnAs(t, role, "owner-pw")
+	for _, sql := range []string{
+		"CREATE TABLE public.t (id int PRIMARY KEY, v text)",
+		"INSERT INTO public.t SELECT g, 'v' || g FROM generate_series(1, 10) g",
+		"SELECT shadow_add_target('mine', NULL)",
+		"SELECT shadow_subscribe('mine', 'public.t')",
+	} {
+		if _, err := owner.Exec(ctx, sql); err != nil {
+			t.Fatalf("as %s: %s: %s", role, sql, describe(err))
+		}
+	}
+	e.Files.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	res, err := filemode.Export(ctx, owner, filemode.ExportOptions{Target: "mine", Dir: e.Dir})
+	if err != nil {
+		t.Fatalf("export as plain owner %s: %s", role, describe(err))
+	}
+	e.Import(t, res.BatchDir)
+	if _, err := owner.Exec(ctx, "UPDATE public.t SET v = 'again' WHERE id < 5"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = filemode.Export(ctx, owner, filemode.ExportOptions{Target: "mine", Dir: e.Dir}); err != nil {
+		t.Fatalf("second export as plain owner %s: %s", role, describe(err))
+	}
+	e.Import(t, res.BatchDir)
 	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
 }
