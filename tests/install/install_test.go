@@ -5,6 +5,7 @@
 package install_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -38,13 +39,19 @@ func TestGeneratedFilesAreFresh(t *testing.T) {
 	}
 }
 
-// newMigrate opens golang-migrate on db with the repository's migrations.
+// newMigrate opens golang-migrate on db with the repository's migrations,
+// connected as the server's superuser.
 func newMigrate(t *testing.T, db *pgtest.DB) *migrate.Migrate {
+	t.Helper()
+	return newMigrateAs(t, db, db.Server.User, db.Server.Password)
+}
+
+func newMigrateAs(t *testing.T, db *pgtest.DB, user, password string) *migrate.Migrate {
 	t.Helper()
 	s := db.Server
 	u := url.URL{
 		Scheme:   "pgx5",
-		User:     url.UserPassword(s.User, s.Password),
+		User:     url.UserPassword(user, password),
 		Host:     fmt.Sprintf("%s:%d", s.Host, s.Port),
 		Path:     "/" + db.Name,
 		RawQuery: "sslmode=disable",
@@ -52,7 +59,7 @@ func newMigrate(t *testing.T, db *pgtest.DB) *migrate.Migrate {
 	src := "file://" + filepath.Join(install.RepoRoot(t), "migrations")
 	m, err := migrate.New(src, u.String())
 	if err != nil {
-		t.Fatalf("open migrations %s on %s: %v", src, db.Name, err)
+		t.Fatalf("open migrations %s on %s as %s: %v", src, db.Name, user, err)
 	}
 	t.Cleanup(func() {
 		if serr, derr := m.Close(); serr != nil || derr != nil {
@@ -120,6 +127,59 @@ func TestMigrationUpAfterDownInstallsAgain(t *testing.T) {
 		t.Fatalf("migrate up after down on %s: %v", db.Name, err)
 	}
 	assertSameInventory(t, "first migrate up", want, "migrate up after down", install.Inventory(t, db))
+}
+
+// Where no extension files can be installed, the database's owner runs the
+// migrations after a DBA created the two contrib extensions. Without
+// superuser there is no event trigger; everything else is the same.
+func TestMigrationsInstallAsANonSuperuserDatabaseOwner(t *testing.T) {
+	const password = "app_pw"
+	ext := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
+	db := pgtest.NewDB(t, pgtest.Server("source"))
+	app := fmt.Sprintf("app_%d", os.Getpid())
+	db.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", install.Ident(app), password))
+	t.Cleanup(func() {
+		// the role owns the database too, which DROP OWNED does not cover
+		for _, sql := range []string{"REASSIGN OWNED BY " + install.Ident(app) + " TO " + install.Ident(db.Server.User),
+			"DROP OWNED BY " + install.Ident(app), "DROP ROLE " + install.Ident(app)} {
+			if err := db.ExecErr(sql); err != nil {
+				t.Errorf("cleanup %s: %v", sql, err)
+			}
+		}
+	})
+	db.Exec(t, fmt.Sprintf(`ALTER DATABASE %s OWNER TO %s; ALTER SCHEMA public OWNER TO %[2]s;
+		CREATE EXTENSION postgres_fdw; CREATE EXTENSION dblink`, install.Ident(db.Name), install.Ident(app)))
+	m := newMigrateAs(t, db, app, password)
+	if err := m.Up(); err != nil {
+		t.Fatalf("migrate up as non-superuser %s: %v", app, err)
+	}
+
+	var want []string
+	for _, l := range install.Inventory(t, ext) {
+		if !strings.HasPrefix(l, "event trigger ") {
+			want = append(want, strings.ReplaceAll(l, db.Server.User, "<installer>"))
+		}
+	}
+	var got []string
+	for _, l := range install.Inventory(t, db) {
+		got = append(got, strings.ReplaceAll(l, app, "<installer>"))
+	}
+	assertSameInventory(t, "CREATE EXTENSION by a superuser, without its event trigger", want,
+		"migrate up by non-superuser "+app, got)
+
+	asApp := db.ConnAs(t, app, password)
+	if _, err := asApp.Exec(context.Background(), `CREATE TABLE t (id int PRIMARY KEY);
+		SELECT shadow_track('t'); INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatalf("as %s after its migrate up: track and write a table: %v", app, err)
+	}
+	if n := db.QueryInt(t, "SELECT count(*) FROM pgshadow.public__t"); n != 1 {
+		t.Fatalf("non-superuser install: the insert left %d shadow rows, want 1", n)
+	}
+
+	if err := m.Down(); err != nil {
+		t.Fatalf("migrate down as non-superuser %s: %v", app, err)
+	}
+	install.AssertNothingLeft(t, db, "migrate down as a non-superuser")
 }
 
 // The whole capture suite runs over every upgrade path: for each version with
