@@ -102,3 +102,25 @@ func TestResentBatchIsHarmless(t *testing.T) {
 	}
 	p.Same(t, "tbl", "tbl")
 }
+
+// Shadow rows every subscription has shipped are purged by the export, and
+// rows a lagging subscription still needs are kept.
+func TestShippedShadowRowsArePurged(t *testing.T) {
+	t.Parallel()
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 100) g")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'y' WHERE id <= 50")
+	p.Export(t)
+	if n := p.Src.QueryInt(t, "SELECT count(*) FROM pgshadow.public__tbl"); n != 0 {
+		t.Errorf("%d shadow rows left after every subscription shipped them, want 0", n)
+	}
+
+	p.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
+	p.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'z' WHERE id <= 10")
+	p.Export(t)
+	if n := p.Src.QueryInt(t, "SELECT count(*) FROM pgshadow.public__tbl"); n != 10 {
+		t.Errorf("%d shadow rows kept for a subscription that has not shipped them, want 10", n)
+	}
+	p.Same(t, "tbl", "tbl")
+}

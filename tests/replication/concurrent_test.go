@@ -187,26 +187,30 @@ func runWorkload(t *testing.T, p *pair, ops []string) {
 			}
 		}()
 	}
+	// two exporters: they must serialize on the watermark, never ship twice
+	// or skip a batch between them
 	var exports atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rng := rand.New(rand.NewPCG(seed, writers))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	for e := uint64(0); e < 2; e++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, writers+e))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// small batches too, so backlogs get cut while writers run
+				if _, err := p.ExportErr([]int{0, 7, 50}[rng.IntN(3)]); err != nil {
+					errs <- fmt.Errorf("exporter %d during the workload: %s", e, describe(err))
+					return
+				}
+				exports.Add(1)
+				time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
 			}
-			// small batches too, so backlogs get cut while writers run
-			if _, err := p.ExportErr([]int{0, 7, 50}[rng.IntN(3)]); err != nil {
-				errs <- fmt.Errorf("export during the workload: %s", describe(err))
-				return
-			}
-			exports.Add(1)
-			time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
-		}
-	}()
+		}()
+	}
 	time.Sleep(duration)
 	close(stop)
 	wg.Wait()

@@ -3,6 +3,7 @@
 package replication
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -39,4 +40,65 @@ func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 	if got := p.Export(t)["tbl"].Keys; got != 0 {
 		t.Errorf("third export shipped %d keys, want 0", got)
 	}
+}
+
+// Transactions left open while a backlog is cut into batches (one older than
+// the whole backlog, one from its middle) stay pending in every cut snapshot
+// and ship, once, with the next export after they commit.
+func TestLateCommitAcrossBatchCutsShipsOnce(t *testing.T) {
+	t.Parallel()
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+
+	a, b := conn(t, p.Src), conn(t, p.Src)
+	mustExec(t, a, "BEGIN")
+	mustExec(t, a, "INSERT INTO tbl VALUES (1000, 'A')")
+	for i := 0; i < 30; i++ {
+		p.Src.Exec(t, fmt.Sprintf("INSERT INTO tbl SELECT g, 'x' FROM generate_series(%d, %d) g", i*10+1, i*10+10))
+		if i == 10 {
+			mustExec(t, b, "BEGIN")
+			mustExec(t, b, "UPDATE tbl SET v = 'B' WHERE id <= 5")
+			mustExec(t, b, "INSERT INTO tbl VALUES (2000, 'B')")
+		}
+	}
+	res := p.ExportBatch(t, 25)["tbl"]
+	if res.Batches < 3 {
+		t.Fatalf("scenario broken: export used %d batches, want the backlog cut into several", res.Batches)
+	}
+	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl WHERE id IN (1000, 2000) OR v <> 'x'"); n != 0 {
+		t.Fatalf("%d rows of open transactions reached the target", n)
+	}
+	p.Same(t, "(SELECT * FROM tbl WHERE id < 1000)", "tbl")
+
+	mustExec(t, b, "COMMIT")
+	for i := 30; i < 40; i++ {
+		p.Src.Exec(t, fmt.Sprintf("INSERT INTO tbl SELECT g, 'y' FROM generate_series(%d, %d) g", i*10+1, i*10+10))
+	}
+	mustExec(t, a, "COMMIT")
+	p.ExportBatch(t, 25)
+	p.Same(t, "tbl", "tbl")
+	if got := p.ExportBatch(t, 25)["tbl"].Keys; got != 0 {
+		t.Errorf("an export after everything shipped shipped %d keys, want 0", got)
+	}
+}
+
+// Writes rolled back to a savepoint ship nothing; writes of released
+// subtransactions ship with their top-level transaction.
+func TestSavepointsShipOnlyWhatCommitted(t *testing.T) {
+	t.Parallel()
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'old')")
+
+	c := conn(t, p.Src)
+	for _, sql := range []string{
+		"BEGIN",
+		"SAVEPOINT s1", "INSERT INTO tbl VALUES (2, 'first write in a subtransaction')", "RELEASE s1",
+		"SAVEPOINT s2", "INSERT INTO tbl VALUES (3, 'rolled back')", "UPDATE tbl SET v = 'rolled back' WHERE id = 1",
+		"ROLLBACK TO s2",
+		"SAVEPOINT s3", "UPDATE tbl SET v = 'nested' WHERE id = 1", "SAVEPOINT s4", "DELETE FROM tbl WHERE id = 2",
+		"ROLLBACK TO s4", "RELEASE s3",
+		"COMMIT",
+	} {
+		mustExec(t, c, sql)
+	}
+	p.Export(t)
+	wantRows(t, p.Dst, "tbl", "(1,nested)", `(2,"first write in a subtransaction")`)
 }
