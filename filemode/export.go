@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ExportOptions say what to export where.
@@ -212,7 +213,7 @@ func readBatches(ctx context.Context, tx pgx.Tx, target string) ([]batchRow, err
 	        column_types, batch_no, old_snapshot::text, new_snapshot::text, full_copy, keys_sql, rows_sql
 	   FROM pgshadow.file_batches($1)`, target)
 	if err != nil {
-		return nil, fmt.Errorf("read batches of target %q: %w", target, err)
+		return nil, batchesError(target, err)
 	}
 	var out []batchRow
 	for rows.Next() {
@@ -225,9 +226,20 @@ func readBatches(ctx context.Context, tx pgx.Tx, target string) ([]batchRow, err
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read batches of target %q: %w", target, err)
+		return nil, batchesError(target, err)
 	}
 	return out, nil
+}
+
+// batchesError explains the one failure two exports of a target running at
+// once produce: the second waits for the first's locks, then cannot use the
+// watermarks its snapshot predates.
+func batchesError(target string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "40001" {
+		return fmt.Errorf("another export of target %q committed while this one waited for it; nothing was written, run it again: %w", target, err)
+	}
+	return fmt.Errorf("read batches of target %q: %w", target, err)
 }
 
 // writeTable writes one table's files into dir; nil means nothing was

@@ -1,13 +1,5 @@
-// Package filemode moves pgshadow batches through files: Export reads the
-// pending batch of every table of a file target over an ordinary client
-// connection and writes it as a batch directory; Import applies one batch
-// directory to a target database in one transaction. Neither needs file
-// rights on a server, nor pgshadow installed on the target.
-//
-// A batch directory holds manifest.json and, per table, <sub_id>.columns,
-// <sub_id>.keys (absent for a full copy) and <sub_id>.rows. The .keys and
-// .rows files are COPY text format written under fixedSettings, so they load
-// identically into any server whatever its defaults.
+// The batch directory's description: manifest.json (what was exported, with
+// sizes and checksums) and the .columns file format.
 package filemode
 
 import (

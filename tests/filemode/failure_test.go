@@ -5,11 +5,13 @@
 package filemode_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshadow/pgshadow/filemode"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -141,4 +143,54 @@ func TestReexportSupersedesUnacknowledgedBatch(t *testing.T) {
 		t.Fatalf("import %s: %v", d3, err)
 	}
 	pgtest.AssertSameRows(t, e.Src, "t", stale, "t")
+}
+
+// Two exports of one target at once: the second waits for the first, then
+// fails with a clear message and writes nothing; the first's batch is whole.
+func TestConcurrentExportsOfOneTarget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+	e.SubscribeFiles(t, "t")
+	e.Src.Exec(t, "UPDATE t SET v = 'changed' WHERE id < 4")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first, second := connect(t, e.Src), connect(t, e.Src)
+	inFirst, release := make(chan struct{}), make(chan struct{})
+	firstDone := make(chan error, 1)
+	var firstDir string
+	go func() {
+		res, err := filemode.Export(ctx, first, filemode.ExportOptions{Target: fileTarget, Dir: e.Dir,
+			BeforeDone: func(string) error { close(inFirst); <-release; return nil }})
+		if err == nil {
+			firstDir = res.BatchDir
+		}
+		firstDone <- err
+	}()
+	<-inFirst
+	secondDone := make(chan error, 1)
+	go func() {
+		_, err := filemode.Export(ctx, second, filemode.ExportOptions{Target: fileTarget, Dir: e.Dir})
+		secondDone <- err
+	}()
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		state := e.Src.QueryString(t, "SELECT coalesce(max(wait_event_type), '<none>') FROM pg_stat_activity WHERE pid = $1", second.PgConn().PID())
+		return state == "Lock", "second export waits on " + state + ", want Lock"
+	})
+	close(release)
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first export: %v", err)
+	}
+	err := <-secondDone
+	if err == nil || !strings.Contains(err.Error(), "another export of target") {
+		t.Fatalf("second export returned %v, want the concurrent export explained", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(e.Dir, fileTarget))
+	if len(entries) != 1 || entries[0].Name() != filepath.Base(firstDir) {
+		t.Errorf("export directory holds %v, want only the first export's %s", entries, filepath.Base(firstDir))
+	}
+	e.Import(t, firstDir)
+	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
 }
