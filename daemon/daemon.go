@@ -1,0 +1,289 @@
+// Package daemon is the loop behind `pgshadow run`: it ships the async
+// subscriptions of one database soon after their changes commit. It LISTENs
+// on channel "pgshadow" (capture sends a NOTIFY there, delivered at commit,
+// for every table with an async subscription) and calls shadow_run()
+// whenever a notification arrives, when the earliest queued retry in
+// pgshadow.error falls due, and at least every Interval. The SQL side does
+// the work and keeps the guarantees (order, error queue, backoff); the
+// daemon only decides when to call it, reconnects when the connection
+// drops, and logs what each run did.
+//
+// Without a daemon, pg_cron gives the same shipping at a coarser grain
+// (pg_cron's finest schedule is seconds, and a cron job cannot wait on a
+// NOTIFY):
+//
+//	SELECT cron.schedule('pgshadow-async', '5 seconds', 'CALL shadow_run()');
+//
+// The job must run in the database that holds the subscriptions
+// (cron.schedule_in_database), as a role owning the tables, with a user
+// mapping for each target's foreign server.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Channel is the NOTIFY channel capture signals async changes on.
+const Channel = "pgshadow"
+
+// Config says where and how often to run.
+type Config struct {
+	// ConnString is a libpq DSN or URL of the database holding the
+	// subscriptions; empty means the PG* environment variables.
+	ConnString string
+	// Target restricts the runs to one target; empty means every target.
+	Target string
+	// Interval is the longest wait between runs when no notification
+	// arrives (default 5 s). Notifications and due retries wake it sooner.
+	Interval time.Duration
+	// MinBackoff and MaxBackoff bound the wait before reconnecting after
+	// the connection failed: it starts at MinBackoff (default 1 s) and
+	// doubles up to MaxBackoff (default 30 s), and is reset by a run that
+	// succeeds.
+	MinBackoff, MaxBackoff time.Duration
+	// Logf receives one line per run that shipped something or failed,
+	// every WARNING shadow_run raised, and connection trouble. Nil discards.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) defaults() {
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(30*time.Second, c.MinBackoff)
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+// minWait keeps a retry that is due right now from turning the loop into a
+// busy loop while the same failure repeats.
+const minWait = 10 * time.Millisecond
+
+// Run ships until ctx is cancelled, then returns nil. A run in progress when
+// ctx is cancelled is cancelled on the server (its transaction rolls back,
+// so its batch ships again next time). Run returns an error only for a
+// configuration it can never connect with (an unparsable ConnString).
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	pcfg, err := pgx.ParseConfig(cfg.ConnString)
+	if err != nil {
+		return fmt.Errorf("parse connection string: %w", err)
+	}
+	if _, ok := pcfg.RuntimeParams["application_name"]; !ok {
+		pcfg.RuntimeParams["application_name"] = "pgshadow run"
+	}
+	backoff := cfg.MinBackoff
+	for {
+		s := &session{cfg: cfg}
+		err := s.loop(ctx, pcfg.Copy())
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.succeeded {
+			backoff = cfg.MinBackoff
+		}
+		cfg.Logf("%v; reconnecting in %s", err, backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+// session is one connection's life: LISTEN, then run and wait until the
+// connection fails or ctx ends.
+type session struct {
+	cfg       Config
+	conn      *pgx.Conn
+	notices   []string // WARNINGs (and other notices) of the current run
+	succeeded bool     // a run completed on this connection
+	shipped   map[string]counts
+}
+
+// counts are a target's async totals from pgshadow.subscription.
+type counts struct{ batches, keys int64 }
+
+func (s *session) loop(ctx context.Context, pcfg *pgx.ConnConfig) error {
+	pcfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		s.notices = append(s.notices, n.Severity+": "+n.Message)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.conn = conn
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// Totals before the first run, so that it is logged only if it ships.
+	if s.shipped, _, err = s.state(ctx); err != nil {
+		return err
+	}
+	for {
+		wait, err := s.runOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.wait(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// runOnce calls shadow_run, logs what it did and returns how long to wait
+// before the next run at the latest.
+func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
+	s.notices = s.notices[:0]
+	start := time.Now()
+	if err := s.call(ctx); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	after, retryIn, err := s.state(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.succeeded = true
+	var parts []string
+	var keys, batches int64
+	for target, c := range after {
+		d := counts{c.batches - s.shipped[target].batches, c.keys - s.shipped[target].keys}
+		if d.batches > 0 {
+			keys += d.keys
+			batches += d.batches
+			parts = append(parts, fmt.Sprintf("%s: %d keys", target, d.keys))
+		}
+	}
+	s.shipped = after
+	for _, n := range s.notices {
+		s.cfg.Logf("%s", n)
+	}
+	var what []string
+	if batches > 0 {
+		slices.Sort(parts)
+		what = append(what, fmt.Sprintf("shipped %d keys in %d batches (%s)", keys, batches, strings.Join(parts, ", ")))
+	}
+	if len(s.notices) > 0 {
+		what = append(what, fmt.Sprintf("%d failed, queued in shadow_errors", len(s.notices)))
+	}
+	if len(what) > 0 {
+		s.cfg.Logf("%s in %s", strings.Join(what, "; "), took.Round(time.Millisecond))
+	}
+	wait := s.cfg.Interval
+	if retryIn != nil {
+		wait = max(min(wait, *retryIn), minWait)
+	}
+	return wait, nil
+}
+
+// call runs shadow_run. The statement is not bound to ctx: on cancellation
+// the server is asked to cancel it, so the connection stays usable and the
+// server does not go on shipping for a client that has left.
+func (s *session) call(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.conn.PgConn().CancelRequest(cctx)
+	})
+	defer stop()
+	var target any
+	if s.cfg.Target != "" {
+		target = s.cfg.Target
+	}
+	if _, err := s.conn.Exec(context.WithoutCancel(ctx), "CALL shadow_run($1)", target); err != nil {
+		return fmt.Errorf("CALL shadow_run: %w", err)
+	}
+	return nil
+}
+
+// stateSQL reads the async totals per target and how long until the
+// earliest queued retry (NULL: none queued).
+const stateSQL = `
+SELECT s.target, sum(s.batch_no)::bigint, sum(s.keys_shipped)::bigint,
+       extract(epoch FROM min(e.next_retry) - clock_timestamp())::float8
+  FROM pgshadow.subscription s LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+ WHERE s.mode = 'async' AND ($1::text IS NULL OR s.target = $1)
+ GROUP BY s.target`
+
+func (s *session) state(ctx context.Context) (map[string]counts, *time.Duration, error) {
+	var target any
+	if s.cfg.Target != "" {
+		target = s.cfg.Target
+	}
+	rows, err := s.conn.Query(ctx, stateSQL, target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read subscription state: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]counts{}
+	var retryIn *time.Duration
+	for rows.Next() {
+		var name string
+		var c counts
+		var secs *float64
+		if err := rows.Scan(&name, &c.batches, &c.keys, &secs); err != nil {
+			return nil, nil, fmt.Errorf("read subscription state: %w", err)
+		}
+		out[name] = c
+		if secs != nil {
+			d := time.Duration(*secs * float64(time.Second))
+			if retryIn == nil || d < *retryIn {
+				retryIn = &d
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read subscription state: %w", err)
+	}
+	return out, retryIn, nil
+}
+
+// wait returns when a notification arrives or d has passed; the
+// notifications that arrived meanwhile are consumed, since one run ships
+// everything they announce.
+func (s *session) wait(ctx context.Context, d time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	_, err := s.conn.WaitForNotification(wctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+		s.drain()
+		return nil
+	case wctx.Err() != nil && !s.conn.IsClosed():
+		return nil // the interval or a retry is due
+	default:
+		return fmt.Errorf("wait for notification: %w", err)
+	}
+}
+
+// drain consumes the notifications pgx has already buffered, without
+// waiting for more (a done context makes WaitForNotification return at once
+// when nothing is buffered).
+func (s *session) drain() {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		if n, _ := s.conn.WaitForNotification(done); n == nil {
+			return
+		}
+	}
+}
+
