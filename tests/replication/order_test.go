@@ -3,8 +3,10 @@
 package replication
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // A transaction that took its xid before a later one, and commits after that
@@ -101,4 +103,35 @@ func TestSavepointsShipOnlyWhatCommitted(t *testing.T) {
 	}
 	p.Export(t)
 	wantRows(t, p.Dst, "tbl", "(1,nested)", `(2,"first write in a subtransaction")`)
+}
+
+// An export run inside a transaction that has itself written to the table
+// must not treat that unfinished transaction as shipped: a snapshot never
+// lists its own transaction as in progress. Whether the export refuses or
+// ships, the target must end equal to the source after the transaction
+// commits (a later change of the same key ships) or rolls back (no phantom
+// row stays behind).
+func TestExportInsideWritingTransactionNeitherLosesNorInvents(t *testing.T) {
+	t.Parallel()
+	for _, end := range []string{"COMMIT", "ROLLBACK"} {
+		t.Run(end, func(t *testing.T) {
+			p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+			s := conn(t, p.Src)
+			mustExec(t, s, "BEGIN")
+			mustExec(t, s, "INSERT INTO tbl VALUES (99, 'early')")
+			// a later transaction commits, so the snapshot's xmax passes s's xid
+			p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := s.Exec(ctx, exportSQL(0)); err != nil {
+				t.Logf("export inside the writing transaction refused: %s", describe(err))
+				mustExec(t, s, "ROLLBACK")
+			} else {
+				mustExec(t, s, "UPDATE tbl SET v = 'late' WHERE id = 99")
+				mustExec(t, s, end)
+			}
+			p.Export(t)
+			p.Same(t, "tbl", "tbl")
+		})
+	}
 }
