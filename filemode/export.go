@@ -74,7 +74,10 @@ func Export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (*ExportResult
 	}
 	res, err := export(ctx, conn, o)
 	if err != nil {
-		recordError(ctx, conn, o.Target, err)
+		// the concurrent export that won has just cleared last_error, rightly
+		if !errors.Is(err, errConcurrentExport) {
+			recordError(ctx, conn, o.Target, err)
+		}
 		return nil, err
 	}
 	return res, nil
@@ -231,13 +234,16 @@ func readBatches(ctx context.Context, tx pgx.Tx, target string) ([]batchRow, err
 	return out, nil
 }
 
+var errConcurrentExport = errors.New("concurrent export")
+
 // batchesError explains the one failure two exports of a target running at
 // once produce: the second waits for the first's locks, then cannot use the
 // watermarks its snapshot predates.
 func batchesError(target string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "40001" {
-		return fmt.Errorf("another export of target %q committed while this one waited for it; nothing was written, run it again: %w", target, err)
+		return fmt.Errorf("%w: another export of target %q committed while this one waited for it; nothing was written, run it again (%v)",
+			errConcurrentExport, target, err)
 	}
 	return fmt.Errorf("read batches of target %q: %w", target, err)
 }

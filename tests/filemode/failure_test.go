@@ -187,6 +187,9 @@ func TestConcurrentExportsOfOneTarget(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another export of target") {
 		t.Fatalf("second export returned %v, want the concurrent export explained", err)
 	}
+	if msg := e.Src.QueryString(t, "SELECT coalesce(last_error, '<none>') FROM shadow_status WHERE target = $1", fileTarget); msg != "<none>" {
+		t.Errorf("shadow_status shows last_error %q after the first export shipped everything", msg)
+	}
 	entries, _ := os.ReadDir(filepath.Join(e.Dir, fileTarget))
 	if len(entries) != 1 || entries[0].Name() != filepath.Base(firstDir) {
 		t.Errorf("export directory holds %v, want only the first export's %s", entries, filepath.Base(firstDir))
