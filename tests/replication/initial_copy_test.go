@@ -144,3 +144,21 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 		t.Fatalf("shadow_subscribe on tracked table %s blocked behind an open writer for 5s: %v", tbl, waits)
 	}
 }
+
+// shadow_subscribe called in a transaction that has written to the (already
+// tracked) table: changes that transaction makes after the copy still ship.
+func TestSubscribeInsideWritingTransactionLosesNothing(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Src.Exec(t, "SELECT shadow_track('tbl')")
+	s := conn(t, p.Src)
+	mustExec(t, s, "BEGIN")
+	mustExec(t, s, "INSERT INTO tbl VALUES (99, 'early')")
+	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")
+	mustExec(t, s, "SELECT shadow_subscribe($1, 'tbl')", targetName)
+	mustExec(t, s, "UPDATE tbl SET v = 'late' WHERE id = 99")
+	mustExec(t, s, "COMMIT")
+	p.Export(t)
+	p.Same(t, "tbl", "tbl")
+}
