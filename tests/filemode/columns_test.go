@@ -217,3 +217,23 @@ func TestExportAsPlainTableOwner(t *testing.T) {
 	e.Import(t, res.BatchDir)
 	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
 }
+
+// shadow_resync on a file target makes the next batch a full copy that
+// continues the numbering; the target takes it and ends equal, even though
+// rows changed on the target in between.
+func TestResyncedFileTargetGetsFullCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+	e.SubscribeFiles(t, "t")
+	e.Import(t, e.Export(t))
+	e.Files.Exec(t, "DELETE FROM t WHERE id < 5; INSERT INTO t VALUES (99, 'drift')")
+	e.Src.Exec(t, "SELECT shadow_resync($1, 't')", fileTarget)
+	e.Src.Exec(t, "UPDATE t SET v = 'after resync' WHERE id = 7")
+	res := e.Import(t, e.Export(t))
+	if r := res.Tables[0]; r.BatchNo != 2 || !r.FullCopy {
+		t.Errorf("batch after shadow_resync: %+v, want batch 2, a full copy", r)
+	}
+	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
+}
