@@ -66,3 +66,20 @@ func TestTargetColumnsMapByName(t *testing.T) {
 		t.Errorf("identity column on the target has %d distinct values for 3 rows, want 3", n)
 	}
 }
+
+// A table created on the target with the source's own DDL, identity column
+// (GENERATED ALWAYS) and stored generated column included, receives the
+// source's key values and computes its generated column itself.
+func TestIdentityAndGeneratedColumnsReplicate(t *testing.T) {
+	t.Parallel()
+	p := subscribed(t, `CREATE TABLE tbl (
+		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		a int, b int,
+		total int GENERATED ALWAYS AS (a + b) STORED)`,
+		"INSERT INTO tbl (a, b) SELECT g, g FROM generate_series(1, 5) g")
+	p.Same(t, "tbl", "tbl")
+	p.Src.Exec(t, "INSERT INTO tbl (a, b) VALUES (100, 1)")
+	p.Src.Exec(t, "UPDATE tbl SET b = 0 WHERE id = 2")
+	p.Export(t)
+	p.Same(t, "tbl", "tbl")
+}
