@@ -130,7 +130,8 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 	// From here on this run holds every subscription of the target locked,
 	// so no other export of it is writing: leftovers are from crashed runs.
 	targetDir := filepath.Join(o.Dir, o.Target)
-	if err := mkdirAllSync(targetDir); err != nil {
+	created, err := mkdirAllSync(targetDir)
+	if err != nil {
 		return nil, err
 	}
 	if err := removeLeftovers(targetDir); err != nil {
@@ -161,6 +162,12 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 		m.Tables = append(m.Tables, *t)
 	}
 	if len(m.Tables) == 0 {
+		if created {
+			// leave no empty directory behind either
+			os.RemoveAll(tmp)
+			tmp = ""
+			os.Remove(targetDir)
+		}
 		return res, nil
 	}
 
@@ -387,14 +394,15 @@ func removeLeftovers(targetDir string) error {
 }
 
 // mkdirAllSync creates dir and its missing parents, fsyncing the parent of
-// each directory it creates so the new entries survive a crash.
-func mkdirAllSync(dir string) error {
+// each directory it creates so the new entries survive a crash. It reports
+// whether dir itself was created.
+func mkdirAllSync(dir string) (created bool, err error) {
 	var missing []string
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil {
 			break
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
+			return false, err
 		}
 		missing = append(missing, d)
 		if filepath.Dir(d) == d {
@@ -405,18 +413,18 @@ func mkdirAllSync(dir string) error {
 	for i := len(missing) - 1; i >= 0; i-- {
 		d := missing[i]
 		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
+			return false, err
 		}
 		if err := syncDir(filepath.Dir(d)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if fi, err := os.Stat(dir); err != nil {
-		return err
+		return false, err
 	} else if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
+		return false, fmt.Errorf("%s is not a directory", dir)
 	}
-	return nil
+	return len(missing) > 0, nil
 }
 
 func syncDir(dir string) error {

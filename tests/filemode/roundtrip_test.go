@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pgshadow/pgshadow/filemode"
@@ -169,5 +170,28 @@ func TestFileModeMatchesPushMode(t *testing.T) {
 	}
 	if !slices.Equal(got, dirs) {
 		t.Errorf("batch directories in name order %v, want run order %v", got, dirs)
+	}
+}
+
+// An export with nothing pending writes nothing at all, not even the
+// target's directory, and moves no batch number.
+func TestNothingPendingWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.SubscribeFiles(t, "t", "initial_copy => false")
+	before := e.watermark(t, "t")
+	res, err := e.ExportErr(t, filemode.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BatchDir != "" || len(res.Unchanged) != 1 {
+		t.Errorf("export with nothing pending: dir %q, unchanged %v; want no dir and public.t unchanged", res.BatchDir, res.Unchanged)
+	}
+	if entries, _ := os.ReadDir(e.Dir); len(entries) != 0 {
+		t.Errorf("export with nothing pending left %v in %s", entries, e.Dir)
+	}
+	if after := e.watermark(t, "t"); !strings.HasSuffix(after, " batch 0") || !strings.HasSuffix(before, " batch 0") {
+		t.Errorf("batch number moved without a batch: %s, then %s", before, after)
 	}
 }
