@@ -166,4 +166,17 @@ func TestBatchCutsKeepTargetUniqueConstraintsSatisfiable(t *testing.T) {
 	// whatever the cut did, a plain export must converge
 	p.Export(t)
 	p.Same(t, "tbl", "tbl")
+
+	// one transaction swapping values between keys in different chunks
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'e' || g FROM generate_series(3, 300) g")
+	p.Export(t)
+	p.Src.Exec(t, `UPDATE tbl SET email = 'swap' WHERE id = 250;
+		UPDATE tbl SET email = 'e250' WHERE id = 10;
+		UPDATE tbl SET email = 'e10' WHERE id = 250;
+		UPDATE tbl SET email = email || '.' WHERE id BETWEEN 100 AND 200`)
+	if _, err := p.ExportErr(50); err != nil {
+		t.Errorf("export of one transaction in chunks of 50 failed: %s", describe(err))
+	}
+	p.Export(t)
+	p.Same(t, "tbl", "tbl")
 }
