@@ -1,0 +1,171 @@
+// Package modes tests the replication modes beyond batch export: sync (the
+// target is written inside the writing transaction), async (shadow_run, the
+// error queue and the `pgshadow run` daemon) and bidirectional replication
+// between peers with conflict policies, plus shadow_compare. Servers a, b and
+// c hold sources, targets and peers; server d is killed and restarted by the
+// tests that need a target that goes away, so those tests do not run in
+// parallel.
+package modes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, "a", "b", "c", "d")
+}
+
+// target is the name of the one-way target in source/target scenarios.
+const target = "t1"
+
+// link declares database to as foreign server "srv_<name>" in from, with a
+// superuser user mapping, and as pgshadow target name.
+func link(t *testing.T, from, to *pgtest.DB, name string) {
+	t.Helper()
+	srv := "srv_" + name
+	from.Exec(t, fmt.Sprintf("CREATE SERVER %s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
+		ident(srv), lit(to.Server.Host), lit(fmt.Sprint(to.Server.Port)), lit(to.Name)))
+	from.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (user %s, password %s)",
+		ident(srv), lit(to.Server.User), lit(to.Server.Password)))
+	from.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
+}
+
+// pair is a source database with pgshadow and a plain target database,
+// linked as target t1.
+type pair struct {
+	Src, Dst *pgtest.DB
+}
+
+func newPair(t *testing.T, src, dst *pgserver.Server) *pair {
+	t.Helper()
+	p := &pair{Src: pgtest.NewDBWithExtension(t, src), Dst: pgtest.NewDB(t, dst)}
+	link(t, p.Src, p.Dst, target)
+	return p
+}
+
+// Both runs sql on the source and on the target.
+func (p *pair) Both(t *testing.T, sql string) {
+	t.Helper()
+	p.Src.Exec(t, sql)
+	p.Dst.Exec(t, sql)
+}
+
+// Same fails unless table holds the same rows on both sides.
+func (p *pair) Same(t *testing.T, table string) {
+	t.Helper()
+	pgtest.AssertSameRows(t, p.Src, table, p.Dst, table)
+}
+
+// watermark is the subscription's snapshot and batch counter.
+func watermark(t *testing.T, d *pgtest.DB, tgt, tbl string) string {
+	t.Helper()
+	return d.QueryString(t, `SELECT snapshot::text || ' batch ' || batch_no FROM pgshadow.subscription
+		WHERE target = $1 AND tbl = $2::regclass`, tgt, tbl)
+}
+
+// killable is server d, killed by some tests; the cleanup registered here
+// brings it back (before the test's databases on it are dropped, since
+// cleanups run last-registered first, so call it after creating them).
+func restartAtCleanup(t *testing.T, s *pgserver.Server) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := s.Restart(context.Background()); err != nil {
+			t.Errorf("restart %s: %v", s.Name, err)
+		}
+	})
+}
+
+var commitTSOnce sync.Once
+
+// withCommitTimestamps turns on track_commit_timestamp on server d (a
+// restart), once per test binary.
+func withCommitTimestamps(t *testing.T) *pgserver.Server {
+	t.Helper()
+	s := pgtest.Server("d")
+	var err error
+	commitTSOnce.Do(func() { err = s.Reload(map[string]string{"track_commit_timestamp": "on"}) })
+	if err != nil {
+		t.Fatalf("turn on track_commit_timestamp on %s: %v", s.Name, err)
+	}
+	return s
+}
+
+// conn opens a dedicated session on d, closed at cleanup.
+func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
+	t.Helper()
+	return d.ConnAs(t, d.Server.User, d.Server.Password)
+}
+
+// execErr runs sql on a dedicated session and returns its error.
+func execErr(c *pgx.Conn, sql string, args ...any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.Exec(ctx, sql, args...)
+	return err
+}
+
+// mustExec runs sql on a dedicated session, failing the test on error.
+func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if err := execErr(c, sql, args...); err != nil {
+		t.Fatalf("%s\nSQL: %s", describe(err), sql)
+	}
+}
+
+// describe renders an error with the server's SQLSTATE, detail, hint and context.
+func describe(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err.Error()
+	}
+	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
+		if f[1] != "" {
+			s += "\n" + f[0] + ": " + f[1]
+		}
+	}
+	return s
+}
+
+// wantError fails unless err is an error whose message contains every one
+// of wants.
+func wantError(t *testing.T, what string, err error, wants ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: succeeded, want an error mentioning %q", what, wants)
+	}
+	msg := describe(err)
+	for _, w := range wants {
+		if !strings.Contains(msg, w) {
+			t.Errorf("%s: error does not mention %q: %s", what, w, msg)
+		}
+	}
+}
+
+// wantRows fails unless table on d holds exactly the given rows (row text, any order).
+func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
+	t.Helper()
+	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
+		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
+	}
+}
+
+func lit(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func ident(s string) string {
+	return pgx.Identifier{s}.Sanitize()
+}
