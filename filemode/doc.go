@@ -51,9 +51,9 @@
 // => false: the target is then trusted to hold the rows as they were at
 // subscription time, exactly as in push mode; if it does not, rows never
 // changed since are missing and nothing can tell. Subscribe anew with the
-// initial copy to repair: a full copy under a new subscription replaces the
-// table whatever was applied before, while an incremental batch of another
-// subscription is refused.
+// initial copy to repair: a full copy under a newer subscription replaces
+// the table whatever was applied before, while any batch of an older
+// subscription, and an incremental batch of another one, is refused.
 //
 // Import runs with pgshadow.origin set to the source's node name, so a target
 // that tracks the table itself does not capture the imported writes again.

@@ -204,12 +204,16 @@ func decide(prev *applied, t Table, manifestSHA string) (outcome, refusal string
 			// rows as they were when the subscription was made.
 			return Applied, ""
 		}
-		return "", fmt.Sprintf("nothing was applied to it yet from this source, and this batch is neither batch 1 nor a full copy (apply the earlier batches first)")
+		return "", "nothing was applied to it yet from this source, and this batch is neither batch 1 nor a full copy (apply the earlier batches first)"
 	case prev.subID != t.SubID:
-		if t.FullCopy {
-			// The source subscribed anew (its first batch is a full copy):
-			// the table is replaced, so the old chain does not matter.
+		if t.FullCopy && t.SubID > prev.subID {
+			// The source subscribed anew (subscription ids only grow) and
+			// this full copy replaces the table: the old chain is over.
 			return Applied, ""
+		}
+		if t.SubID < prev.subID {
+			return "", fmt.Sprintf("it belongs to subscription %d of this source, older than subscription %d whose batch %d was applied last",
+				t.SubID, prev.subID, prev.batchNo)
 		}
 		return "", fmt.Sprintf("the table was fed by subscription %d of this source (last batch %d), this batch belongs to subscription %d and is not a full copy",
 			prev.subID, prev.batchNo, t.SubID)

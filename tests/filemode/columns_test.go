@@ -128,15 +128,17 @@ func TestFirstBatchWithoutInitialCopy(t *testing.T) {
 }
 
 // After shadow_unsubscribe and shadow_subscribe the batches restart at 1
-// under a new subscription: its full copy replaces the table; an
-// incremental batch of another subscription is refused.
+// under a new subscription: its full copy replaces the table; a batch of
+// the older subscription, even a full copy, and an incremental batch of
+// another subscription are refused.
 func TestResubscribedTableStartsOverWithFullCopy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
 	e.SubscribeFiles(t, "t")
-	e.Import(t, e.Export(t))
+	oldCopy := e.Export(t)
+	e.Import(t, oldCopy)
 	e.Src.Exec(t, "UPDATE t SET v = 'two'")
 	e.Import(t, e.Export(t))
 
@@ -148,11 +150,13 @@ func TestResubscribedTableStartsOverWithFullCopy(t *testing.T) {
 		t.Errorf("first import after subscribing anew: %+v, want batch 1, a full copy", res.Tables[0])
 	}
 	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")
+	_, err := e.ImportErr(t, oldCopy)
+	wantRefused(t, err, "public.t batch 1", "older than subscription")
 
 	e.Src.Exec(t, "SELECT shadow_unsubscribe($1, 't')", fileTarget)
 	e.SubscribeFiles(t, "t", "initial_copy => false")
 	e.Src.Exec(t, "UPDATE t SET v = 'three' WHERE id = 2")
-	_, err := e.ImportErr(t, e.Export(t))
+	_, err = e.ImportErr(t, e.Export(t))
 	wantRefused(t, err, "public.t batch 1", "fed by subscription", "not a full copy")
 }
 
