@@ -183,7 +183,7 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 		what = append(what, fmt.Sprintf("%d failed, queued in shadow_errors", len(s.notices)))
 	}
 	if len(what) > 0 {
-		s.cfg.Logf("%s in %s", strings.Join(what, "; "), took.Round(time.Millisecond))
+		s.cfg.Logf("%s (%s)", strings.Join(what, "; "), took.Round(time.Millisecond))
 	}
 	wait := s.cfg.Interval
 	if retryIn != nil {
