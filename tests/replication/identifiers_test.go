@@ -60,3 +60,21 @@ func TestAwkwardIdentifiersReplicate(t *testing.T) {
 	p.Same(t, `"My Schema"."select"`, `"My Schema"."select"`)
 	wantRows(t, p.Dst, `"My Schema"."select"`, "(9,nine)")
 }
+
+// Renaming the source table or its schema after subscribing changes nothing
+// for the target: changes keep shipping to the same destination.
+func TestRenamedSourceTableKeepsShipping(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Both(t, `CREATE SCHEMA s1; CREATE TABLE s1.tbl (id int PRIMARY KEY, v text)`)
+	p.Src.Exec(t, "INSERT INTO s1.tbl VALUES (1, 'before')")
+	p.Subscribe(t, "s1.tbl")
+	p.Src.Exec(t, `ALTER TABLE s1.tbl RENAME TO "Renamed Table"; ALTER SCHEMA s1 RENAME TO "S 2"`)
+	p.Src.Exec(t, `INSERT INTO "S 2"."Renamed Table" VALUES (2, 'after')`)
+	p.Src.Exec(t, `UPDATE "S 2"."Renamed Table" SET v = 'changed' WHERE id = 1`)
+	res := p.Export(t)
+	if got := res[`"S 2"."Renamed Table"`]; got.Dest != "s1.tbl" || got.Keys != 2 {
+		t.Errorf("export result %+v, want dest s1.tbl and 2 keys", res)
+	}
+	p.Same(t, `"S 2"."Renamed Table"`, "s1.tbl")
+}
