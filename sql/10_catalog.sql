@@ -10,7 +10,8 @@ CREATE TABLE pgshadow.tracked (
     -- capture statements run by pgshadow.capture(); precomputed so the hot path
     -- does one catalog lookup and one EXECUTE per statement
     ins_sql     text NOT NULL,
-    upd_sql     text NOT NULL,
+    upd_sql     text NOT NULL,                 -- new keys + old keys that vanished (primary key updates)
+    upd_new_sql text NOT NULL,                 -- new keys only: statements that cannot have changed a key
     del_sql     text NOT NULL,
     trunc_sql   text NOT NULL,
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow

@@ -68,3 +68,17 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
                   coalesce((SELECT string_agg(x::text, ',' ORDER BY x) FROM xip), ''))::pg_snapshot
       FROM b
 $$;
+
+-- The snapshot a watermark is taken from. A transaction's own snapshot counts
+-- its own xid as visible, so a transaction that wrote a tracked table and
+-- then exports or subscribes would mark its own uncommitted changes shipped;
+-- here its xid stays in progress, and its changes ship after it commits.
+CREATE FUNCTION pgshadow._snapshot() RETURNS pg_snapshot
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN x IS NULL OR x >= pg_snapshot_xmax(s) THEN s
+           ELSE format('%s:%s:%s', least(pg_snapshot_xmin(s), x), pg_snapshot_xmax(s),
+                       (SELECT string_agg(v::text, ',' ORDER BY v)
+                          FROM (SELECT pg_snapshot_xip(s) UNION SELECT x) u(v)))::pg_snapshot
+           END
+      FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS x) c
+$$;

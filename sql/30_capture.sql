@@ -27,7 +27,16 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         EXECUTE v.ins_sql;
     ELSIF TG_OP = 'UPDATE' THEN
-        EXECUTE v.upd_sql;
+        -- The anti-join that finds old keys costs more than the rest of the
+        -- capture; skip it when no key can have changed: the key trigger
+        -- (UPDATE OF the key columns) did not fire for this table in this
+        -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
+        IF current_setting('pgshadow.key_update', true) = TG_RELID::text
+           OR EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D') THEN
+            EXECUTE v.upd_sql;
+        ELSE
+            EXECUTE v.upd_new_sql;
+        END IF;
     ELSIF TG_OP = 'DELETE' THEN
         EXECUTE v.del_sql;
     ELSE
@@ -37,6 +46,17 @@ BEGIN
         -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
         PERFORM pg_notify('pgshadow', '');
     END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Fires (AFTER UPDATE OF the key columns, before pgshadow_capture_upd: triggers
+-- fire in name order) when an UPDATE names a key column: tells capture() that
+-- old keys must be recorded. Stays set until the transaction ends.
+CREATE FUNCTION pgshadow.capture_key() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM set_config('pgshadow.key_update', TG_RELID::text, true);
     RETURN NULL;
 END
 $$;

@@ -118,10 +118,10 @@ BEGIN
         RETURN NEXT;
     END IF;
     step := step + 1;
-    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, del_sql, trunc_sql, tracked_by)'
-                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
+    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, upd_new_sql, del_sql, trunc_sql, tracked_by)'
+                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
                   ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
-                  ' del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
+                  ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
         p_tbl::oid, v_shadow, v_cols, v_types,
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
@@ -130,6 +130,7 @@ BEGIN
                v_shadow, v_list, v_list,
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new', v_shadow, v_list, v_list),
         format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
         format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow));
     RETURN NEXT;
@@ -137,6 +138,7 @@ BEGIN
     kind := 'trigger';
     FOR v_rel IN
         SELECT * FROM (VALUES
+            ('pgshadow_capture_key', 'UPDATE OF ' || v_list, ''),
             ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
             ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
             ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
@@ -144,8 +146,9 @@ BEGIN
     LOOP
         CONTINUE WHEN EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v_rel.name);
         step := step + 1;
-        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture()',
-                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing);
+        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.%s()',
+                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing,
+                      CASE WHEN v_rel.name = 'pgshadow_capture_key' THEN 'capture_key' ELSE 'capture' END);
         RETURN NEXT;
     END LOOP;
 END
@@ -238,7 +241,7 @@ BEGIN
     IF EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_untrack.tbl) THEN
         PERFORM pgshadow._drop_shadow(tbl);
     END IF;
-    FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
+    FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
     END LOOP;

@@ -69,7 +69,7 @@ BEGIN
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)
     VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, p_row_filter, p_mode, p_on_conflict,
-            pg_current_snapshot(), p_needs_copy, v_caller)
+            pgshadow._snapshot(), p_needs_copy, v_caller)
     RETURNING * INTO v_sub;
     PERFORM pgshadow._refresh_notify(p_tbl);
     RETURN v_sub;

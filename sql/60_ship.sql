@@ -211,7 +211,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       FROM unnest(p_tr.key_cols, p_tr.key_types) AS u(c, t)))
            END
         || CASE WHEN p_rows IS NULL THEN '' ELSE
-               format(' INSERT INTO %I.%I (%s) SELECT %s FROM unnest(%s) AS r(%s);',
+               format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM unnest(%s) AS r(%s);',
                    p_sub.dest_schema, p_sub.dest_table,
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                    (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, p_types) AS u(c, t)),
@@ -220,10 +220,37 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            END
 $$;
 
+-- Rows of a batch (p_keys_rel: its pending keys) or of the whole table
+-- (NULL), aggregated into chunks of $3 rows in key order: one result row per
+-- chunk (row count, one array literal per shipped column). Read through ONE
+-- cursor, so every chunk comes from the same snapshot and the rows together
+-- satisfy the source's unique constraints.
+CREATE FUNCTION pgshadow._row_chunks_sql(p_sub pgshadow.subscription, p_keys_sql text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT count(*), ARRAY[%s] FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgshadow_rn'
+                  ' FROM %s t WHERE (%s)%s) s GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
+                  (SELECT string_agg(format('array_agg(%I::text ORDER BY pgshadow_rn)::text', c), ', ')
+                     FROM unnest(p_sub.columns) c),
+                  (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                  (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                  p_sub.tbl,
+                  coalesce(p_sub.row_filter, 'true'),
+                  CASE WHEN p_keys_sql IS NULL THEN '' ELSE
+                      format(' AND (%s) IN (SELECT %s FROM (%s) k)',
+                             (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                             (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.key_cols) c),
+                             p_keys_sql) END)
+      FROM pgshadow.tracked t WHERE t.tbl = p_sub.tbl
+$$;
+
 -- Ships one batch (the keys that became visible between p_old and p_new) or,
--- with p_copy, the whole table, in chunks of p_chunk keys inside ONE remote
--- transaction. A batch holding a TRUNCATE is shipped as TRUNCATE + full copy:
--- that is right whatever order the batch's transactions committed in.
+-- with p_copy, the whole table, inside ONE remote transaction: first every
+-- pending key is deleted (in chunks of p_chunk keys), then the current rows
+-- are appended (in chunks of p_chunk rows, all read under one snapshot), so
+-- the target passes through no state that breaks a unique constraint the
+-- source keeps. A batch that fits in one chunk is one round trip. A batch
+-- holding a TRUNCATE ships as TRUNCATE + full copy: right whatever order the
+-- batch's transactions committed in.
 CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
                                p_copy boolean, p_chunk integer,
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
@@ -232,12 +259,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
 SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 AS $$
 DECLARE
     v_tr     pgshadow.tracked;
     v_types  text[] := pgshadow._column_types(p_sub);
     v_dest   text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
-    v_chunk  text;
+    v_full   boolean;
+    v_keys   text;
     v_after  text[];
     v_last   text[];
     v_nkeys  bigint;
@@ -245,12 +274,10 @@ DECLARE
     v_karr   text[];
     v_rarr   text[];
     v_at     timestamptz[];
-    v_sql    text;
-    v_first  boolean := true;
+    v_buf    text;
+    v_cur    refcursor;
     v_done   boolean;
-    -- the target runs pgshadow too: apply through pgshadow.apply(), which
-    -- detects conflicts with its own pending changes (set by _connect)
-    v_peer   boolean := current_setting('pgshadow.peer', true) = 'on';
+    v_first  boolean := true;
     v_c      bigint;
 BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
@@ -260,49 +287,74 @@ BEGIN
                        v_tr.shadow, pgshadow._pending_where('$1', '$2'))
            INTO truncated USING p_old, p_new;
     END IF;
-    v_chunk := pgshadow._chunk_sql(p_sub, p_copy OR truncated);
+    v_full := p_copy OR truncated;
+
+    IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
+        -- A peer applies each chunk through pgshadow.apply(), which needs a
+        -- chunk's keys and rows together to resolve conflicts.
+        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        v_keys := pgshadow._chunk_sql(p_sub, false);
+        LOOP
+            EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
+            IF v_nkeys > 0 THEN
+                conflicts := conflicts + pgshadow._remote_apply(p_sub, v_karr, v_at, CASE WHEN v_nrows > 0 THEN v_rarr END);
+            END IF;
+            keys := keys + v_nkeys;
+            upserts := upserts + v_nrows;
+            EXIT WHEN v_nkeys < p_chunk;
+            v_after := v_last;
+        END LOOP;
+        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        deletes := keys - upserts;
+        RETURN;
+    END IF;
+
+    -- v_buf holds what is not sent yet: it is flushed only when more follows,
+    -- so a batch of one chunk goes in one round trip with its BEGIN and COMMIT
+    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' TRUNCATE %s;', v_dest) ELSE '' END;
+    IF NOT v_full THEN
+        v_keys := format('WITH k AS MATERIALIZED (%4$s) SELECT (SELECT count(*) FROM k),'
+                         ' (SELECT ARRAY[%1$s] FROM k ORDER BY %2$s LIMIT 1), (SELECT ARRAY[%3$s] FROM k)',
+            (SELECT string_agg(format('%I::text', c), ', ') FROM unnest(v_tr.key_cols) c),
+            (SELECT string_agg(format('%I DESC', c), ', ') FROM unnest(v_tr.key_cols) c),
+            (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
+            pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4'));
+        LOOP
+            EXECUTE v_keys INTO v_nkeys, v_last, v_karr USING p_old, p_new, v_after, p_chunk;
+            IF v_nkeys > 0 THEN
+                IF NOT v_first THEN
+                    PERFORM pgshadow._remote(p_sub, v_buf);
+                    v_buf := '';
+                END IF;
+                v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, NULL);
+                v_first := false;
+            END IF;
+            keys := keys + v_nkeys;
+            EXIT WHEN v_nkeys < p_chunk;
+            v_after := v_last;
+        END LOOP;
+    END IF;
+
+    OPEN v_cur FOR EXECUTE pgshadow._row_chunks_sql(p_sub,
+            CASE WHEN v_full THEN NULL ELSE pgshadow._keys_sql(p_sub.tbl, '$1', '$2', NULL, NULL) END)
+        USING p_old, p_new, p_chunk;
     LOOP
-        EXECUTE v_chunk INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
-          USING p_old, p_new, v_after, p_chunk;
-        IF p_copy OR truncated OR v_nkeys = 0 THEN
-            v_karr := NULL;
+        FETCH v_cur INTO v_nrows, v_rarr;
+        EXIT WHEN NOT FOUND;
+        IF NOT v_first THEN
+            PERFORM pgshadow._remote(p_sub, v_buf);
+            v_buf := '';
         END IF;
-        IF v_nrows = 0 THEN
-            v_rarr := NULL;
-        END IF;
-        v_sql := '';
-        IF v_first THEN
-            v_sql := pgshadow._remote_begin();
-            IF p_copy OR truncated THEN
-                v_sql := v_sql || format(' TRUNCATE %s;', v_dest);
-            END IF;
-        END IF;
-        v_done := v_nkeys < p_chunk;
-        IF NOT v_peer THEN
-            v_sql := v_sql || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, v_rarr);
-            IF v_done THEN
-                v_sql := v_sql || ' COMMIT;';
-            END IF;
-            PERFORM pgshadow._remote(p_sub, v_sql);
-        ELSE
-            IF v_sql <> '' THEN
-                PERFORM pgshadow._remote(p_sub, v_sql);
-            END IF;
-            IF v_karr IS NOT NULL OR v_rarr IS NOT NULL THEN
-                v_c := pgshadow._remote_apply(p_sub, v_karr, v_at, v_rarr);
-                conflicts := conflicts + v_c;
-            END IF;
-            IF v_done THEN
-                PERFORM pgshadow._remote(p_sub, 'COMMIT');
-            END IF;
-        END IF;
-        keys := keys + v_nkeys;
-        upserts := upserts + v_nrows;
-        EXIT WHEN v_done;
-        v_after := v_last;
+        v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_first := false;
+        upserts := upserts + v_nrows;
     END LOOP;
-    IF NOT (p_copy OR truncated) THEN
+    CLOSE v_cur;
+    PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+
+    IF v_full THEN
+        keys := upserts;
+    ELSE
         deletes := keys - upserts;
     END IF;
 END

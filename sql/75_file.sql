@@ -37,7 +37,7 @@ BEGIN
         column_types := pgshadow._column_types(v_sub);
         batch_no := v_sub.batch_no + 1;
         old_snapshot := v_sub.snapshot;
-        new_snapshot := pg_current_snapshot();
+        new_snapshot := pgshadow._snapshot();
         v_old := quote_literal(old_snapshot::text) || '::pg_snapshot';
         v_new := quote_literal(new_snapshot::text) || '::pg_snapshot';
         EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s AND shadow_op = ''T'')',

@@ -165,7 +165,7 @@ CREATE FUNCTION shadow_skip(target text, tbl regclass, reason text DEFAULT NULL)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_sub  pgshadow.subscription;
-    v_new  pg_snapshot := pg_current_snapshot();
+    v_new  pg_snapshot := pgshadow._snapshot();
     v_keys bigint;
 BEGIN
     v_sub := pgshadow._subscription(target, tbl);

@@ -147,7 +147,7 @@ BEGIN
           USING p_keys, p_at, p_rows, v_snap, v_kept;
     END IF;
     IF p_rows IS NOT NULL THEN
-        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
+        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
                        p_dest,
                        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c),
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),

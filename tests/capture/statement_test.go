@@ -29,12 +29,15 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 	type trig struct {
 		event            int
 		oldTable, newTab bool
+		fn               string
 	}
 	want := map[string]trig{
-		"pgshadow_capture_ins":   {trigInsert, false, true},
-		"pgshadow_capture_upd":   {trigUpdate, true, true},
-		"pgshadow_capture_del":   {trigDelete, true, false},
-		"pgshadow_capture_trunc": {trigTruncate, false, false},
+		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.capture()"},
+		"pgshadow_capture_upd":   {trigUpdate, true, true, "pgshadow.capture()"},
+		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.capture()"},
+		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.capture()"},
+		// UPDATE OF the key columns: only flags that old keys must be recorded
+		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.capture_key()"},
 	}
 	rows := db.QueryStrings(t, `
 		SELECT format('%s|%s|%s|%s|%s', tgname, tgtype, tgoldtable IS NOT NULL, tgnewtable IS NOT NULL, tgfoid::regprocedure)
@@ -66,8 +69,8 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 		if hasOld != w.oldTable || hasNew != w.newTab {
 			t.Errorf("%s: old transition table %t, new %t; want %t, %t", name, hasOld, hasNew, w.oldTable, w.newTab)
 		}
-		if fn != "pgshadow.capture()" {
-			t.Errorf("%s executes %s, want pgshadow.capture()", name, fn)
+		if fn != w.fn {
+			t.Errorf("%s executes %s, want %s", name, fn, w.fn)
 		}
 	}
 }
