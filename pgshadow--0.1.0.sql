@@ -34,6 +34,7 @@ CREATE TABLE pgshadow.tracked (
     del_sql     text NOT NULL,
     trunc_sql   text NOT NULL,
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
+    versions    name,                          -- multi-master: table of the last version (time, node) of each key
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );
@@ -818,7 +819,7 @@ BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
         -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
         EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
-                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],name[],text[])'') IS NOT NULL')
+                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL')
            INTO v_peer;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
@@ -1077,6 +1078,8 @@ DECLARE
     v_min    xid8;
     v_any    boolean;
     v_keep   boolean;
+    v_ver    name;
+    v_keys   name[];
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = p_tbl;
@@ -1091,6 +1094,16 @@ BEGIN
                    v_shadow) USING v_min INTO v_any, v_keep;
     IF NOT v_any THEN
         RETURN;
+    END IF;
+    -- multi-master: a key's own latest change outlives its shadow rows as its version
+    SELECT t.versions, t.key_cols INTO v_ver, v_keys FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    IF v_ver IS NOT NULL THEN
+        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
+                       ' SELECT %2$s, max(shadow_at), $2 FROM pgshadow.%3$I WHERE shadow_xid < $1 AND shadow_op <> ''T'' GROUP BY %2$s'
+                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                       v_ver, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_keys) c), v_shadow)
+          USING v_min, pgshadow._node();
     END IF;
     IF NOT v_keep THEN
         BEGIN
@@ -1335,32 +1348,44 @@ END
 $$;
 
 -- Ships every pending batch of every (batch or async) subscription of a target.
+-- A table that fails does not hold the others back: each is shipped in a
+-- subtransaction of its own, the rest go on, and the call then fails naming
+-- every table that failed (the watermarks of this call roll back with it; what
+-- the target already committed is simply sent again next time).
 CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
 RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id      bigint;
     v_tables  regclass[] := '{}';
+    v_errors  text[] := '{}';
+    v_state   text;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgshadow._gc();
     PERFORM pgshadow._connect(target);
-    BEGIN
-        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
-        LOOP
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
+    LOOP
+        BEGIN
             SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
               FROM pgshadow._export_sub(v_id, batch_size);
             v_tables := v_tables || tbl;
             RETURN NEXT;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pgshadow._disconnect();
-        RAISE;
-    END;
+        EXCEPTION WHEN OTHERS THEN
+            v_errors := v_errors || SQLERRM;
+            v_state := SQLSTATE;
+            -- the remote transaction may be left aborted: start the next table afresh
+            PERFORM pgshadow._connect(target);
+        END;
+    END LOOP;
     PERFORM pgshadow._disconnect();
+    IF cardinality(v_errors) > 0 THEN
+        RAISE EXCEPTION '%', array_to_string(v_errors, E'\n')
+            USING ERRCODE = CASE WHEN cardinality(v_errors) = 1 THEN v_state ELSE 'PS001' END;
+    END IF;
     -- last, so the brief lock a TRUNCATE purge takes is held for the shortest time
     PERFORM pgshadow._purge(t) FROM unnest(v_tables) t;
 END
@@ -1567,19 +1592,22 @@ SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_s
 COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 
--- Counts a failure and schedules the retry: 1 s, 2 s, 4 s ... at most 5 minutes.
+-- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
 CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
 BEGIN
     PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
-    VALUES (p_id, p_sqlstate, left(p_message, 2000), clock_timestamp(), clock_timestamp(), 1,
-            clock_timestamp() + interval '1 second')
+    VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
        SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
            attempts = e.attempts + 1,
-           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20));
-    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = clock_timestamp()
+           -- jitter: two peers whose exports collide do not retry in lockstep
+           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
+                                             * (0.75 + random() / 2);
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now
      WHERE id = p_id;
 END
 $$;
@@ -1739,16 +1767,25 @@ $$;
 -- aborts the local transaction with an error naming the target.
 --
 -- Limits, by design of what plain SQL can hook: the remote commit precedes the
--- local one, so a crash between the two leaves the target one transaction
--- ahead; and ROLLBACK TO SAVEPOINT after a replicated statement is not undone
--- on the target. shadow_compare() finds both; the writing role needs SELECT
+-- local one, so a crash between the two, or a deferred constraint queued after
+-- the last replicated statement that fails at COMMIT, leaves the target one
+-- transaction ahead; ROLLBACK TO SAVEPOINT after a replicated statement is not
+-- undone on the target; and a local ROLLBACK leaves the remote transaction
+-- open until the session's next sync write or pgshadow.sync_idle_timeout
+-- (default 2s, set on the remote as idle_in_transaction_session_timeout; a
+-- local transaction that idles longer between sync writes then fails at its
+-- next write or at COMMIT, never the other way round). shadow_compare() finds both; the writing role needs SELECT
 -- on the table and a user mapping for the target's server.
 
--- One row per (transaction, target) with an open remote transaction.
+-- One row per replicated statement and target of a transaction; its deferred
+-- trigger commits the remote transaction. Deferred events fire in queue order,
+-- so letting only the newest row commit puts the remote commit after every
+-- deferred constraint queued up to the last replicated statement.
 CREATE UNLOGGED TABLE pgshadow.sync_open (
     xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
     target text NOT NULL,
-    PRIMARY KEY (xid, target)
+    seq    bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (xid, target, seq)
 );
 GRANT SELECT, INSERT ON pgshadow.sync_open TO PUBLIC;
 
@@ -1757,10 +1794,14 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'pgshadow_sync_' || p_target
 $$;
 
--- Commits the remote transaction at local pre-commit.
+-- Commits the remote transaction at local pre-commit (for the newest row only).
 CREATE FUNCTION pgshadow.sync_commit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = NEW.xid AND o.target = NEW.target AND o.seq > NEW.seq) THEN
+        DELETE FROM pgshadow.sync_open WHERE xid = NEW.xid AND target = NEW.target AND seq = NEW.seq;
+        RETURN NULL;
+    END IF;
     BEGIN
         EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
     EXCEPTION WHEN OTHERS THEN
@@ -1808,8 +1849,19 @@ BEGIN
         v_conn := pgshadow._sync_conn(v_sub.target);
         v_sql := '';
         IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN
+            -- first replicated statement of this transaction for this target
             EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
                INTO STRICT v_open;
+            IF v_open THEN
+                -- end what a transaction this session rolled back left open
+                -- there; a connection that died meanwhile is opened afresh
+                BEGIN
+                    EXECUTE format('SELECT %I.dblink_exec(%L, ''ROLLBACK'')', v_dbl, v_conn);
+                EXCEPTION WHEN OTHERS THEN
+                    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    v_open := false;
+                END;
+            END IF;
             IF NOT v_open THEN
                 SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
                 BEGIN
@@ -1818,13 +1870,14 @@ BEGIN
                     RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
                         USING ERRCODE = SQLSTATE;
                 END;
-            ELSE
-                -- a transaction this session rolled back may have left one open there
-                v_sql := 'ROLLBACK;';
             END IF;
-            v_sql := v_sql || pgshadow._remote_begin();
-            INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
+            -- a transaction rolled back here leaves no rollback hook behind: the
+            -- target ends the orphan itself once it idles this long
+            v_sql := v_sql || pgshadow._remote_begin()
+                || format(' SET LOCAL idle_in_transaction_session_timeout = %L;',
+                          coalesce(nullif(current_setting('pgshadow.sync_idle_timeout', true), ''), '2s'));
         END IF;
+        INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
 
         IF TG_OP = 'TRUNCATE' THEN
             v_sql := v_sql || format(' TRUNCATE %I.%I;', v_sub.dest_schema, v_sub.dest_table);
@@ -2002,15 +2055,23 @@ COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
 -- by pgshadow carries pgshadow.origin and is not captured again, so nothing
 -- ping-pongs and no node forwards another's changes.
 --
--- A conflict is a key that arrives from a peer while this node still has a
--- change of it that it has not yet shipped to that peer. The sender's
--- subscription declares the policy: source_wins (the incoming row), target_wins
--- (the local row), latest (the later change by statement time, ties to the
--- greater node name), error (keep the local row, log, and fail the sender's
--- export until an operator resolves it). Every conflict is logged with both
--- versions. Whatever wins, the losing side's pending change still ships
--- afterwards carrying the *current* row, so after a quiet exchange both nodes
--- hold the same rows.
+-- Every key has a version: the time of the statement that last wrote it
+-- and the node it was written on, compared as (time, node) so ties go to the
+-- greater node name. A node's version of a key is the later of its own
+-- changes (shadow rows; folded into the versions table when purged) and what
+-- it applied from peers (the versions table). A peer ships each key with the
+-- version of its current row.
+--
+-- A conflict is a key that arrives while the receiver still has a change of
+-- it that it has not shipped to that peer. The sender's subscription declares
+-- the policy: latest (apply only a newer version: a last-writer-wins register,
+-- which converges in any mesh, and the one to use with more than two nodes;
+-- it also drops stale rows that arrive late without a conflict), source_wins,
+-- target_wins (two-node policies: in a larger mesh they depend on the order of
+-- exchanges), error (keep the local row, log, fail that table's export until an
+-- operator resolves it). Every conflict is logged with both versions of the row.
+-- Crossing exchanges of one pair are serialized: a node refuses (retryably) a
+-- peer's batch while it is itself exporting that table to the peer.
 
 CREATE TABLE pgshadow.conflict (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -2051,27 +2112,69 @@ BEGIN
 END
 $$;
 
+-- The versions table of a tracked table, created when first needed.
+CREATE FUNCTION pgshadow._versions(p_tbl regclass) RETURNS name
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+    v_name name;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl FOR UPDATE;
+    IF v_tr.versions IS NOT NULL THEN
+        RETURN v_tr.versions;
+    END IF;
+    v_name := left(v_tr.shadow, 59) || '_ver';
+    EXECUTE format('CREATE TABLE pgshadow.%I (%s, at timestamptz NOT NULL, node text COLLATE "C" NOT NULL, PRIMARY KEY (%s))',
+                   v_name,
+                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c));
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON pgshadow.%I TO %I', v_name,
+                   (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
+    UPDATE pgshadow.tracked SET versions = v_name WHERE tbl = p_tbl;
+    RETURN v_name;
+END
+$$;
+
+-- Refuses a peer's batch while this node is exporting the same table to that
+-- peer (it holds its subscription row): crossing exchanges would each see the
+-- other's change as a conflict and could swap rows. The peer retries.
+CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_origin text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_origin FOR SHARE NOWAIT;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'pgshadow: % is exporting % to "%" right now; retry', pgshadow._node(), p_dest, p_origin
+        USING ERRCODE = 'lock_not_available';
+END
+$$;
+
 -- Applies a peer's chunk here (called over dblink by the peer's export, inside
 -- the transaction it opened with pgshadow.origin set). p_keys and p_rows are
--- 2-D text arrays: one row per key column / shipped column. Returns the number
--- of conflicts met. Runs with the peer's mapped role's rights.
+-- 2-D text arrays: one row per key column / shipped column; p_at and p_nodes
+-- the version of each key. Returns the number of conflicts met. Runs with the
+-- rights of the role the peer's user mapping logs in as.
 CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_columns name[], p_rows text[])
+                               p_nodes text[], p_columns name[], p_rows text[])
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tr      pgshadow.tracked;
     v_snap    pg_snapshot;
+    v_ver     name;
     v_kcols   name[];
     v_ktypes  text[];
     v_ctypes  text[];
-    v_kin     text;      -- typed incoming keys
+    v_klist   text;
+    v_kin     text;      -- typed incoming keys with their versions
     v_rin     text;      -- incoming rows, as text
     v_match   text;
     v_kept    text[] := '{}';
     v_n       bigint := 0;
     v_c       record;
     v_remote  boolean;
+    v_me      text := pgshadow._node();
 BEGIN
     IF p_policy NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
         RAISE EXCEPTION 'pgshadow: unknown conflict policy %', p_policy USING ERRCODE = 'invalid_parameter_value';
@@ -2091,57 +2194,78 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: % lacks some of the columns %', p_dest, p_columns USING ERRCODE = 'undefined_column';
     END IF;
 
-    v_kin := format('SELECT %s, u.at FROM unnest(%s, $2) AS u(%s, at)',
+    v_klist := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c);
+    v_kin := format('SELECT %s, u.pgshadow_at, u.pgshadow_node FROM unnest(%s, $2, $6) AS u(%s, pgshadow_at, pgshadow_node)',
         (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
         (SELECT string_agg(format('$1[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_kcols)) i),
-        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c));
+        v_klist);
     v_rin := format('SELECT * FROM unnest(%s) AS r(%s)',
         (SELECT string_agg(format('$3[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(p_columns)) i),
         (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c));
     v_match := (SELECT string_agg(format('d.%1$I = k.%1$I', c), ' AND ') FROM unnest(v_kcols) c);
 
-    -- conflicts: incoming keys this node changed and has not shipped to the origin yet
     SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
-    SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
-    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL AND v_snap IS NOT NULL THEN
+    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
+        PERFORM pgshadow._peer_gate(p_dest, p_origin);
+        v_ver := pgshadow._versions(p_dest);
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+        -- every incoming key this node has a version of: its own changes
+        -- (pending = not yet shipped to the origin) and what it applied before
         FOR v_c IN EXECUTE format(
             'WITH k AS (%1$s), r AS (%2$s),'
-            ' l AS (SELECT %3$s, max(shadow_at) AS at FROM pgshadow.%4$I'
-            '        WHERE shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)'
-            '          AND shadow_op <> ''T'' GROUP BY %3$s)'
-            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident, k.at AS remote_at, l.at AS local_at,'
+            ' l AS (SELECT %3$s, max(shadow_at) AS at,'
+            '              bool_or($4 IS NOT NULL AND shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)) AS pending'
+            '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
+            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
+            '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN l.at ELSE v.at END AS cur_at,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN $7 ELSE v.node END AS cur_node,'
             '        (SELECT to_jsonb(r) FROM r WHERE %7$s) AS remote_row,'
             '        (SELECT to_jsonb(d) FROM %8$s d WHERE %9$s) AS local_row'
-            '   FROM k JOIN l USING (%3$s)',
-            v_kin, v_rin,
-            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c),
-            v_tr.shadow,
+            '   FROM k LEFT JOIN l USING (%3$s) LEFT JOIN pgshadow.%10$I v USING (%3$s)'
+            '  WHERE l.at IS NOT NULL OR v.at IS NOT NULL',
+            v_kin, v_rin, v_klist, v_tr.shadow,
             (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match)
-          USING p_keys, p_at, p_rows, v_snap
+            p_dest, v_match, v_ver)
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
         LOOP
-            v_n := v_n + 1;
             v_remote := CASE p_policy
-                WHEN 'source_wins' THEN true
-                WHEN 'target_wins' THEN false
-                WHEN 'error' THEN false
-                ELSE v_c.remote_at > v_c.local_at OR (v_c.remote_at = v_c.local_at AND p_origin > pgshadow._node()) END;
-            PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy,
-                CASE WHEN v_remote THEN 'remote_applied' ELSE 'local_kept' END,
-                v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
-            IF NOT v_remote THEN
+                 WHEN 'latest' THEN (v_c.remote_at, v_c.remote_node COLLATE "C") > (v_c.cur_at, v_c.cur_node COLLATE "C")
+                 WHEN 'source_wins' THEN true
+                 ELSE NOT v_c.pending     -- target_wins, error: a pending local change stays
+               END;
+            IF v_remote THEN
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'remote_applied',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
+            ELSE
                 v_kept := v_kept || v_c.ident;
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'local_kept',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
             END IF;
         END LOOP;
+        -- remember the version of everything applied
+        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node) SELECT %2$s, pgshadow_at, pgshadow_node FROM (%3$s) k'
+                       ' WHERE NOT ROW(%4$s)::text = ANY ($5)'
+                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                       v_ver, v_klist, v_kin,
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
 
     IF p_keys IS NOT NULL THEN
         EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)',
                        p_dest, v_kin, v_match,
                        (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
-          USING p_keys, p_at, p_rows, v_snap, v_kept;
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     IF p_rows IS NOT NULL THEN
         EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
@@ -2150,9 +2274,38 @@ BEGIN
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
                        v_rin,
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
-          USING p_keys, p_at, p_rows, v_snap, v_kept;
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     RETURN v_n;
+END
+$$;
+
+-- The version each key of a chunk ships with: the later of this node's own
+-- latest change (p_at) and the version it applied from a peer.
+CREATE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
+                                       OUT at timestamptz[], OUT nodes text[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+    v_me text := pgshadow._node();
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
+    IF v_tr.versions IS NULL THEN
+        at := p_at;
+        nodes := array_fill(v_me, ARRAY[cardinality(p_at)]);
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN k.at ELSE v.at END ORDER BY k.i),'
+                   ' array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN $3 ELSE v.node END ORDER BY k.i)'
+                   ' FROM (SELECT %s, u.at, u.i FROM unnest(%s, $2) WITH ORDINALITY AS u(%s, at, i)) k'
+                   ' LEFT JOIN pgshadow.%I v USING (%s)',
+                   (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS x(c, t)),
+                   (SELECT string_agg(format('($1::text[])[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_tr.key_cols)) i),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                   v_tr.versions,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c))
+       INTO at, nodes
+      USING (SELECT array_agg(a::text[]) FROM unnest(p_keys) a), p_at, v_me;
 END
 $$;
 
@@ -2162,12 +2315,14 @@ RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_n bigint;
+    v   record;
 BEGIN
+    v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
     EXECUTE format('SELECT n FROM %I.dblink(%L, $1) AS r(n bigint)', pgshadow._dblink(), 'pgshadow')
        INTO v_n
-      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::name[], %L::text[])',
+      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, p_at, p_sub.columns,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
                    (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text);
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN

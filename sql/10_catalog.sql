@@ -15,6 +15,7 @@ CREATE TABLE pgshadow.tracked (
     del_sql     text NOT NULL,
     trunc_sql   text NOT NULL,
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
+    versions    name,                          -- multi-master: table of the last version (time, node) of each key
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );

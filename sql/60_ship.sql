@@ -171,7 +171,7 @@ BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
         -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
         EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
-                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],name[],text[])'') IS NOT NULL')
+                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL')
            INTO v_peer;
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM

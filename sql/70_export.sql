@@ -67,6 +67,8 @@ DECLARE
     v_min    xid8;
     v_any    boolean;
     v_keep   boolean;
+    v_ver    name;
+    v_keys   name[];
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = p_tbl;
@@ -81,6 +83,16 @@ BEGIN
                    v_shadow) USING v_min INTO v_any, v_keep;
     IF NOT v_any THEN
         RETURN;
+    END IF;
+    -- multi-master: a key's own latest change outlives its shadow rows as its version
+    SELECT t.versions, t.key_cols INTO v_ver, v_keys FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    IF v_ver IS NOT NULL THEN
+        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
+                       ' SELECT %2$s, max(shadow_at), $2 FROM pgshadow.%3$I WHERE shadow_xid < $1 AND shadow_op <> ''T'' GROUP BY %2$s'
+                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                       v_ver, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_keys) c), v_shadow)
+          USING v_min, pgshadow._node();
     END IF;
     IF NOT v_keep THEN
         BEGIN
@@ -325,32 +337,44 @@ END
 $$;
 
 -- Ships every pending batch of every (batch or async) subscription of a target.
+-- A table that fails does not hold the others back: each is shipped in a
+-- subtransaction of its own, the rest go on, and the call then fails naming
+-- every table that failed (the watermarks of this call roll back with it; what
+-- the target already committed is simply sent again next time).
 CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
 RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id      bigint;
     v_tables  regclass[] := '{}';
+    v_errors  text[] := '{}';
+    v_state   text;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgshadow._gc();
     PERFORM pgshadow._connect(target);
-    BEGIN
-        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
-        LOOP
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
+    LOOP
+        BEGIN
             SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
               FROM pgshadow._export_sub(v_id, batch_size);
             v_tables := v_tables || tbl;
             RETURN NEXT;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pgshadow._disconnect();
-        RAISE;
-    END;
+        EXCEPTION WHEN OTHERS THEN
+            v_errors := v_errors || SQLERRM;
+            v_state := SQLSTATE;
+            -- the remote transaction may be left aborted: start the next table afresh
+            PERFORM pgshadow._connect(target);
+        END;
+    END LOOP;
     PERFORM pgshadow._disconnect();
+    IF cardinality(v_errors) > 0 THEN
+        RAISE EXCEPTION '%', array_to_string(v_errors, E'\n')
+            USING ERRCODE = CASE WHEN cardinality(v_errors) = 1 THEN v_state ELSE 'PS001' END;
+    END IF;
     -- last, so the brief lock a TRUNCATE purge takes is held for the shortest time
     PERFORM pgshadow._purge(t) FROM unnest(v_tables) t;
 END

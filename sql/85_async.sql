@@ -43,19 +43,22 @@ SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_s
 COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 
--- Counts a failure and schedules the retry: 1 s, 2 s, 4 s ... at most 5 minutes.
+-- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
 CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
 BEGIN
     PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
-    VALUES (p_id, p_sqlstate, left(p_message, 2000), clock_timestamp(), clock_timestamp(), 1,
-            clock_timestamp() + interval '1 second')
+    VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
        SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
            attempts = e.attempts + 1,
-           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20));
-    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = clock_timestamp()
+           -- jitter: two peers whose exports collide do not retry in lockstep
+           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
+                                             * (0.75 + random() / 2);
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now
      WHERE id = p_id;
 END
 $$;

@@ -6,16 +6,25 @@
 -- aborts the local transaction with an error naming the target.
 --
 -- Limits, by design of what plain SQL can hook: the remote commit precedes the
--- local one, so a crash between the two leaves the target one transaction
--- ahead; and ROLLBACK TO SAVEPOINT after a replicated statement is not undone
--- on the target. shadow_compare() finds both; the writing role needs SELECT
+-- local one, so a crash between the two, or a deferred constraint queued after
+-- the last replicated statement that fails at COMMIT, leaves the target one
+-- transaction ahead; ROLLBACK TO SAVEPOINT after a replicated statement is not
+-- undone on the target; and a local ROLLBACK leaves the remote transaction
+-- open until the session's next sync write or pgshadow.sync_idle_timeout
+-- (default 2s, set on the remote as idle_in_transaction_session_timeout; a
+-- local transaction that idles longer between sync writes then fails at its
+-- next write or at COMMIT, never the other way round). shadow_compare() finds both; the writing role needs SELECT
 -- on the table and a user mapping for the target's server.
 
--- One row per (transaction, target) with an open remote transaction.
+-- One row per replicated statement and target of a transaction; its deferred
+-- trigger commits the remote transaction. Deferred events fire in queue order,
+-- so letting only the newest row commit puts the remote commit after every
+-- deferred constraint queued up to the last replicated statement.
 CREATE UNLOGGED TABLE pgshadow.sync_open (
     xid    xid8 NOT NULL DEFAULT pg_current_xact_id(),
     target text NOT NULL,
-    PRIMARY KEY (xid, target)
+    seq    bigint GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (xid, target, seq)
 );
 GRANT SELECT, INSERT ON pgshadow.sync_open TO PUBLIC;
 
@@ -24,10 +33,14 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'pgshadow_sync_' || p_target
 $$;
 
--- Commits the remote transaction at local pre-commit.
+-- Commits the remote transaction at local pre-commit (for the newest row only).
 CREATE FUNCTION pgshadow.sync_commit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = NEW.xid AND o.target = NEW.target AND o.seq > NEW.seq) THEN
+        DELETE FROM pgshadow.sync_open WHERE xid = NEW.xid AND target = NEW.target AND seq = NEW.seq;
+        RETURN NULL;
+    END IF;
     BEGIN
         EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
     EXCEPTION WHEN OTHERS THEN
@@ -75,8 +88,19 @@ BEGIN
         v_conn := pgshadow._sync_conn(v_sub.target);
         v_sql := '';
         IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN
+            -- first replicated statement of this transaction for this target
             EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
                INTO STRICT v_open;
+            IF v_open THEN
+                -- end what a transaction this session rolled back left open
+                -- there; a connection that died meanwhile is opened afresh
+                BEGIN
+                    EXECUTE format('SELECT %I.dblink_exec(%L, ''ROLLBACK'')', v_dbl, v_conn);
+                EXCEPTION WHEN OTHERS THEN
+                    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    v_open := false;
+                END;
+            END IF;
             IF NOT v_open THEN
                 SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
                 BEGIN
@@ -85,13 +109,14 @@ BEGIN
                     RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
                         USING ERRCODE = SQLSTATE;
                 END;
-            ELSE
-                -- a transaction this session rolled back may have left one open there
-                v_sql := 'ROLLBACK;';
             END IF;
-            v_sql := v_sql || pgshadow._remote_begin();
-            INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
+            -- a transaction rolled back here leaves no rollback hook behind: the
+            -- target ends the orphan itself once it idles this long
+            v_sql := v_sql || pgshadow._remote_begin()
+                || format(' SET LOCAL idle_in_transaction_session_timeout = %L;',
+                          coalesce(nullif(current_setting('pgshadow.sync_idle_timeout', true), ''), '2s'));
         END IF;
+        INSERT INTO pgshadow.sync_open (target) VALUES (v_sub.target);
 
         IF TG_OP = 'TRUNCATE' THEN
             v_sql := v_sql || format(' TRUNCATE %I.%I;', v_sub.dest_schema, v_sub.dest_table);

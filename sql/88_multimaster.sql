@@ -3,15 +3,23 @@
 -- by pgshadow carries pgshadow.origin and is not captured again, so nothing
 -- ping-pongs and no node forwards another's changes.
 --
--- A conflict is a key that arrives from a peer while this node still has a
--- change of it that it has not yet shipped to that peer. The sender's
--- subscription declares the policy: source_wins (the incoming row), target_wins
--- (the local row), latest (the later change by statement time, ties to the
--- greater node name), error (keep the local row, log, and fail the sender's
--- export until an operator resolves it). Every conflict is logged with both
--- versions. Whatever wins, the losing side's pending change still ships
--- afterwards carrying the *current* row, so after a quiet exchange both nodes
--- hold the same rows.
+-- Every key has a version: the time of the statement that last wrote it
+-- and the node it was written on, compared as (time, node) so ties go to the
+-- greater node name. A node's version of a key is the later of its own
+-- changes (shadow rows; folded into the versions table when purged) and what
+-- it applied from peers (the versions table). A peer ships each key with the
+-- version of its current row.
+--
+-- A conflict is a key that arrives while the receiver still has a change of
+-- it that it has not shipped to that peer. The sender's subscription declares
+-- the policy: latest (apply only a newer version: a last-writer-wins register,
+-- which converges in any mesh, and the one to use with more than two nodes;
+-- it also drops stale rows that arrive late without a conflict), source_wins,
+-- target_wins (two-node policies: in a larger mesh they depend on the order of
+-- exchanges), error (keep the local row, log, fail that table's export until an
+-- operator resolves it). Every conflict is logged with both versions of the row.
+-- Crossing exchanges of one pair are serialized: a node refuses (retryably) a
+-- peer's batch while it is itself exporting that table to the peer.
 
 CREATE TABLE pgshadow.conflict (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -54,27 +62,69 @@ BEGIN
 END
 $$;
 
+-- The versions table of a tracked table, created when first needed.
+CREATE FUNCTION pgshadow._versions(p_tbl regclass) RETURNS name
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+    v_name name;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl FOR UPDATE;
+    IF v_tr.versions IS NOT NULL THEN
+        RETURN v_tr.versions;
+    END IF;
+    v_name := left(v_tr.shadow, 59) || '_ver';
+    EXECUTE format('CREATE TABLE pgshadow.%I (%s, at timestamptz NOT NULL, node text COLLATE "C" NOT NULL, PRIMARY KEY (%s))',
+                   v_name,
+                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c));
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON pgshadow.%I TO %I', v_name,
+                   (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
+    UPDATE pgshadow.tracked SET versions = v_name WHERE tbl = p_tbl;
+    RETURN v_name;
+END
+$$;
+
+-- Refuses a peer's batch while this node is exporting the same table to that
+-- peer (it holds its subscription row): crossing exchanges would each see the
+-- other's change as a conflict and could swap rows. The peer retries.
+CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_origin text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_origin FOR SHARE NOWAIT;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'pgshadow: % is exporting % to "%" right now; retry', pgshadow._node(), p_dest, p_origin
+        USING ERRCODE = 'lock_not_available';
+END
+$$;
+
 -- Applies a peer's chunk here (called over dblink by the peer's export, inside
 -- the transaction it opened with pgshadow.origin set). p_keys and p_rows are
--- 2-D text arrays: one row per key column / shipped column. Returns the number
--- of conflicts met. Runs with the peer's mapped role's rights.
+-- 2-D text arrays: one row per key column / shipped column; p_at and p_nodes
+-- the version of each key. Returns the number of conflicts met. Runs with the
+-- rights of the role the peer's user mapping logs in as.
 CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_columns name[], p_rows text[])
+                               p_nodes text[], p_columns name[], p_rows text[])
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tr      pgshadow.tracked;
     v_snap    pg_snapshot;
+    v_ver     name;
     v_kcols   name[];
     v_ktypes  text[];
     v_ctypes  text[];
-    v_kin     text;      -- typed incoming keys
+    v_klist   text;
+    v_kin     text;      -- typed incoming keys with their versions
     v_rin     text;      -- incoming rows, as text
     v_match   text;
     v_kept    text[] := '{}';
     v_n       bigint := 0;
     v_c       record;
     v_remote  boolean;
+    v_me      text := pgshadow._node();
 BEGIN
     IF p_policy NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
         RAISE EXCEPTION 'pgshadow: unknown conflict policy %', p_policy USING ERRCODE = 'invalid_parameter_value';
@@ -94,57 +144,78 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: % lacks some of the columns %', p_dest, p_columns USING ERRCODE = 'undefined_column';
     END IF;
 
-    v_kin := format('SELECT %s, u.at FROM unnest(%s, $2) AS u(%s, at)',
+    v_klist := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c);
+    v_kin := format('SELECT %s, u.pgshadow_at, u.pgshadow_node FROM unnest(%s, $2, $6) AS u(%s, pgshadow_at, pgshadow_node)',
         (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
         (SELECT string_agg(format('$1[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_kcols)) i),
-        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c));
+        v_klist);
     v_rin := format('SELECT * FROM unnest(%s) AS r(%s)',
         (SELECT string_agg(format('$3[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(p_columns)) i),
         (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c));
     v_match := (SELECT string_agg(format('d.%1$I = k.%1$I', c), ' AND ') FROM unnest(v_kcols) c);
 
-    -- conflicts: incoming keys this node changed and has not shipped to the origin yet
     SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
-    SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
-    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL AND v_snap IS NOT NULL THEN
+    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
+        PERFORM pgshadow._peer_gate(p_dest, p_origin);
+        v_ver := pgshadow._versions(p_dest);
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+        -- every incoming key this node has a version of: its own changes
+        -- (pending = not yet shipped to the origin) and what it applied before
         FOR v_c IN EXECUTE format(
             'WITH k AS (%1$s), r AS (%2$s),'
-            ' l AS (SELECT %3$s, max(shadow_at) AS at FROM pgshadow.%4$I'
-            '        WHERE shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)'
-            '          AND shadow_op <> ''T'' GROUP BY %3$s)'
-            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident, k.at AS remote_at, l.at AS local_at,'
+            ' l AS (SELECT %3$s, max(shadow_at) AS at,'
+            '              bool_or($4 IS NOT NULL AND shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)) AS pending'
+            '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
+            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
+            '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN l.at ELSE v.at END AS cur_at,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN $7 ELSE v.node END AS cur_node,'
             '        (SELECT to_jsonb(r) FROM r WHERE %7$s) AS remote_row,'
             '        (SELECT to_jsonb(d) FROM %8$s d WHERE %9$s) AS local_row'
-            '   FROM k JOIN l USING (%3$s)',
-            v_kin, v_rin,
-            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c),
-            v_tr.shadow,
+            '   FROM k LEFT JOIN l USING (%3$s) LEFT JOIN pgshadow.%10$I v USING (%3$s)'
+            '  WHERE l.at IS NOT NULL OR v.at IS NOT NULL',
+            v_kin, v_rin, v_klist, v_tr.shadow,
             (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match)
-          USING p_keys, p_at, p_rows, v_snap
+            p_dest, v_match, v_ver)
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
         LOOP
-            v_n := v_n + 1;
             v_remote := CASE p_policy
-                WHEN 'source_wins' THEN true
-                WHEN 'target_wins' THEN false
-                WHEN 'error' THEN false
-                ELSE v_c.remote_at > v_c.local_at OR (v_c.remote_at = v_c.local_at AND p_origin > pgshadow._node()) END;
-            PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy,
-                CASE WHEN v_remote THEN 'remote_applied' ELSE 'local_kept' END,
-                v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
-            IF NOT v_remote THEN
+                 WHEN 'latest' THEN (v_c.remote_at, v_c.remote_node COLLATE "C") > (v_c.cur_at, v_c.cur_node COLLATE "C")
+                 WHEN 'source_wins' THEN true
+                 ELSE NOT v_c.pending     -- target_wins, error: a pending local change stays
+               END;
+            IF v_remote THEN
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'remote_applied',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
+            ELSE
                 v_kept := v_kept || v_c.ident;
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'local_kept',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
             END IF;
         END LOOP;
+        -- remember the version of everything applied
+        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node) SELECT %2$s, pgshadow_at, pgshadow_node FROM (%3$s) k'
+                       ' WHERE NOT ROW(%4$s)::text = ANY ($5)'
+                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                       v_ver, v_klist, v_kin,
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
 
     IF p_keys IS NOT NULL THEN
         EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)',
                        p_dest, v_kin, v_match,
                        (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
-          USING p_keys, p_at, p_rows, v_snap, v_kept;
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     IF p_rows IS NOT NULL THEN
         EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
@@ -153,9 +224,38 @@ BEGIN
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
                        v_rin,
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
-          USING p_keys, p_at, p_rows, v_snap, v_kept;
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     RETURN v_n;
+END
+$$;
+
+-- The version each key of a chunk ships with: the later of this node's own
+-- latest change (p_at) and the version it applied from a peer.
+CREATE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
+                                       OUT at timestamptz[], OUT nodes text[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+    v_me text := pgshadow._node();
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
+    IF v_tr.versions IS NULL THEN
+        at := p_at;
+        nodes := array_fill(v_me, ARRAY[cardinality(p_at)]);
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN k.at ELSE v.at END ORDER BY k.i),'
+                   ' array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN $3 ELSE v.node END ORDER BY k.i)'
+                   ' FROM (SELECT %s, u.at, u.i FROM unnest(%s, $2) WITH ORDINALITY AS u(%s, at, i)) k'
+                   ' LEFT JOIN pgshadow.%I v USING (%s)',
+                   (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS x(c, t)),
+                   (SELECT string_agg(format('($1::text[])[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_tr.key_cols)) i),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                   v_tr.versions,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c))
+       INTO at, nodes
+      USING (SELECT array_agg(a::text[]) FROM unnest(p_keys) a), p_at, v_me;
 END
 $$;
 
@@ -165,12 +265,14 @@ RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_n bigint;
+    v   record;
 BEGIN
+    v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
     EXECUTE format('SELECT n FROM %I.dblink(%L, $1) AS r(n bigint)', pgshadow._dblink(), 'pgshadow')
        INTO v_n
-      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::name[], %L::text[])',
+      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, p_at, p_sub.columns,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
                    (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text);
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
