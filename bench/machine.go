@@ -59,6 +59,7 @@ func (b *bench) describeMachine() error {
 		"harness defaults (tests/pgserver): fsync=off, full_page_writes=off, max_connections=200, listen on 127.0.0.1, scram-sha-256",
 		"added by the benchmark on every server: "+strings.Join(set, ", "),
 		"logical replication source only: wal_level=logical, max_wal_senders=10, max_replication_slots=10 (the other two keep wal_level=replica)",
+		"target only: wal_retrieve_retry_interval=100ms (PostgreSQL 15 starts logical apply workers at most once per this interval, 5 s by default; figure 4's catch-up would otherwise time that pause)",
 		"everything else is PostgreSQL's default (jit, work_mem, parallel workers, synchronous_commit=on except where a figure says otherwise)",
 		"VACUUM and CHECKPOINT run in the untimed preparation before each measurement, on both servers",
 	)
@@ -111,4 +112,18 @@ func run1(name string, args ...string) string {
 		return "unknown"
 	}
 	return string(out)
+}
+
+// loadavg is the first three fields of /proc/loadavg: other work on the
+// machine shows up in the figures, so the report records how much there was.
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

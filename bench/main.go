@@ -102,13 +102,20 @@ func run(ctx context.Context, cfg config) error {
 		if !wanted {
 			continue
 		}
+		b.rep.loads = append(b.rep.loads, loadavg())
+		stepStart := time.Now()
 		if err := s.run(); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// the step's first figure is the one it exists for (5 shares steps)
+		if fig, ok := b.rep.figures[s.figs[0]]; ok {
+			fig.elapsed = time.Since(stepStart)
+		}
 	}
+	b.rep.loads = append(b.rep.loads, loadavg())
 	b.rep.elapsed = time.Since(start)
 	b.rep.printSummary(os.Stdout)
 	if cfg.out != "" {

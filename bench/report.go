@@ -95,6 +95,7 @@ type figure struct {
 	rows    []row
 	notes   []string
 	blocked string // set when the figure could not be measured, with the reason
+	elapsed time.Duration
 }
 
 type report struct {
@@ -104,6 +105,7 @@ type report struct {
 	settings []string
 	figures  map[int]*figure
 	elapsed  time.Duration
+	loads    []string // /proc/loadavg at the start of each figure and at the end
 	log      io.Writer
 }
 
@@ -198,6 +200,9 @@ The servers are throwaway local clusters started by the benchmark itself
 	for _, l := range rp.machine {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
+	if len(rp.loads) > 0 {
+		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at the start of each step and at the end: %s\n", strings.Join(rp.loads, "; "))
+	}
 	b.WriteString("\n## Server settings\n\n")
 	for _, l := range rp.settings {
 		fmt.Fprintf(&b, "- %s\n", l)
@@ -216,6 +221,9 @@ The servers are throwaway local clusters started by the benchmark itself
 	}
 	for _, f := range rp.sortedFigures() {
 		fmt.Fprintf(&b, "\n## %d. %s\n\n%s\n\n", f.num, f.title, f.method)
+		if f.elapsed > 0 {
+			fmt.Fprintf(&b, "Setup and all repetitions took %s.\n\n", f.elapsed.Round(time.Second))
+		}
 		if f.blocked != "" {
 			fmt.Fprintf(&b, "**Blocked:** %s\n\n", f.blocked)
 		}
