@@ -129,8 +129,12 @@ func TestAsyncTargetDownQueuesThenConverges(t *testing.T) {
 	if d := q1.lastSeen.Sub(q1.firstSeen); d < 0 || d > time.Millisecond {
 		t.Errorf("first failure: first_seen %s, last_seen %s, want the same moment", q1.firstSeen, q1.lastSeen)
 	}
-	p.Src.Exec(t, "CALL shadow_run()") // not due yet: backoff
-	wantQueued(t, p.Src, "kv", "08", 1)
+	// not due yet (the first retry waits 1 s), unless this machine is that slow
+	due := p.Src.QueryInt(t, "SELECT (next_retry <= clock_timestamp() + interval '200 ms')::int FROM shadow_errors")
+	p.Src.Exec(t, "CALL shadow_run()")
+	if due == 0 {
+		wantQueued(t, p.Src, "kv", "08", 1)
+	}
 	p.Src.Exec(t, "CALL shadow_retry($1)", target)
 	q2 := wantQueued(t, p.Src, "kv", "08", 2)
 	if !q2.lastSeen.After(q1.lastSeen) || !q2.firstSeen.Equal(q1.firstSeen) {

@@ -150,12 +150,12 @@ func TestDaemonShipsSoonAfterCommit(t *testing.T) {
 	// a failing batch is retried at its next_retry (1 s, then 2 s), not at the 30 s interval
 	p.Dst.Exec(t, "ALTER TABLE ev ADD CONSTRAINT no_poison CHECK (v <> 'poison')")
 	p.Src.Exec(t, "INSERT INTO ev VALUES (-2, 'poison')")
-	pgtest.Eventually(t, 6*time.Second, func() (bool, string) {
+	pgtest.Eventually(t, 8*time.Second, func() (bool, string) {
 		q := errorQueue(t, p.Src, "ev")
 		if q == nil {
 			return false, "no failure queued"
 		}
-		return q.attempts >= 3, fmt.Sprintf("%d attempts so far, want 3 within 6 s", q.attempts)
+		return q.attempts >= 3, fmt.Sprintf("%d attempts so far, want 3 within 8 s (retries due after 1 s and 2 s more)", q.attempts)
 	})
 	if log.count(`WARNING: pgshadow: applying public.ev to public.ev on target "t1" failed`) < 3 {
 		t.Errorf("the daemon did not log each failed attempt as a WARNING naming the target")
