@@ -117,6 +117,8 @@ func ownerCheckedHelpers(id string) []helperCall {
 			"alice_orders"},
 		{"_log_conflict", `SELECT pgshadow._log_conflict('alice_orders', '{"id": 1}', 'elsewhere', 'source_wins',
 			'applied', now(), now(), '{}', '{}')`, "alice_orders"},
+		{"_versions", "SELECT pgshadow._versions('alice_orders')", "alice_orders"},
+		{"_peer_gate", "SELECT pgshadow._peer_gate('alice_orders', 'files')", "alice_orders"},
 	}
 }
 
