@@ -299,11 +299,16 @@ func TestErrorPolicyDoesNotStopOtherTables(t *testing.T) {
 	a.Exec(t, "INSERT INTO kv VALUES (1, 'a1')")
 	b.Exec(t, "INSERT INTO kv VALUES (1, 'b1')")
 	a.Exec(t, "INSERT INTO other VALUES (1, 'a')")
+	wm := watermark(t, a.DB, "b", "other")
 	_, err := exchangeErr(a, b)
 	wantError(t, "export a -> b", err, "1 conflict(s)")
 	if got := b.TableRows(t, "other"); len(got) != 1 {
 		t.Errorf("table other did not reach b because kv has a conflict under 'error' (rows on b: %q); "+
 			"want only the conflicting table stopped", got)
+	}
+	if got := watermark(t, a.DB, "b", "other"); got == wm {
+		t.Errorf("a's watermark of table other for b did not move although other shipped (%s): "+
+			"it is shipped again by every export while kv's conflict stands", got)
 	}
 }
 
