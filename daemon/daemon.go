@@ -110,7 +110,8 @@ func Run(ctx context.Context, cfg Config) error {
 type session struct {
 	cfg       Config
 	conn      *pgx.Conn
-	notices   []string // WARNINGs (and other notices) of the current run
+	notices   []string // notices of the current run, "SEVERITY: message"
+	failures  int      // WARNINGs of the current run: shadow_run raises one per failed subscription
 	succeeded bool     // a run completed on this connection
 	shipped   map[string]counts
 }
@@ -121,6 +122,9 @@ type counts struct{ batches, keys int64 }
 func (s *session) loop(ctx context.Context, pcfg *pgx.ConnConfig) error {
 	pcfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		s.notices = append(s.notices, n.Severity+": "+n.Message)
+		if n.Severity == "WARNING" {
+			s.failures++
+		}
 	}
 	conn, err := pgx.ConnectConfig(ctx, pcfg)
 	if err != nil {
@@ -149,7 +153,7 @@ func (s *session) loop(ctx context.Context, pcfg *pgx.ConnConfig) error {
 // runOnce calls shadow_run, logs what it did and returns how long to wait
 // before the next run at the latest.
 func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
-	s.notices = s.notices[:0]
+	s.notices, s.failures = s.notices[:0], 0
 	start := time.Now()
 	if err := s.call(ctx); err != nil {
 		return 0, err
@@ -179,8 +183,8 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 		slices.Sort(parts)
 		what = append(what, fmt.Sprintf("shipped %d keys in %d batches (%s)", keys, batches, strings.Join(parts, ", ")))
 	}
-	if len(s.notices) > 0 {
-		what = append(what, fmt.Sprintf("%d failed, queued in shadow_errors", len(s.notices)))
+	if s.failures > 0 {
+		what = append(what, fmt.Sprintf("%d failed, queued in shadow_errors", s.failures))
 	}
 	if len(what) > 0 {
 		s.cfg.Logf("%s (%s)", strings.Join(what, "; "), took.Round(time.Millisecond))
@@ -286,4 +290,3 @@ func (s *session) drain() {
 		}
 	}
 }
-

@@ -38,11 +38,11 @@ func TestCompareNamesDifferingRangesAndRepairs(t *testing.T) {
 
 	// Range bounds are every 10th source key in key order: (eu,11), (eu,21),
 	// ..., (us,41); the first range is open below, the last open above.
-	p.Dst.Exec(t, `DELETE FROM replica.items_copy WHERE (region, id) = ('eu', 15)`)  // eu,11..eu,21
+	p.Dst.Exec(t, `DELETE FROM replica.items_copy WHERE (region, id) = ('eu', 15)`)             // eu,11..eu,21
 	p.Dst.Exec(t, `UPDATE replica.items_copy SET v = 'changed' WHERE (region, id) = ('us', 5)`) // us,1..us,11
-	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('eu', 1000, 'extra')`)     // eu,41..us,1
-	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('aa', 1, 'below')`)        // -..eu,11
-	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('zz', 1, 'above')`)        // us,41..-
+	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('eu', 1000, 'extra')`)                // eu,41..us,1
+	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('aa', 1, 'below')`)                   // -..eu,11
+	p.Dst.Exec(t, `INSERT INTO replica.items_copy VALUES ('zz', 1, 'above')`)                   // us,41..-
 	want := []string{
 		"-..{eu,11} 10/11 false",
 		"{eu,11}..{eu,21} 10/9 false",

@@ -350,7 +350,6 @@ func TestCrossingExportsConverge(t *testing.T) {
 	}
 }
 
-
 // A peer's apply that meets a local insert of the same key, committed while
 // the apply runs, treats it as a conflict (it cannot have been detected
 // earlier) instead of failing the peer's export with a duplicate key.

@@ -110,6 +110,42 @@ func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
 	wantRows(t, p.Dst, "kv", "(1,\"second writer\")")
 }
 
+// A local transaction that idles between sync writes longer than
+// pgshadow.sync_idle_timeout loses its remote transaction; its COMMIT then
+// fails naming the target instead of committing locally only.
+func TestSyncIdleTransactionFailsAtCommit(t *testing.T) {
+	t.Parallel()
+	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
+	w := conn(t, p.Src)
+	mustExec(t, w, "SET pgshadow.sync_idle_timeout = '300ms'")
+	mustExec(t, w, "BEGIN")
+	mustExec(t, w, "INSERT INTO kv VALUES (1, 'idle too long')")
+	time.Sleep(time.Second)
+	wantError(t, "COMMIT after idling past pgshadow.sync_idle_timeout", execErr(w, "COMMIT"), `target "t1"`)
+	wantRows(t, p.Src, "kv")
+	wantRows(t, p.Dst, "kv")
+	mustExec(t, w, "INSERT INTO kv VALUES (2, 'next')")
+	p.Same(t, "kv")
+}
+
+// A deferred constraint queued up to the last replicated statement fails at
+// COMMIT before the remote transaction commits, so the target gets nothing.
+// (One queued after the last replicated statement is a documented limit.)
+func TestSyncDeferredConstraintFailingAtCommitLeavesNothing(t *testing.T) {
+	t.Parallel()
+	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
+	p.Src.Exec(t, `CREATE TABLE parent (id int PRIMARY KEY);
+		CREATE TABLE child (id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`)
+	w := conn(t, p.Src)
+	mustExec(t, w, "BEGIN")
+	mustExec(t, w, "INSERT INTO kv VALUES (1, 'first')")
+	mustExec(t, w, "INSERT INTO child VALUES (99)") // fails at COMMIT
+	mustExec(t, w, "INSERT INTO kv VALUES (2, 'last replicated')")
+	wantError(t, "COMMIT with a failing deferred foreign key", execErr(w, "COMMIT"), "child_id_fkey")
+	wantRows(t, p.Src, "kv")
+	wantRows(t, p.Dst, "kv")
+}
+
 // TRUNCATE is applied on the target in the same transaction, also followed
 // by inserts.
 func TestSyncTruncate(t *testing.T) {

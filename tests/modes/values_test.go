@@ -10,7 +10,7 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// awkward holds everything that breaks naive quoting (an E'' literal).
+// awkward holds everything that breaks naive quoting (an E” literal).
 const awkward = `E'quote \' double " dollar $Q$ $$ $x$ backslash \\ \\\\ newline \n tab \t cr \r; DROP TABLE kv; -- ü 日本 😀'`
 
 // awkwardTable has a name and columns that need quoting, and a composite key.
