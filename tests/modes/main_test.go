@@ -75,9 +75,9 @@ func watermark(t *testing.T, d *pgtest.DB, tgt, tbl string) string {
 		WHERE target = $1 AND tbl = $2::regclass`, tgt, tbl)
 }
 
-// killable is server d, killed by some tests; the cleanup registered here
-// brings it back (before the test's databases on it are dropped, since
-// cleanups run last-registered first, so call it after creating them).
+// restartAtCleanup brings server s back after a test that kills it. Call
+// it after creating the test's databases on s: cleanups run last-registered
+// first, so the restart precedes their DROP DATABASE.
 func restartAtCleanup(t *testing.T, s *pgserver.Server) {
 	t.Helper()
 	t.Cleanup(func() {
