@@ -217,12 +217,15 @@ func (s *session) call(ctx context.Context) error {
 }
 
 // stateSQL reads the async totals per target and how long until the
-// earliest queued retry (NULL: none queued).
+// earliest queued retry (NULL: none queued), over the subscriptions
+// shadow_run ships for this role: a retry it would not run must not wake
+// the loop (it would stay due, and the loop would spin).
 const stateSQL = `
 SELECT s.target, sum(s.batch_no)::bigint, sum(s.keys_shipped)::bigint,
        extract(epoch FROM min(e.next_retry) - clock_timestamp())::float8
   FROM pgshadow.subscription s LEFT JOIN pgshadow.error e ON e.sub_id = s.id
  WHERE s.mode = 'async' AND ($1::text IS NULL OR s.target = $1)
+   AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE')
  GROUP BY s.target`
 
 func (s *session) state(ctx context.Context) (map[string]counts, *time.Duration, error) {
