@@ -174,7 +174,6 @@ $$;
 CREATE FUNCTION pgshadow._drop_shadow(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_shadow name;
     v_targets text;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
@@ -185,26 +184,31 @@ BEGIN
             USING ERRCODE = 'dependent_objects_still_exist',
                   HINT = 'shadow_unsubscribe() each target first.';
     END IF;
-    DELETE FROM pgshadow.tracked WHERE tbl = p_tbl RETURNING shadow INTO v_shadow;
-    IF v_shadow IS NOT NULL THEN
-        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', v_shadow);
+    PERFORM pgshadow._forget(t) FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+END
+$$;
+
+-- Removes a table's catalog entry and every table pgshadow made for it. Not
+-- callable by users (REVOKEd): callers check ownership or act on dropped tables.
+CREATE FUNCTION pgshadow._forget(p_tracked pgshadow.tracked) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM pgshadow.tracked WHERE tbl = p_tracked.tbl;
+    EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.shadow);
+    IF p_tracked.versions IS NOT NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.versions);
     END IF;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION pgshadow._forget(pgshadow.tracked) FROM PUBLIC;
 
 -- Forgets tables that were dropped while no event trigger watched (installs
 -- without superuser cannot create one). Cheap: compares the catalog to pg_class.
 CREATE FUNCTION pgshadow._gc() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v record;
 BEGIN
-    FOR v IN DELETE FROM pgshadow.tracked t
-              WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.tbl::oid)
-          RETURNING t.shadow
-    LOOP
-        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', v.shadow);
-    END LOOP;
+    PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
+      WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.tbl::oid);
 END
 $$;
 

@@ -4,21 +4,14 @@
 -- the next time a table is tracked or exported.
 CREATE FUNCTION pgshadow._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v record;
 BEGIN
     -- DROP EXTENSION drops the catalog in the same command
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
-    FOR v IN
-        DELETE FROM pgshadow.tracked t
-         USING pg_event_trigger_dropped_objects() d
-         WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid
-        RETURNING t.shadow
-    LOOP
-        EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', v.shadow);
-    END LOOP;
+    PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
+      JOIN pg_event_trigger_dropped_objects() d
+        ON d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
 END
 $$;
 

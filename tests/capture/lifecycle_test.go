@@ -153,3 +153,18 @@ func TestDropExtensionAfterUntrackingEverythingNeedsNoCascade(t *testing.T) {
 	}
 	install.AssertNothingLeft(t, db, "DROP EXTENSION pgshadow")
 }
+
+// A table replicated both ways also has a versions table; it goes with the
+// shadow table when the table is untracked or dropped.
+func TestUntrackAndDropRemoveTheVersionsTable(t *testing.T) {
+	db := newDB(t)
+	for _, end := range []string{"SELECT shadow_untrack('t')", "DROP TABLE t"} {
+		db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); SELECT shadow_track('t')")
+		versions := db.QueryString(t, "SELECT 'pgshadow.' || quote_ident(pgshadow._versions('t'))")
+		db.Exec(t, end)
+		if got := db.QueryString(t, "SELECT coalesce(to_regclass($1)::text, 'gone')", versions); got != "gone" {
+			t.Errorf("after %s, versions table %s still exists", end, versions)
+		}
+		db.Exec(t, "DROP TABLE IF EXISTS t")
+	}
+}

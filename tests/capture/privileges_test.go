@@ -139,6 +139,7 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"_pending":     "read-only: counts of pending keys, public by design (shadow_status)",
 	"_has_pending": "read-only: whether keys are pending, public by design",
 	"_add_target":  "creates a target owned by the caller",
+	"_forget":      "EXECUTE revoked from PUBLIC: only other definer functions call it (TestForgetIsNotCallable)",
 }
 
 func TestEverySecurityDefinerHelperIsCoveredByAPrivilegeTest(t *testing.T) {
@@ -367,4 +368,12 @@ func TestKeyDomainCheckDoesNotRunWithPgshadowsRights(t *testing.T) {
 	if who := db.QueryStrings(t, "SELECT DISTINCT who::text FROM spy WHERE who <> $1 OR super", mallory); len(who) > 0 {
 		t.Fatalf("the key domain's CHECK function ran as %v (superuser or not %s) during capture", who, mallory)
 	}
+}
+
+func TestForgetIsNotCallable(t *testing.T) {
+	f := newPrivFixture(t)
+	before := f.aliceState(t)
+	err := runErr(t, f.asBob, "SELECT pgshadow._forget(t) FROM pgshadow.tracked t")
+	assertError(t, err, f.bob+": pgshadow._forget", "42501", "_forget")
+	f.assertAliceUnchanged(t, before, f.bob+"'s call of pgshadow._forget")
 }
