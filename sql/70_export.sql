@@ -41,6 +41,9 @@ BEGIN
            keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
            last_error = NULL, last_error_at = NULL
      WHERE id = p_id;
+    IF p_batches > 0 THEN
+        DELETE FROM pgshadow.error WHERE sub_id = p_id;
+    END IF;
 END
 $$;
 
@@ -338,17 +341,22 @@ $$;
 
 -- Ships every pending batch of every (batch or async) subscription of a target.
 -- A table that fails does not hold the others back: each is shipped in a
--- subtransaction of its own, the rest go on, and the call then fails naming
--- every table that failed (the watermarks of this call roll back with it; what
--- the target already committed is simply sent again next time).
+-- subtransaction of its own. Its row then carries the error (also kept in
+-- shadow_status.last_error and shadow_errors, and raised as a WARNING) while
+-- the other tables' watermarks move. The call fails only when every table
+-- failed (a target that is down, say), and then nothing moves.
 CREATE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
-RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint, truncated boolean)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
+               truncated boolean, error text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id      bigint;
     v_tables  regclass[] := '{}';
     v_errors  text[] := '{}';
-    v_state   text;
+    v_failed  bigint[] := '{}';
+    v_states  text[] := '{}';
+    v_n       integer := 0;
+    v_i       integer;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
@@ -358,23 +366,34 @@ BEGIN
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                  WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
     LOOP
+        v_n := v_n + 1;
         BEGIN
             SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
               FROM pgshadow._export_sub(v_id, batch_size);
+            error := NULL;
             v_tables := v_tables || tbl;
             RETURN NEXT;
         EXCEPTION WHEN OTHERS THEN
+            v_failed := v_failed || v_id;
             v_errors := v_errors || SQLERRM;
-            v_state := SQLSTATE;
-            -- the remote transaction may be left aborted: start the next table afresh
+            v_states := v_states || SQLSTATE;
+            -- the remote transaction may be left aborted: go on afresh
             PERFORM pgshadow._connect(target);
         END;
     END LOOP;
     PERFORM pgshadow._disconnect();
-    IF cardinality(v_errors) > 0 THEN
+    IF cardinality(v_failed) > 0 AND cardinality(v_failed) = v_n THEN
         RAISE EXCEPTION '%', array_to_string(v_errors, E'\n')
-            USING ERRCODE = CASE WHEN cardinality(v_errors) = 1 THEN v_state ELSE 'PS001' END;
+            USING ERRCODE = CASE WHEN v_n = 1 THEN v_states[1] ELSE 'PS001' END;
     END IF;
+    FOR v_i IN 1 .. cardinality(v_failed) LOOP
+        PERFORM pgshadow._record_failure(v_failed[v_i], v_states[v_i], v_errors[v_i]);
+        RAISE WARNING '%', v_errors[v_i];
+        SELECT s.tbl, format('%I.%I', s.dest_schema, s.dest_table), 0, 0, 0, 0, false, v_errors[v_i]
+          INTO tbl, dest, batches, keys, upserts, deletes, truncated, error
+          FROM pgshadow.subscription s WHERE s.id = v_failed[v_i];
+        RETURN NEXT;
+    END LOOP;
     -- last, so the brief lock a TRUNCATE purge takes is held for the shortest time
     PERFORM pgshadow._purge(t) FROM unnest(v_tables) t;
 END

@@ -211,19 +211,30 @@ BEGIN
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
 
+    -- Keys without an incoming row are deletes; rows are upserted, not
+    -- deleted and re-inserted, because this node's own writers may insert the
+    -- same key while the batch applies (a conflict decided by the next exchange).
     IF p_keys IS NOT NULL THEN
-        EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)',
+        EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)'
+                       ' AND NOT EXISTS (SELECT FROM (%s) r WHERE %s)',
                        p_dest, v_kin, v_match,
-                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
+                       v_rin,
+                       (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     IF p_rows IS NOT NULL THEN
-        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)',
+        EXECUTE format('INSERT INTO %s AS d (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)'
+                       ' ON CONFLICT (%s) DO UPDATE SET %s',
                        p_dest,
                        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c),
                        (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
                        v_rin,
-                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
+                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+                       v_klist,
+                       coalesce((SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
+                                   FROM unnest(p_columns) c WHERE c <> ALL (v_kcols)),
+                                format('%1$I = EXCLUDED.%1$I', v_kcols[1])))
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
     END IF;
     RETURN v_n;

@@ -94,15 +94,16 @@ type exported struct {
 	Batches                int
 	Keys, Upserts, Deletes int64
 	Truncated              bool
+	Error                  *string // a table that failed while others shipped
 }
 
 // exportSQL calls shadow_export for t1, with a batch size when batchSize > 0.
 func exportSQL(batchSize int) string {
 	if batchSize > 0 {
-		return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated FROM shadow_export(%s, batch_size => %d)",
+		return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated, error FROM shadow_export(%s, batch_size => %d)",
 			lit(targetName), batchSize)
 	}
-	return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated FROM shadow_export(%s)", lit(targetName))
+	return fmt.Sprintf("SELECT tbl::text, dest, batches, keys, upserts, deletes, truncated, error FROM shadow_export(%s)", lit(targetName))
 }
 
 // ExportErr runs shadow_export('t1') on the source and returns its rows by
@@ -119,8 +120,15 @@ func (p *pair) ExportErr(batchSize int) (map[string]exported, error) {
 		return nil, err
 	}
 	out := map[string]exported{}
+	var failed []string
 	for _, r := range res {
 		out[r.Tbl] = r
+		if r.Error != nil {
+			failed = append(failed, r.Tbl+": "+*r.Error)
+		}
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("shadow_export shipped some tables but not: %s", strings.Join(failed, "; "))
 	}
 	return out, nil
 }
