@@ -87,11 +87,17 @@ func (b *bench) figOLTP() error {
 			if err := b.checkpoint(b.s); err != nil {
 				return err
 			}
-			tps, err := b.pgbench(script, secs)
+			var tps float64
+			var txs int64
+			_, cpu, err := b.measure(func() (err error) {
+				tps, txs, err = b.pgbench(script, secs)
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			rec("tps", tps)
+			rec("tps.cpu", cpu/float64(max(txs, 1)))
 			return nil
 		}})
 	}
@@ -100,42 +106,51 @@ func (b *bench) figOLTP() error {
 		return err
 	}
 	b.rep.add(f, row{what: "single-row UPDATE throughput", unit: throughput,
-		oursName: "pgshadow", ours: res.get("pgshadow", "tps"),
-		baseName: "untracked", base: res.get("untracked", "tps"),
+		oursName: "pgshadow", ours: res.get("pgshadow", "tps"), oursCPU: res.cpu("pgshadow", "tps"),
+		baseName: "untracked", base: res.get("untracked", "tps"), baseCPU: res.cpu("untracked", "tps"),
 		goal: atLeast(0.90, ">= 0.90")})
 	if b.mimeoErr == nil {
 		f5 := b.fig5()
 		b.rep.add(f5, row{what: "capture: single-row UPDATE throughput (fig. 1 runs)", unit: throughput,
-			oursName: "pgshadow", ours: res.get("pgshadow", "tps"), baseName: "mimeo", base: res.get("mimeo", "tps"),
+			oursName: "pgshadow", ours: res.get("pgshadow", "tps"), oursCPU: res.cpu("pgshadow", "tps"),
+			baseName: "mimeo", base: res.get("mimeo", "tps"), baseCPU: res.cpu("mimeo", "tps"),
 			note: "higher is better here; ratio > 1 means pgshadow keeps more throughput than mimeo"})
 		b.rep.add(f5, row{what: "capture: mimeo's own overhead, single-row UPDATE", unit: throughput,
-			oursName: "mimeo", ours: res.get("mimeo", "tps"), baseName: "untracked", base: res.get("untracked", "tps")})
+			oursName: "mimeo", ours: res.get("mimeo", "tps"), oursCPU: res.cpu("mimeo", "tps"),
+			baseName: "untracked", base: res.get("untracked", "tps"), baseCPU: res.cpu("untracked", "tps")})
 	}
 	return nil
 }
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 var failedLine = regexp.MustCompile(`number of failed transactions: ([0-9]+)`)
+var txLine = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 
 // pgbench runs a custom script with 2 clients on 2 threads for secs seconds
-// and returns its tps (without connection time).
-func (b *bench) pgbench(script string, secs int) (float64, error) {
+// and returns its tps (without connection time) and transaction count.
+func (b *bench) pgbench(script string, secs int) (float64, int64, error) {
 	cmd := exec.CommandContext(b.ctx, filepath.Join(b.bin, "pgbench"), "-n", "-M", "prepared",
 		"-c", "2", "-j", "2", "-T", strconv.Itoa(secs), "-f", script,
 		"-h", b.src.Host, "-p", strconv.Itoa(b.src.Port), "-U", b.src.User, benchDB)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+b.src.Password, "PGOPTIONS=-c synchronous_commit=off", "PGSSLMODE=disable")
 	out, err := cmd.CombinedOutput()
+	name := filepath.Base(script)
 	if err != nil {
-		return 0, fmt.Errorf("pgbench %s: %w\n%s", filepath.Base(script), err, out)
+		return 0, 0, fmt.Errorf("pgbench %s: %w\n%s", name, err, out)
 	}
 	if m := failedLine.FindSubmatch(out); m != nil && string(m[1]) != "0" {
-		return 0, fmt.Errorf("pgbench %s: %s transactions failed\n%s", filepath.Base(script), m[1], out)
+		return 0, 0, fmt.Errorf("pgbench %s: %s transactions failed\n%s", name, m[1], out)
 	}
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("pgbench %s: no tps line in its output:\n%s", filepath.Base(script), out)
+	m, mt := tpsLine.FindSubmatch(out), txLine.FindSubmatch(out)
+	if m == nil || mt == nil {
+		return 0, 0, fmt.Errorf("pgbench %s: no tps or transaction count in its output:\n%s", name, out)
 	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	tps, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return 0, 0, err
+	}
+	txs, err := strconv.ParseInt(string(mt[1]), 10, 64)
+	return tps, txs, err
 }
 
 func (b *bench) fig5() *figure {
@@ -168,23 +183,21 @@ func (b *bench) figBulk() error {
 			if err := b.checkpoint(b.s); err != nil {
 				return err
 			}
-			t, err := b.timed(b.s, fmt.Sprintf("INSERT INTO %s SELECT * FROM gen WHERE id <= %d", ident(c.table), n))
+			err := b.recTimed(rec, "insert", func() error {
+				return b.exec(b.s, fmt.Sprintf("INSERT INTO %s SELECT * FROM gen WHERE id <= %d", ident(c.table), n))
+			})
 			if err != nil {
 				return err
 			}
-			rec("insert", t)
 			if err := b.exec(b.s, "VACUUM ANALYZE "+ident(c.table)); err != nil {
 				return err
 			}
 			if err := b.checkpoint(b.s); err != nil {
 				return err
 			}
-			t, err = b.timed(b.s, fmt.Sprintf("UPDATE %s SET i = i + 1, ts = ts + interval '1 second'", ident(c.table)))
-			if err != nil {
-				return err
-			}
-			rec("update", t)
-			return nil
+			return b.recTimed(rec, "update", func() error {
+				return b.exec(b.s, fmt.Sprintf("UPDATE %s SET i = i + 1, ts = ts + interval '1 second'", ident(c.table)))
+			})
 		}})
 	}
 	res, err := b.interleave("fig 2", b.cfg.reps, vs)
@@ -193,10 +206,12 @@ func (b *bench) figBulk() error {
 	}
 	label := rowsLabel(n)
 	b.rep.add(f, row{what: label + "-row INSERT ... SELECT", unit: seconds,
-		oursName: "pgshadow", ours: res.get("pgshadow", "insert"), baseName: "untracked", base: res.get("untracked", "insert"),
+		oursName: "pgshadow", ours: res.get("pgshadow", "insert"), oursCPU: res.cpu("pgshadow", "insert"),
+		baseName: "untracked", base: res.get("untracked", "insert"), baseCPU: res.cpu("untracked", "insert"),
 		goal: atMost(1.2, "<= 1.2x")})
 	b.rep.add(f, row{what: label + "-row UPDATE", unit: seconds,
-		oursName: "pgshadow", ours: res.get("pgshadow", "update"), baseName: "untracked", base: res.get("untracked", "update"),
+		oursName: "pgshadow", ours: res.get("pgshadow", "update"), oursCPU: res.cpu("pgshadow", "update"),
+		baseName: "untracked", base: res.get("untracked", "update"), baseCPU: res.cpu("untracked", "update"),
 		goal: atMost(1.2, "<= 1.2x")})
 	if b.mimeoErr == nil {
 		f5 := b.fig5()
@@ -206,9 +221,11 @@ func (b *bench) figBulk() error {
 				what = label + "-row UPDATE"
 			}
 			b.rep.add(f5, row{what: "capture: " + what + " (fig. 2 runs)", unit: seconds,
-				oursName: "pgshadow", ours: res.get("pgshadow", m), baseName: "mimeo", base: res.get("mimeo", m)})
+				oursName: "pgshadow", ours: res.get("pgshadow", m), oursCPU: res.cpu("pgshadow", m),
+				baseName: "mimeo", base: res.get("mimeo", m), baseCPU: res.cpu("mimeo", m)})
 			b.rep.add(f5, row{what: "capture: mimeo's own overhead, " + what, unit: seconds,
-				oursName: "mimeo", ours: res.get("mimeo", m), baseName: "untracked", base: res.get("untracked", m)})
+				oursName: "mimeo", ours: res.get("mimeo", m), oursCPU: res.cpu("mimeo", m),
+				baseName: "untracked", base: res.get("untracked", m), baseCPU: res.cpu("untracked", m)})
 		}
 	}
 	return nil

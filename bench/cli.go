@@ -34,8 +34,7 @@ func (b *bench) cliVariant(table string, n int) (variant, error) {
 		}
 		var ex *filemode.ExportResult
 		var im *filemode.ImportResult
-		var secs float64
-		err := timeIt(&secs, func() error {
+		err := b.recTimed(rec, "ship", func() error {
 			var err error
 			if ex, err = filemode.Export(b.ctx, b.s, filemode.ExportOptions{Target: "f3files", Dir: dir}); err != nil {
 				return fmt.Errorf("pgshadow export: %w", err)
@@ -57,7 +56,6 @@ func (b *bench) cliVariant(table string, n int) (variant, error) {
 		if err := os.RemoveAll(ex.BatchDir); err != nil {
 			return err
 		}
-		rec("ship", secs)
 		return b.sameContent(b.s, table, b.d, table)
 	}}, nil
 }

@@ -314,6 +314,32 @@ type results map[string][]float64
 
 func (r results) get(variant, metric string) []float64 { return r[variant+"/"+metric] }
 
+// cpu is the CPU seconds recorded alongside a metric (see recTimed).
+func (r results) cpu(variant, metric string) []float64 { return r[variant+"/"+metric+".cpu"] }
+
+// recTimed runs f and records its wall-clock seconds as metric and its CPU
+// seconds as metric.cpu.
+func (b *bench) recTimed(rec func(string, float64), metric string, f func() error) error {
+	wall, cpu, err := b.measure(f)
+	if err != nil {
+		return err
+	}
+	rec(metric, wall)
+	rec(metric+".cpu", cpu)
+	return nil
+}
+
+// servers are the servers that were started.
+func (b *bench) servers() []*pgserver.Server {
+	var out []*pgserver.Server
+	for _, s := range []*pgserver.Server{b.src, b.lsrc, b.dst} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // interleave runs every variant reps times, rotating the order each
 // repetition so no contender always runs first (or right after a heavy one).
 func (b *bench) interleave(label string, reps int, vs []variant) (results, error) {
@@ -371,14 +397,9 @@ const priority = -10
 func (b *bench) raisePriority() {
 	var errs []error
 	for _, s := range []*pgserver.Server{b.src, b.lsrc, b.dst} {
-		data, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscanf(string(data), "%d", &pid); err != nil {
-			errs = append(errs, fmt.Errorf("%s: postmaster.pid: %w", s.Name, err))
+		pid := postmasterPID(s.DataDir)
+		if pid == 0 {
+			errs = append(errs, fmt.Errorf("%s: no postmaster.pid", s.Name))
 			continue
 		}
 		errs = append(errs, syscall.Setpriority(syscall.PRIO_PROCESS, pid, priority))

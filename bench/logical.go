@@ -111,12 +111,15 @@ func (b *bench) figLogical() error {
 	}
 	label := rowsLabel(n)
 	b.rep.add(f, row{what: "A, live: " + label + " inserted rows on the target, from the start of the INSERT", unit: seconds,
-		oursName: "pgshadow", ours: resA.get("pgshadow", "total"), baseName: "logical replication", base: resA.get("logical-live", "total"),
+		oursName: "pgshadow", ours: resA.get("pgshadow", "total"), oursCPU: resA.cpu("pgshadow", "total"),
+		baseName: "logical replication", base: resA.get("logical-live", "total"), baseCPU: resA.cpu("logical-live", "total"),
 		goal: atMost(1.0, "<= 1.0 (no slower)")})
 	b.rep.add(f, row{what: "A, live: the part after the INSERT committed", unit: seconds,
-		oursName: "pgshadow", ours: resA.get("pgshadow", "after-commit"), baseName: "logical replication", base: resA.get("logical-live", "after-commit")})
+		oursName: "pgshadow", ours: resA.get("pgshadow", "after-commit"), oursCPU: resA.cpu("pgshadow", "after-commit"),
+		baseName: "logical replication", base: resA.get("logical-live", "after-commit"), baseCPU: resA.cpu("logical-live", "after-commit")})
 	b.rep.add(f, row{what: "A, catch-up: " + label + "-row backlog", unit: seconds,
-		oursName: "pgshadow", ours: resA.get("pgshadow", "after-commit"), baseName: "logical replication", base: resA.get("logical-catchup", "catchup")})
+		oursName: "pgshadow", ours: resA.get("pgshadow", "after-commit"), oursCPU: resA.cpu("pgshadow", "after-commit"),
+		baseName: "logical replication", base: resA.get("logical-catchup", "catchup"), baseCPU: resA.cpu("logical-catchup", "catchup")})
 
 	// Scenario B: k keys updated `times` times, in separate transactions.
 	resB, err := b.interleave("fig 4 B", b.cfg.reps, b.lrVariants(p, lrScenario{
@@ -151,10 +154,12 @@ func (b *bench) figLogical() error {
 	}
 	kl := rowsLabel(k)
 	b.rep.add(f, row{what: fmt.Sprintf("B, catch-up: %s keys x %d updates (net change)", kl, times), unit: seconds,
-		oursName: "pgshadow", ours: resB.get("pgshadow", "after-commit"), baseName: "logical replication", base: resB.get("logical-catchup", "catchup"),
+		oursName: "pgshadow", ours: resB.get("pgshadow", "after-commit"), oursCPU: resB.cpu("pgshadow", "after-commit"),
+		baseName: "logical replication", base: resB.get("logical-catchup", "catchup"), baseCPU: resB.cpu("logical-catchup", "catchup"),
 		goal: atMost(0.2, "<= 0.2 (5x faster)")})
 	b.rep.add(f, row{what: fmt.Sprintf("B, live: %s keys x %d updates, from the first UPDATE", kl, times), unit: seconds,
-		oursName: "pgshadow", ours: resB.get("pgshadow", "total"), baseName: "logical replication", base: resB.get("logical-live", "total")})
+		oursName: "pgshadow", ours: resB.get("pgshadow", "total"), oursCPU: resB.cpu("pgshadow", "total"),
+		baseName: "logical replication", base: resB.get("logical-live", "total"), baseCPU: resB.cpu("logical-live", "total")})
 	return nil
 }
 
@@ -184,17 +189,17 @@ func (b *bench) lrVariants(p logicalPair, sc lrScenario) []variant {
 			if err := prepare("l_pub"); err != nil {
 				return err
 			}
-			t0 := time.Now()
+			m := b.startMark()
 			applied, err := sc.write("l_pub")
 			if err != nil {
 				return err
 			}
-			t1 := time.Now()
+			m1 := b.startMark()
 			if err := b.waitFor("the writes to replicate", 30*time.Minute, applied); err != nil {
 				return err
 			}
-			rec("total", time.Since(t0).Seconds())
-			rec("after-commit", time.Since(t1).Seconds())
+			m.rec(b, rec, "total")
+			m1.rec(b, rec, "after-commit")
 			return b.samePair(p, "l_pub")
 		}},
 		{name: "logical-catchup", run: func(rep int, rec func(string, float64)) error {
@@ -211,37 +216,51 @@ func (b *bench) lrVariants(p logicalPair, sc lrScenario) []variant {
 			if err := b.checkpoint(p.src, p.dst); err != nil {
 				return err
 			}
-			t0 := time.Now()
+			m := b.startMark()
 			if err := b.exec(p.dst, "ALTER SUBSCRIPTION bench_sub ENABLE"); err != nil {
 				return err
 			}
 			if err := b.waitFor("the backlog to replicate", 30*time.Minute, applied); err != nil {
 				return err
 			}
-			rec("catchup", time.Since(t0).Seconds())
+			m.rec(b, rec, "catchup")
 			return b.samePair(p, "l_pub")
 		}},
 		{name: "pgshadow", run: func(rep int, rec func(string, float64)) error {
 			if err := prepare("l_sh"); err != nil {
 				return err
 			}
-			t0 := time.Now()
+			m := b.startMark()
 			if _, err := sc.write("l_sh"); err != nil {
 				return err
 			}
-			t1 := time.Now()
+			m1 := b.startMark()
 			_, r, err := b.export(p.src, "f4")
 			if err != nil {
 				return err
 			}
-			rec("total", time.Since(t0).Seconds())
-			rec("after-commit", time.Since(t1).Seconds())
+			m.rec(b, rec, "total")
+			m1.rec(b, rec, "after-commit")
 			if err := sc.shipped(r); err != nil {
 				return err
 			}
 			return b.samePair(p, "l_sh")
 		}},
 	}
+}
+
+// mark is a point in wall-clock and CPU time to measure from.
+type mark struct {
+	t   time.Time
+	cpu float64
+}
+
+func (b *bench) startMark() mark { return mark{time.Now(), b.cpuSeconds()} }
+
+// rec records wall-clock and CPU seconds since the mark as metric.
+func (m mark) rec(b *bench, rec func(string, float64), metric string) {
+	rec(metric, time.Since(m.t).Seconds())
+	rec(metric+".cpu", b.cpuSeconds()-m.cpu)
 }
 
 // setSubscription enables or disables the subscription and waits until the

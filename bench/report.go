@@ -65,7 +65,10 @@ type row struct {
 	ours     []float64
 	baseName string
 	base     []float64
-	goal     *goal  // nil: shown for reference, no goal
+	// CPU seconds of the servers and the benchmark for the same runs (per
+	// transaction for throughput); empty where not measured
+	oursCPU, baseCPU []float64
+	goal             *goal  // nil: shown for reference, no goal
 	note     string // short remark printed under the table
 }
 
@@ -75,6 +78,22 @@ func (r row) ratio() float64 {
 		return math.NaN()
 	}
 	return median(r.ours) / b
+}
+
+// cpuRatio compares the CPU spent per unit of work, oriented like ratio():
+// for throughput it is base/ours, so that below 1 means pgshadow costs more.
+func (r row) cpuRatio() float64 {
+	if len(r.oursCPU) == 0 || len(r.baseCPU) == 0 {
+		return math.NaN()
+	}
+	o, b := median(r.oursCPU), median(r.baseCPU)
+	if r.unit.higherBetter {
+		o, b = b, o
+	}
+	if b == 0 {
+		return math.NaN()
+	}
+	return o / b
 }
 
 func (r row) verdict() string {
@@ -123,9 +142,9 @@ func (rp *report) fig(n int, title, method string) *figure {
 // they come.
 func (rp *report) add(f *figure, r row) {
 	f.rows = append(f.rows, r)
-	fmt.Fprintf(rp.log, "  fig %d | %s | %s %s | %s %s | ratio %s | %s\n",
+	fmt.Fprintf(rp.log, "  fig %d | %s | %s %s | %s %s | ratio %s | CPU ratio %s | %s\n",
 		f.num, r.what, r.oursName, r.unit.format(median(r.ours)), r.baseName, r.unit.format(median(r.base)),
-		num(r.ratio(), 3), r.verdictPlain())
+		num(r.ratio(), 3), num(r.cpuRatio(), 3), r.verdictPlain())
 }
 
 func (r row) verdictPlain() string {
@@ -144,9 +163,9 @@ func (rp *report) printSummary(w io.Writer) {
 			if r.goal != nil {
 				goalText = r.goal.text
 			}
-			fmt.Fprintf(w, "   %-52s %-9s %12s | %-22s %12s | ratio %6s | goal %-14s %s\n",
+			fmt.Fprintf(w, "   %-52s %-9s %12s | %-22s %12s | ratio %6s | CPU ratio %6s | goal %-14s %s\n",
 				r.what, r.oursName, r.unit.format(median(r.ours)), r.baseName, r.unit.format(median(r.base)),
-				num(r.ratio(), 3), goalText, r.verdictPlain())
+				num(r.ratio(), 3), num(r.cpuRatio(), 3), goalText, r.verdictPlain())
 		}
 	}
 }
@@ -191,6 +210,10 @@ func (rp *report) markdown() string {
 Each cell shows the **median** and, in parentheses, every repetition. pgshadow
 and its baseline run interleaved (the order rotates each repetition) on the same
 servers in the same run; ratio = pgshadow's median / the baseline's median.
+*CPU ratio* compares the CPU time the servers and the benchmark process spent
+on the same runs (oriented like the ratio): the machine may be shared, and
+other load swings wall-clock times far more than the CPU our processes burn,
+so a ratio that moves while the CPU ratio holds is noise, not cost.
 The servers are throwaway local clusters started by the benchmark itself
 (tests/pgserver); settings below.
 
@@ -207,16 +230,16 @@ The servers are throwaway local clusters started by the benchmark itself
 	for _, l := range rp.settings {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
-	b.WriteString("\n## Summary\n\n| # | figure | measurement | ratio | goal | result |\n|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Summary\n\n| # | figure | measurement | ratio | CPU ratio | goal | result |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range rp.sortedFigures() {
 		if f.blocked != "" {
-			fmt.Fprintf(&b, "| %d | %s | — | — | — | blocked |\n", f.num, f.title)
+			fmt.Fprintf(&b, "| %d | %s | — | — | — | — | blocked |\n", f.num, f.title)
 		}
 		for _, r := range f.rows {
 			if r.goal == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", f.num, f.title, r.what, num(r.ratio(), 3), r.goal.text, r.verdict())
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", f.num, f.title, r.what, num(r.ratio(), 3), num(r.cpuRatio(), 3), r.goal.text, r.verdict())
 		}
 	}
 	for _, f := range rp.sortedFigures() {
@@ -228,15 +251,15 @@ The servers are throwaway local clusters started by the benchmark itself
 			fmt.Fprintf(&b, "**Blocked:** %s\n\n", f.blocked)
 		}
 		if len(f.rows) > 0 {
-			b.WriteString("| measurement | measured | baseline | ratio | goal | result |\n|---|---|---|---|---|---|\n")
+			b.WriteString("| measurement | measured | baseline | ratio | CPU ratio | goal | result |\n|---|---|---|---|---|---|---|\n")
 			for _, r := range f.rows {
 				goalText := "—"
 				if r.goal != nil {
 					goalText = r.goal.text
 				}
-				fmt.Fprintf(&b, "| %s | %s: %s | %s: %s | %s | %s | %s |\n",
+				fmt.Fprintf(&b, "| %s | %s: %s | %s: %s | %s | %s | %s | %s |\n",
 					r.what, r.oursName, cell(r.unit, r.ours), r.baseName, cell(r.unit, r.base),
-					num(r.ratio(), 3), goalText, r.verdict())
+					num(r.ratio(), 3), num(r.cpuRatio(), 3), goalText, r.verdict())
 			}
 			b.WriteString("\n")
 		}

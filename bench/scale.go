@@ -51,14 +51,17 @@ func (b *bench) figScale() error {
 				if err := b.checkpoint(b.s, b.d); err != nil {
 					return err
 				}
-				secs, r, err := b.export(b.s, t.target)
+				var r exportResult
+				err := b.recTimed(rec, "ship", func() (err error) {
+					_, r, err = b.export(b.s, t.target)
+					return err
+				})
 				if err != nil {
 					return err
 				}
 				if r.keys != int64(n) {
 					return fmt.Errorf("shadow_export shipped %d keys, want %d", r.keys, n)
 				}
-				rec("ship", secs)
 				return nil
 			}})
 		}
@@ -67,8 +70,8 @@ func (b *bench) figScale() error {
 			return err
 		}
 		b.rep.add(f, row{what: fmt.Sprintf("ship %s changed rows", rowsLabel(n)), unit: seconds,
-			oursName: rowsLabel(big) + "-row table", ours: res.get("sc_big", "ship"),
-			baseName: rowsLabel(small) + "-row table", base: res.get("sc_small", "ship"),
+			oursName: rowsLabel(big) + "-row table", ours: res.get("sc_big", "ship"), oursCPU: res.cpu("sc_big", "ship"),
+			baseName: rowsLabel(small) + "-row table", base: res.get("sc_small", "ship"), baseCPU: res.cpu("sc_small", "ship"),
 			goal: atMost(1.25, "<= 1.25")})
 		for _, t := range tables {
 			perRow[t.name] = append(perRow[t.name], fmt.Sprintf("%s: %.1f µs", rowsLabel(n), median(res.get(t.name, "ship"))/float64(n)*1e6))

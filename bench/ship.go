@@ -91,11 +91,13 @@ func (b *bench) figShip() error {
 			if err := b.checkpoint(b.s, b.d); err != nil {
 				return err
 			}
-			t, err := b.copyPipe(b.s, "SELECT * FROM s_copy", b.d, "s_copy")
+			err := b.recTimed(rec, "ship", func() error {
+				_, err := b.copyPipe(b.s, "SELECT * FROM s_copy", b.d, "s_copy")
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			rec("ship", t)
 			return b.sameContent(b.s, "s_copy", b.d, "s_copy")
 		}},
 		{name: "pgshadow", run: func(rep int, rec func(string, float64)) error {
@@ -108,14 +110,17 @@ func (b *bench) figShip() error {
 			if err := b.checkpoint(b.s, b.d); err != nil {
 				return err
 			}
-			t, r, err := b.export(b.s, "f3")
+			var r exportResult
+			err := b.recTimed(rec, "ship", func() (err error) {
+				_, r, err = b.export(b.s, "f3")
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			if r.keys != int64(n) || r.upserts != int64(n) {
 				return fmt.Errorf("shadow_export shipped %d keys / %d rows, want %d", r.keys, r.upserts, n)
 			}
-			rec("ship", t)
 			return b.sameContent(b.s, "s_push", b.d, "s_push")
 		}},
 	}
@@ -132,12 +137,9 @@ func (b *bench) figShip() error {
 		if err := b.checkpoint(b.s, b.d); err != nil {
 			return err
 		}
-		t, err := b.timed(b.d, "BEGIN; DELETE FROM s_floor f USING s_floor_stage k WHERE f.id = k.id; INSERT INTO s_floor SELECT * FROM s_floor_stage; COMMIT")
-		if err != nil {
-			return err
-		}
-		rec("ship", t)
-		return nil
+		return b.recTimed(rec, "ship", func() error {
+			return b.exec(b.d, "BEGIN; DELETE FROM s_floor f USING s_floor_stage k WHERE f.id = k.id; INSERT INTO s_floor SELECT * FROM s_floor_stage; COMMIT")
+		})
 	}})
 	if b.mimeoErr == nil {
 		if err := b.mimeoTrack(b.d, "s_mimeo"); err != nil {
@@ -157,11 +159,13 @@ func (b *bench) figShip() error {
 				if err := b.checkpoint(b.s, b.d); err != nil {
 					return err
 				}
-				t, err := b.mimeoRefresh(b.d, "s_mimeo")
+				err := b.recTimed(rec, "ship", func() error {
+					_, err := b.mimeoRefresh(b.d, "s_mimeo")
+					return err
+				})
 				if err != nil {
 					return err
 				}
-				rec("ship", t)
 				return b.sameContent(b.s, "s_mimeo", b.d, "s_mimeo")
 			}})
 		}
@@ -178,16 +182,19 @@ func (b *bench) figShip() error {
 	if err != nil {
 		return err
 	}
-	copyT := res.get("copy", "ship")
+	copyT, copyCPU := res.get("copy", "ship"), res.cpu("copy", "ship")
 	b.rep.add(f, row{what: label + " changed rows, server-side push", unit: seconds,
-		oursName: "shadow_export", ours: res.get("pgshadow", "ship"), baseName: "COPY pipe", base: copyT,
+		oursName: "shadow_export", ours: res.get("pgshadow", "ship"), oursCPU: res.cpu("pgshadow", "ship"),
+		baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
 		goal: atMost(1.5, "<= 1.5x")})
 	b.rep.add(f, row{what: "floor: DELETE + INSERT of the " + label + " rows on the target from a local table", unit: seconds,
-		oursName: "target alone", ours: res.get("floor", "ship"), baseName: "COPY pipe", base: copyT,
+		oursName: "target alone", ours: res.get("floor", "ship"), oursCPU: res.cpu("floor", "ship"),
+		baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
 		note: "no source, no transport: the least any apply that replaces changed rows by key costs; its ratio bounds what shipping can reach against a COPY into an empty table"})
 	if cli {
 		b.rep.add(f, row{what: label + " changed rows, CLI export + import", unit: seconds,
-			oursName: "pgshadow CLI", ours: res.get("cli", "ship"), baseName: "COPY pipe", base: copyT,
+			oursName: "pgshadow CLI", ours: res.get("cli", "ship"), oursCPU: res.cpu("cli", "ship"),
+			baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
 			goal: atMost(1.15, "<= 1.15x")})
 	} else {
 		f.notes = append(f.notes, "CLI export/import: not measured in this run (the filemode package was not available when it ran).")
@@ -195,10 +202,12 @@ func (b *bench) figShip() error {
 	if b.mimeoErr == nil {
 		f5 := b.fig5()
 		b.rep.add(f5, row{what: "shipping " + label + " changed rows (fig. 3 runs)", unit: seconds,
-			oursName: "shadow_export", ours: res.get("pgshadow", "ship"), baseName: "mimeo refresh_dml", base: res.get("mimeo", "ship"),
+			oursName: "shadow_export", ours: res.get("pgshadow", "ship"), oursCPU: res.cpu("pgshadow", "ship"),
+			baseName: "mimeo refresh_dml", base: res.get("mimeo", "ship"), baseCPU: res.cpu("mimeo", "ship"),
 			goal: atMost(1.0/3, "<= 0.333 (3x faster)")})
 		b.rep.add(f5, row{what: "shipping: mimeo against the raw COPY pipe", unit: seconds,
-			oursName: "mimeo refresh_dml", ours: res.get("mimeo", "ship"), baseName: "COPY pipe", base: copyT})
+			oursName: "mimeo refresh_dml", ours: res.get("mimeo", "ship"), oursCPU: res.cpu("mimeo", "ship"),
+			baseName: "COPY pipe", base: copyT, baseCPU: copyCPU})
 	} else {
 		b.fig5().blocked = b.mimeoErr.Error()
 	}
