@@ -8,17 +8,26 @@
 CREATE FUNCTION pgshadow.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v pgshadow.tracked%ROWTYPE;
+    v record;
 BEGIN
+    -- This runs once per statement on every tracked table: each IF below is a
+    -- plain expression (PL/pgSQL evaluates those without the executor), and
+    -- everything that needs a query is fetched by the one catalog lookup.
+
     -- Sessions applying replicated changes mark themselves; their writes are
     -- not captured again (loop prevention without session_replication_role).
     -- Only the table's owner may skip capture so: the owner could drop the
     -- triggers anyway, a mere writer must not hide its writes from replication.
-    IF current_setting('pgshadow.origin', true) <> ''
-       AND pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-        RETURN NULL;
+    IF current_setting('pgshadow.origin', true) <> '' THEN
+        IF pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+            RETURN NULL;
+        END IF;
     END IF;
-    SELECT * INTO v FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
+    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify,
+           -- a BEFORE ROW UPDATE trigger may change a key without naming it
+           (TG_OP = 'UPDATE' AND EXISTS (SELECT FROM pg_trigger g
+                                          WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D')) AS before_update
+      INTO v FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: table %.% has pgshadow capture triggers but is not tracked',
             TG_TABLE_SCHEMA, TG_TABLE_NAME
@@ -31,8 +40,7 @@ BEGIN
         -- capture; skip it when no key can have changed: the key trigger
         -- (UPDATE OF the key columns) did not fire for this table in this
         -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
-        IF current_setting('pgshadow.key_update', true) = TG_RELID::text
-           OR EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D') THEN
+        IF v.before_update OR current_setting('pgshadow.key_update', true) = TG_RELID::text THEN
             EXECUTE v.upd_sql;
         ELSE
             EXECUTE v.upd_new_sql;
