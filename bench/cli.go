@@ -34,14 +34,20 @@ func (b *bench) cliVariant(table string, n int) (variant, error) {
 		}
 		var ex *filemode.ExportResult
 		var im *filemode.ImportResult
-		err := b.recTimed(rec, "ship", func() error {
-			var err error
+		// timed in two parts, so the report can say where the time goes
+		ew, ec, err := b.measure(func() (err error) {
 			if ex, err = filemode.Export(b.ctx, b.s, filemode.ExportOptions{Target: "f3files", Dir: dir}); err != nil {
 				return fmt.Errorf("pgshadow export: %w", err)
 			}
 			if ex.BatchDir == "" {
 				return fmt.Errorf("pgshadow export wrote nothing, %d changed rows were pending", n)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		iw, ic, err := b.measure(func() (err error) {
 			if im, err = filemode.Import(b.ctx, b.d, filemode.ImportOptions{Dir: ex.BatchDir}); err != nil {
 				return fmt.Errorf("pgshadow import: %w", err)
 			}
@@ -50,6 +56,10 @@ func (b *bench) cliVariant(table string, n int) (variant, error) {
 		if err != nil {
 			return err
 		}
+		rec("ship", ew+iw)
+		rec("ship.cpu", ec+ic)
+		rec("export", ew)
+		rec("import", iw)
 		if len(im.Tables) != 1 || im.Tables[0].Inserted != int64(n) {
 			return fmt.Errorf("pgshadow import applied %+v, want %d rows of %s", im.Tables, n, table)
 		}

@@ -195,7 +195,9 @@ func (b *bench) figShip() error {
 		b.rep.add(f, row{what: label + " changed rows, CLI export + import", unit: seconds,
 			oursName: "pgshadow CLI", ours: res.get("cli", "ship"), oursCPU: res.cpu("cli", "ship"),
 			baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
-			goal: atMost(1.15, "<= 1.15x")})
+			goal: atMost(1.15, "<= 1.15x"),
+			note: fmt.Sprintf("of which export (source to files, fsynced) %.2f s and import (files to target) %.2f s (medians)",
+				median(res.get("cli", "export")), median(res.get("cli", "import")))})
 	} else {
 		f.notes = append(f.notes, "CLI export/import: not measured in this run (the filemode package was not available when it ran).")
 	}
