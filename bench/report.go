@@ -217,9 +217,12 @@ so a ratio that moves while the CPU ratio holds is noise, not cost.
 The servers are throwaway local clusters started by the benchmark itself
 (tests/pgserver); settings below.
 
-## Machine
-
 `)
+	b.WriteString("Run it with `make bench` (full, well under 30 minutes) or `make bench QUICK=1` " +
+		"(reduced sizes, under 3 minutes, for checking a change). It needs PostgreSQL 15 with contrib " +
+		"(dblink, postgres_fdw) and pgbench; figure 5 also needs mimeo " +
+		"(`apt-get install -y --no-install-recommends postgresql-15-mimeo`) and is reported as blocked without it. " +
+		"`go run ./bench -only 3,4` runs single figures.\n\n## Machine\n\n")
 	for _, l := range rp.machine {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
