@@ -847,6 +847,23 @@ BEGIN
 END
 $$;
 
+-- A string as a dollar-quoted literal: unlike quote_literal it need not copy
+-- the string doubling its quotes, which matters for the multi-megabyte array
+-- literals of a chunk. The tag is one the string does not contain.
+CREATE FUNCTION pgshadow._dollar(p text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tag text := '$s$';
+    v_n   integer := 0;
+BEGIN
+    WHILE strpos(p, v_tag) > 0 LOOP
+        v_n := v_n + 1;
+        v_tag := '$s' || v_n || '$';
+    END LOOP;
+    RETURN v_tag || p || v_tag;
+END
+$$;
+
 -- The statements that apply one chunk on a target: delete the keys (one text
 -- array literal per key column), then append the rows (one per shipped
 -- column), each value cast to its source type and so parsed by the target's
@@ -858,7 +875,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
                format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
                    p_sub.dest_schema, p_sub.dest_table,
-                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_keys) a),
+                   (SELECT string_agg(pgshadow._dollar(a) || '::text[]', ', ') FROM unnest(p_keys) a),
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
                    (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
                       FROM unnest(p_tr.key_cols, p_tr.key_types) AS u(c, t)))
@@ -868,22 +885,28 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    p_sub.dest_schema, p_sub.dest_table,
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                    (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, p_types) AS u(c, t)),
-                   (SELECT string_agg(format('%L::text[]', a), ', ') FROM unnest(p_rows) a),
+                   (SELECT string_agg(pgshadow._dollar(a) || '::text[]', ', ') FROM unnest(p_rows) a),
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c))
            END
 $$;
 
--- Rows of a batch (p_keys_rel: its pending keys) or of the whole table
--- (NULL), aggregated into chunks of $3 rows in key order: one result row per
--- chunk (row count, one array literal per shipped column). Read through ONE
--- cursor, so every chunk comes from the same snapshot and the rows together
--- satisfy the source's unique constraints.
-CREATE FUNCTION pgshadow._row_chunks_sql(p_sub pgshadow.subscription, p_keys_sql text) RETURNS text
+-- Rows of a batch (p_keys_sql: a query of its pending keys, duplicates
+-- allowed) or of the whole table (NULL), aggregated into chunks of $3 rows in
+-- key order: one result row per chunk (row count, one array literal per
+-- shipped column). Read through ONE cursor, so every chunk comes from the same
+-- snapshot and the rows together satisfy the source's unique constraints.
+-- With p_one_chunk the numbering is left out: one aggregate over every row.
+-- Every aggregate of a chunk sees its rows in the same order, which keeps the
+-- column arrays aligned without sorting inside the aggregates.
+CREATE FUNCTION pgshadow._row_chunks_sql(p_sub pgshadow.subscription, p_keys_sql text, p_one_chunk boolean)
+RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('SELECT count(*), ARRAY[%s] FROM (SELECT %s, row_number() OVER (ORDER BY %s) AS pgshadow_rn'
-                  ' FROM %s t WHERE (%s)%s) s GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
-                  (SELECT string_agg(format('array_agg(%I::text ORDER BY pgshadow_rn)::text', c), ', ')
-                     FROM unnest(p_sub.columns) c),
+    SELECT format(CASE WHEN p_one_chunk
+                       THEN 'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s FROM %4$s t WHERE (%5$s)%6$s) s HAVING count(*) > 0'
+                       ELSE 'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %3$s) AS pgshadow_rn'
+                            ' FROM %4$s t WHERE (%5$s)%6$s) s GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3'
+                  END,
+                  (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') FROM unnest(p_sub.columns) c),
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
                   p_sub.tbl,
@@ -913,6 +936,7 @@ SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
 SET extra_float_digits = 3 SET bytea_output = 'hex'
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
+SET work_mem = '64MB'      -- a chunk's key sort (100k keys: a few MB) stays in memory
 AS $$
 DECLARE
     v_tr     pgshadow.tracked;
@@ -988,8 +1012,13 @@ BEGIN
         END LOOP;
     END IF;
 
+    -- the pending keys again, as a plain semi-join source (no grouping or order)
     OPEN v_cur FOR EXECUTE pgshadow._row_chunks_sql(p_sub,
-            CASE WHEN v_full THEN NULL ELSE pgshadow._keys_sql(p_sub.tbl, '$1', '$2', NULL, NULL) END)
+            CASE WHEN v_full THEN NULL
+                 ELSE format('SELECT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''',
+                             (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                             v_tr.shadow, pgshadow._pending_where('$1', '$2')) END,
+            NOT v_full AND keys < p_chunk)
         USING p_old, p_new, p_chunk;
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
