@@ -35,6 +35,7 @@ CREATE TABLE pgshadow.tracked (
     trunc_sql   text NOT NULL,
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
     versions    name,                          -- multi-master: table of the last version (time, node) of each key
+    gen         smallint NOT NULL DEFAULT 0,   -- the shadow partition writers append to (0 or 1)
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );
@@ -192,7 +193,7 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify,
+    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify, t.gen,
            -- a BEFORE ROW UPDATE trigger may change a key without naming it
            (TG_OP = 'UPDATE' AND EXISTS (SELECT FROM pg_trigger g
                                           WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D')) AS before_update
@@ -203,21 +204,21 @@ BEGIN
             USING HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
     END IF;
     IF TG_OP = 'INSERT' THEN
-        EXECUTE v.ins_sql;
+        EXECUTE v.ins_sql USING v.gen;
     ELSIF TG_OP = 'UPDATE' THEN
         -- The anti-join that finds old keys costs more than the rest of the
         -- capture; skip it when no key can have changed: the key trigger
         -- (UPDATE OF the key columns) did not fire for this table in this
         -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
         IF v.before_update OR current_setting('pgshadow.key_update', true) = TG_RELID::text THEN
-            EXECUTE v.upd_sql;
+            EXECUTE v.upd_sql USING v.gen;
         ELSE
-            EXECUTE v.upd_new_sql;
+            EXECUTE v.upd_new_sql USING v.gen;
         END IF;
     ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE v.del_sql;
+        EXECUTE v.del_sql USING v.gen;
     ELSE
-        EXECUTE v.trunc_sql;
+        EXECUTE v.trunc_sql USING v.gen;
     END IF;
     IF v.notify THEN
         -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
@@ -302,8 +303,8 @@ BEGIN
             USING ERRCODE = 'invalid_table_definition',
                   HINT = 'Changes are shipped by key; add a PRIMARY KEY to the table.';
     END IF;
-    IF v_cols && ARRAY['shadow_op', 'shadow_xid', 'shadow_at']::name[] THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: primary key column names shadow_op, shadow_xid and shadow_at are reserved', p_tbl
+    IF v_cols && ARRAY['shadow_op', 'shadow_xid', 'shadow_at', 'shadow_gen']::name[] THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: primary key column names shadow_op, shadow_xid, shadow_at and shadow_gen are reserved', p_tbl
             USING ERRCODE = 'invalid_table_definition';
     END IF;
 
@@ -319,8 +320,9 @@ BEGIN
         -- a renamed table keeps its shadow table (and the keys pending in it)
         v_shadow := v_old.shadow;
     END IF;
-    IF octet_length(v_shadow) > 63 THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 63-byte identifier limit',
+    -- 63 bytes is PostgreSQL's limit; the two partitions add "_g0"/"_g1"
+    IF octet_length(v_shadow) > 60 THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 60-byte limit (63 less the partition suffix)',
             p_tbl, v_shadow, octet_length(v_shadow)
             USING ERRCODE = 'name_too_long',
                   HINT = 'Shorten the schema or table name.';
@@ -338,11 +340,22 @@ BEGIN
     -- CREATE INDEX IF NOT EXISTS would still wait for every open writer.
     IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
     step := step + 1;
+    -- Two partitions by generation: writers append to the current one, and a
+    -- purge truncates the other once everything in it is shipped, then makes
+    -- it current. A busy table's shadow is so emptied without row deletes
+    -- (no dead rows, no bloat), and without ever locking out its writers.
     sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
                   ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
-                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
+                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp(),'
+                  ' shadow_gen smallint NOT NULL) PARTITION BY LIST (shadow_gen)',
                   v_shadow,
                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_cols, v_types) AS u(c, t)));
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I PARTITION OF pgshadow.%I FOR VALUES IN (0)', v_shadow || '_g0', v_shadow);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I PARTITION OF pgshadow.%I FOR VALUES IN (1)', v_shadow || '_g1', v_shadow);
     RETURN NEXT;
     step := step + 1;
     sql := format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', left(v_shadow, 59) || '_xid', v_shadow);
@@ -364,16 +377,17 @@ BEGIN
                   ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
                   ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
         p_tbl::oid, v_shadow, v_cols, v_types,
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
+        -- $1: the current generation (pgshadow.tracked.gen)
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''I'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'' FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new'
+               ' UNION ALL SELECT %s, ''D'', $1 FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
                v_shadow, v_list, v_list,
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow));
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''D'', $1 FROM pgshadow_old', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen) VALUES (''T'', $1)', v_shadow));
     RETURN NEXT;
 
     kind := 'trigger';
@@ -1104,22 +1118,25 @@ BEGIN
 END
 $$;
 
--- Drops shadow rows every subscription of the table has shipped: those whose
--- transaction is older than the oldest watermark. When every row is shipped and
--- no writer holds the shadow table, TRUNCATE instead of DELETE: no dead rows,
--- so the shadow table does not bloat however many cycles run.
+-- Empties what every subscription of the table has shipped: the rows whose
+-- transaction is older than the oldest watermark. The shadow table has two
+-- partitions; writers append to the current one. When everything in the other
+-- is shipped, it is truncated (NOWAIT: a writer still busy there, or an export
+-- reading, just postpones it) and becomes the current one, and the partition
+-- writers leave drains and is truncated by a later purge. No row is ever
+-- deleted, so no dead rows pile up however busy the table is.
 CREATE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_shadow name;
+    v_tr     pgshadow.tracked;
     v_min    xid8;
-    v_any    boolean;
+    v_other  text;
+    v_cur    text;
     v_keep   boolean;
-    v_ver    name;
-    v_keys   name[];
+    v_round  integer;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = p_tbl;
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -1127,37 +1144,37 @@ BEGIN
     -- other subscription left, nothing committed so far is of any use
     SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
       INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl AND mode <> 'sync';
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I), EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_xid >= $1)',
-                   v_shadow) USING v_min INTO v_any, v_keep;
-    IF NOT v_any THEN
-        RETURN;
-    END IF;
-    -- multi-master: a key's own latest change outlives its shadow rows as its version
-    SELECT t.versions, t.key_cols INTO v_ver, v_keys FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
-    IF v_ver IS NOT NULL THEN
-        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
-                       ' SELECT %2$s, max(shadow_at), $2 FROM pgshadow.%3$I WHERE shadow_xid < $1 AND shadow_op <> ''T'' GROUP BY %2$s'
-                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
-                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
-                       v_ver, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_keys) c), v_shadow)
-          USING v_min, pgshadow._node();
-    END IF;
-    IF NOT v_keep THEN
+    -- at most twice: empty the other partition and move the writers there,
+    -- then empty the one they left if it is fully shipped too (a quiet table
+    -- ends with an empty shadow)
+    FOR v_round IN 1 .. 2 LOOP
+        v_cur := format('pgshadow.%I', v_tr.shadow || '_g' || v_tr.gen);
+        v_other := format('pgshadow.%I', v_tr.shadow || '_g' || (1 - v_tr.gen));
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE shadow_xid >= $1)', v_other) USING v_min INTO v_keep;
+        EXIT WHEN v_keep;  -- the other partition still holds unshipped changes
         BEGIN
-            -- NOWAIT: never make writers queue behind the purge
-            EXECUTE format('LOCK TABLE pgshadow.%I IN ACCESS EXCLUSIVE MODE NOWAIT', v_shadow);
-            -- recheck under the lock: rows committed since the first look
-            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= $1)', v_shadow)
-               USING v_min INTO v_keep;
-            IF NOT v_keep THEN
-                EXECUTE format('TRUNCATE pgshadow.%I', v_shadow);
-                RETURN;
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_other);
+            -- recheck under the lock: a writer that read the old generation may have added rows
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE shadow_xid >= $1)', v_other) USING v_min INTO v_keep;
+            EXIT WHEN v_keep;
+            IF v_tr.versions IS NOT NULL THEN
+                -- multi-master: a key's own latest change outlives its shadow rows as its version
+                EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
+                               ' SELECT %2$s, max(shadow_at), $1 FROM %3$s WHERE shadow_op <> ''T'' GROUP BY %2$s'
+                               ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                               ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                               v_tr.versions, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_other)
+                  USING pgshadow._node();
             END IF;
+            EXECUTE format('TRUNCATE %s', v_other);
         EXCEPTION WHEN lock_not_available THEN
-            NULL;  -- a writer is busy: delete instead
+            EXIT;  -- busy: the next purge tries again
         END;
-    END IF;
-    EXECUTE format('DELETE FROM pgshadow.%I WHERE shadow_xid < $1', v_shadow) USING v_min;
+        -- the emptied partition takes the writers if the current one holds anything
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
+        EXIT WHEN NOT v_keep;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+    END LOOP;
 END
 $$;
 

@@ -16,6 +16,7 @@ CREATE TABLE pgshadow.tracked (
     trunc_sql   text NOT NULL,
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
     versions    name,                          -- multi-master: table of the last version (time, node) of each key
+    gen         smallint NOT NULL DEFAULT 0,   -- the shadow partition writers append to (0 or 1)
     tracked_at  timestamptz NOT NULL DEFAULT now(),
     tracked_by  name NOT NULL
 );

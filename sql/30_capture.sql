@@ -23,7 +23,7 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify,
+    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify, t.gen,
            -- a BEFORE ROW UPDATE trigger may change a key without naming it
            (TG_OP = 'UPDATE' AND EXISTS (SELECT FROM pg_trigger g
                                           WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D')) AS before_update
@@ -34,21 +34,21 @@ BEGIN
             USING HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
     END IF;
     IF TG_OP = 'INSERT' THEN
-        EXECUTE v.ins_sql;
+        EXECUTE v.ins_sql USING v.gen;
     ELSIF TG_OP = 'UPDATE' THEN
         -- The anti-join that finds old keys costs more than the rest of the
         -- capture; skip it when no key can have changed: the key trigger
         -- (UPDATE OF the key columns) did not fire for this table in this
         -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
         IF v.before_update OR current_setting('pgshadow.key_update', true) = TG_RELID::text THEN
-            EXECUTE v.upd_sql;
+            EXECUTE v.upd_sql USING v.gen;
         ELSE
-            EXECUTE v.upd_new_sql;
+            EXECUTE v.upd_new_sql USING v.gen;
         END IF;
     ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE v.del_sql;
+        EXECUTE v.del_sql USING v.gen;
     ELSE
-        EXECUTE v.trunc_sql;
+        EXECUTE v.trunc_sql USING v.gen;
     END IF;
     IF v.notify THEN
         -- wakes `pgshadow run`; notifications are sent at commit, one per transaction

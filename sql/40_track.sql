@@ -61,8 +61,8 @@ BEGIN
             USING ERRCODE = 'invalid_table_definition',
                   HINT = 'Changes are shipped by key; add a PRIMARY KEY to the table.';
     END IF;
-    IF v_cols && ARRAY['shadow_op', 'shadow_xid', 'shadow_at']::name[] THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: primary key column names shadow_op, shadow_xid and shadow_at are reserved', p_tbl
+    IF v_cols && ARRAY['shadow_op', 'shadow_xid', 'shadow_at', 'shadow_gen']::name[] THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: primary key column names shadow_op, shadow_xid, shadow_at and shadow_gen are reserved', p_tbl
             USING ERRCODE = 'invalid_table_definition';
     END IF;
 
@@ -78,8 +78,9 @@ BEGIN
         -- a renamed table keeps its shadow table (and the keys pending in it)
         v_shadow := v_old.shadow;
     END IF;
-    IF octet_length(v_shadow) > 63 THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 63-byte identifier limit',
+    -- 63 bytes is PostgreSQL's limit; the two partitions add "_g0"/"_g1"
+    IF octet_length(v_shadow) > 60 THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is % bytes, over the 60-byte limit (63 less the partition suffix)',
             p_tbl, v_shadow, octet_length(v_shadow)
             USING ERRCODE = 'name_too_long',
                   HINT = 'Shorten the schema or table name.';
@@ -97,11 +98,22 @@ BEGIN
     -- CREATE INDEX IF NOT EXISTS would still wait for every open writer.
     IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL THEN
     step := step + 1;
+    -- Two partitions by generation: writers append to the current one, and a
+    -- purge truncates the other once everything in it is shipped, then makes
+    -- it current. A busy table's shadow is so emptied without row deletes
+    -- (no dead rows, no bloat), and without ever locking out its writers.
     sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I (%s, shadow_op "char" NOT NULL,'
                   ' shadow_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),'
-                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp())',
+                  ' shadow_at timestamptz NOT NULL DEFAULT statement_timestamp(),'
+                  ' shadow_gen smallint NOT NULL) PARTITION BY LIST (shadow_gen)',
                   v_shadow,
                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_cols, v_types) AS u(c, t)));
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I PARTITION OF pgshadow.%I FOR VALUES IN (0)', v_shadow || '_g0', v_shadow);
+    RETURN NEXT;
+    step := step + 1;
+    sql := format('CREATE TABLE IF NOT EXISTS pgshadow.%I PARTITION OF pgshadow.%I FOR VALUES IN (1)', v_shadow || '_g1', v_shadow);
     RETURN NEXT;
     step := step + 1;
     sql := format('CREATE INDEX IF NOT EXISTS %I ON pgshadow.%I (shadow_xid)', left(v_shadow, 59) || '_xid', v_shadow);
@@ -123,16 +135,17 @@ BEGIN
                   ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
                   ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
         p_tbl::oid, v_shadow, v_cols, v_types,
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''I'' FROM pgshadow_new', v_shadow, v_list, v_list),
+        -- $1: the current generation (pgshadow.tracked.gen)
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''I'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'' FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new'
+               ' UNION ALL SELECT %s, ''D'', $1 FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
                v_shadow, v_list, v_list,
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''U'' FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op) SELECT %s, ''D'' FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op) VALUES (''T'')', v_shadow));
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''D'', $1 FROM pgshadow_old', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen) VALUES (''T'', $1)', v_shadow));
     RETURN NEXT;
 
     kind := 'trigger';

@@ -59,22 +59,25 @@ BEGIN
 END
 $$;
 
--- Drops shadow rows every subscription of the table has shipped: those whose
--- transaction is older than the oldest watermark. When every row is shipped and
--- no writer holds the shadow table, TRUNCATE instead of DELETE: no dead rows,
--- so the shadow table does not bloat however many cycles run.
+-- Empties what every subscription of the table has shipped: the rows whose
+-- transaction is older than the oldest watermark. The shadow table has two
+-- partitions; writers append to the current one. When everything in the other
+-- is shipped, it is truncated (NOWAIT: a writer still busy there, or an export
+-- reading, just postpones it) and becomes the current one, and the partition
+-- writers leave drains and is truncated by a later purge. No row is ever
+-- deleted, so no dead rows pile up however busy the table is.
 CREATE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_shadow name;
+    v_tr     pgshadow.tracked;
     v_min    xid8;
-    v_any    boolean;
+    v_other  text;
+    v_cur    text;
     v_keep   boolean;
-    v_ver    name;
-    v_keys   name[];
+    v_round  integer;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = p_tbl;
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -82,37 +85,37 @@ BEGIN
     -- other subscription left, nothing committed so far is of any use
     SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
       INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl AND mode <> 'sync';
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I), EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_xid >= $1)',
-                   v_shadow) USING v_min INTO v_any, v_keep;
-    IF NOT v_any THEN
-        RETURN;
-    END IF;
-    -- multi-master: a key's own latest change outlives its shadow rows as its version
-    SELECT t.versions, t.key_cols INTO v_ver, v_keys FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
-    IF v_ver IS NOT NULL THEN
-        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
-                       ' SELECT %2$s, max(shadow_at), $2 FROM pgshadow.%3$I WHERE shadow_xid < $1 AND shadow_op <> ''T'' GROUP BY %2$s'
-                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
-                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
-                       v_ver, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_keys) c), v_shadow)
-          USING v_min, pgshadow._node();
-    END IF;
-    IF NOT v_keep THEN
+    -- at most twice: empty the other partition and move the writers there,
+    -- then empty the one they left if it is fully shipped too (a quiet table
+    -- ends with an empty shadow)
+    FOR v_round IN 1 .. 2 LOOP
+        v_cur := format('pgshadow.%I', v_tr.shadow || '_g' || v_tr.gen);
+        v_other := format('pgshadow.%I', v_tr.shadow || '_g' || (1 - v_tr.gen));
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE shadow_xid >= $1)', v_other) USING v_min INTO v_keep;
+        EXIT WHEN v_keep;  -- the other partition still holds unshipped changes
         BEGIN
-            -- NOWAIT: never make writers queue behind the purge
-            EXECUTE format('LOCK TABLE pgshadow.%I IN ACCESS EXCLUSIVE MODE NOWAIT', v_shadow);
-            -- recheck under the lock: rows committed since the first look
-            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= $1)', v_shadow)
-               USING v_min INTO v_keep;
-            IF NOT v_keep THEN
-                EXECUTE format('TRUNCATE pgshadow.%I', v_shadow);
-                RETURN;
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_other);
+            -- recheck under the lock: a writer that read the old generation may have added rows
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE shadow_xid >= $1)', v_other) USING v_min INTO v_keep;
+            EXIT WHEN v_keep;
+            IF v_tr.versions IS NOT NULL THEN
+                -- multi-master: a key's own latest change outlives its shadow rows as its version
+                EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node)'
+                               ' SELECT %2$s, max(shadow_at), $1 FROM %3$s WHERE shadow_op <> ''T'' GROUP BY %2$s'
+                               ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                               ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                               v_tr.versions, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_other)
+                  USING pgshadow._node();
             END IF;
+            EXECUTE format('TRUNCATE %s', v_other);
         EXCEPTION WHEN lock_not_available THEN
-            NULL;  -- a writer is busy: delete instead
+            EXIT;  -- busy: the next purge tries again
         END;
-    END IF;
-    EXECUTE format('DELETE FROM pgshadow.%I WHERE shadow_xid < $1', v_shadow) USING v_min;
+        -- the emptied partition takes the writers if the current one holds anything
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
+        EXIT WHEN NOT v_keep;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+    END LOOP;
 END
 $$;
 

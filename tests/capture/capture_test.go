@@ -87,7 +87,7 @@ func TestShadowTableHasTheKeyColumnsWithTheirTypes(t *testing.T) {
 		  FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
 		 ORDER BY attnum`, shadowOf(t, db, "t"))
 	want := []string{`a text collate "C"`, "b integer", "d date", "shadow_op \"char\"", "shadow_xid xid8",
-		"shadow_at timestamp with time zone"}
+		"shadow_at timestamp with time zone", "shadow_gen smallint"}
 	if diff := pgtest.DiffRows(want, got); diff != "" {
 		t.Fatalf("shadow table columns: want (-), got (+):\n%s", diff)
 	}
