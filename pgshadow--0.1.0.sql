@@ -1004,26 +1004,28 @@ BEGIN
     -- so a batch of one chunk goes in one round trip with its BEGIN and COMMIT
     v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' TRUNCATE %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
-        v_keys := format('WITH k AS MATERIALIZED (%4$s) SELECT (SELECT count(*) FROM k),'
-                         ' (SELECT ARRAY[%1$s] FROM k ORDER BY %2$s LIMIT 1), (SELECT ARRAY[%3$s] FROM k)',
-            (SELECT string_agg(format('%I::text', c), ', ') FROM unnest(v_tr.key_cols) c),
-            (SELECT string_agg(format('%I DESC', c), ', ') FROM unnest(v_tr.key_cols) c),
+        -- the distinct pending keys, in chunks of p_chunk, through one cursor:
+        -- one pass over the shadow table however many chunks there are
+        OPEN v_cur FOR EXECUTE format(
+            'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %2$s) AS pgshadow_rn'
+            ' FROM pgshadow.%3$I WHERE %4$s AND shadow_op <> ''T'' GROUP BY %2$s) k'
+            ' GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
             (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
-            pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4'));
+            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+            v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+          USING p_old, p_new, p_chunk;
         LOOP
-            EXECUTE v_keys INTO v_nkeys, v_last, v_karr USING p_old, p_new, v_after, p_chunk;
-            IF v_nkeys > 0 THEN
-                IF NOT v_first THEN
-                    PERFORM pgshadow._remote(p_sub, v_buf);
-                    v_buf := '';
-                END IF;
-                v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, NULL);
-                v_first := false;
+            FETCH v_cur INTO v_nkeys, v_karr;
+            EXIT WHEN NOT FOUND;
+            IF NOT v_first THEN
+                PERFORM pgshadow._remote(p_sub, v_buf);
+                v_buf := '';
             END IF;
+            v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, NULL);
+            v_first := false;
             keys := keys + v_nkeys;
-            EXIT WHEN v_nkeys < p_chunk;
-            v_after := v_last;
         END LOOP;
+        CLOSE v_cur;
     END IF;
 
     -- the pending keys again, as a plain semi-join source (no grouping or order)
