@@ -1364,6 +1364,17 @@ BEGIN
         -- A cut is not a real snapshot (a later xid may have committed first),
         -- so the target would pass through a state the source never had; that
         -- is harmless unless a unique constraint other than the key forbids it.
+        -- Cutting also ships a key again in every part it changed in, so it is
+        -- only done when the backlog's distinct keys, not just its changes,
+        -- pass the cap: 100k keys changed 10 times each stay one net batch.
+        IF v_pending > p_batch_size AND NOT EXISTS (
+               SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
+                  AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T'') k',
+                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+               INTO v_pending USING v_sub.snapshot, v_new;
+        END IF;
         IF v_pending > p_batch_size AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN

@@ -64,3 +64,17 @@ func TestBatchOfOnlyDeletesShips(t *testing.T) {
 	}
 	p.Same(t, "tbl", "tbl")
 }
+
+// A backlog of many changes to few keys stays one net batch even when its
+// changes outnumber batch_size: cutting it would ship each key once per part.
+func TestBacklogOfFewKeysIsNotCut(t *testing.T) {
+	t.Parallel()
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int)", "INSERT INTO tbl SELECT g, 0 FROM generate_series(1, 100) g")
+	for i := 0; i < 10; i++ {
+		p.Src.Exec(t, "UPDATE tbl SET v = v + 1") // 10 transactions x 100 keys = 1000 changes
+	}
+	if r := p.ExportBatch(t, 150)["tbl"]; r.Batches != 1 || r.Keys != 100 {
+		t.Errorf("export of 1000 changes to 100 keys with batch_size 150: %d batches, %d keys; want 1 batch of 100 keys", r.Batches, r.Keys)
+	}
+	p.Same(t, "tbl", "tbl")
+}
