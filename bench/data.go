@@ -85,34 +85,35 @@ type exportResult struct {
 	batches                int
 }
 
-// export runs shadow_export(target) and returns the time it took and what it
-// shipped.
-func (b *bench) export(c *pgx.Conn, target string) (float64, exportResult, error) {
+// export runs shadow_export(target) and sums what it shipped. A table whose
+// row reports an error fails the call: shadow_export only raises when every
+// table failed.
+func (b *bench) export(c *pgx.Conn, target string) (exportResult, error) {
 	var r exportResult
-	var secs float64
-	err := timeIt(&secs, func() error {
-		rows, err := c.Query(b.ctx, "SELECT batches, keys, upserts, deletes FROM shadow_export($1)", target)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var bt int
-			var k, u, d int64
-			if err := rows.Scan(&bt, &k, &u, &d); err != nil {
-				return err
-			}
-			r.batches += bt
-			r.keys += k
-			r.upserts += u
-			r.deletes += d
-		}
-		return rows.Err()
-	})
+	rows, err := c.Query(b.ctx, "SELECT batches, keys, upserts, deletes, to_jsonb(e) ->> 'error' FROM shadow_export($1) e", target)
 	if err != nil {
-		return 0, r, fmt.Errorf("shadow_export(%s): %w", lit(target), err)
+		return r, fmt.Errorf("shadow_export(%s): %w", lit(target), err)
 	}
-	return secs, r, nil
+	defer rows.Close()
+	for rows.Next() {
+		var bt int
+		var k, u, d int64
+		var failed *string
+		if err := rows.Scan(&bt, &k, &u, &d, &failed); err != nil {
+			return r, fmt.Errorf("shadow_export(%s): %w", lit(target), err)
+		}
+		if failed != nil {
+			return r, fmt.Errorf("shadow_export(%s): a table failed: %s", lit(target), *failed)
+		}
+		r.batches += bt
+		r.keys += k
+		r.upserts += u
+		r.deletes += d
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("shadow_export(%s): %w", lit(target), err)
+	}
+	return r, nil
 }
 
 // copyPipe streams `COPY (query) TO STDOUT` from one connection into

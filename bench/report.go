@@ -213,7 +213,11 @@ servers in the same run; ratio = pgshadow's median / the baseline's median.
 *CPU ratio* compares the CPU time the servers and the benchmark process spent
 on the same runs (oriented like the ratio): the machine may be shared, and
 other load swings wall-clock times far more than the CPU our processes burn,
-so a ratio that moves while the CPU ratio holds is noise, not cost.
+so a ratio that moves while the CPU ratio holds is noise, not cost. For
+throughput the CPU ratio is the baseline's CPU per transaction over
+pgshadow's, so below 1 means pgshadow spends more per transaction; a wall
+ratio well above the CPU ratio means the CPUs were not saturated (latency or
+other load bounded the baseline), so the extra CPU was partly hidden.
 The servers are throwaway local clusters started by the benchmark itself
 (tests/pgserver); settings below.
 

@@ -25,10 +25,7 @@ func (b *bench) figScale() error {
 		rows         int
 	}{{"sc_big", "f6big", big}, {"sc_small", "f6small", small}}
 	for _, t := range tables {
-		if err := b.createTable(b.s, t.name, t.rows, t.rows <= max(b.sz.oltpRows, b.sz.bulkRows, b.sz.shipRows, b.sz.bloatRows)); err != nil {
-			return err
-		}
-		if err := b.mirror(t.name); err != nil {
+		if err := b.createBoth(t.name, t.rows); err != nil {
 			return err
 		}
 		if err := b.subscribe(b.s, t.target, t.name); err != nil {
@@ -53,7 +50,7 @@ func (b *bench) figScale() error {
 				}
 				var r exportResult
 				err := b.recTimed(rec, "ship", func() (err error) {
-					_, r, err = b.export(b.s, t.target)
+					r, err = b.export(b.s, t.target)
 					return err
 				})
 				if err != nil {
@@ -92,16 +89,13 @@ func (b *bench) figBloat() error {
 	f := b.rep.fig(7, "No bloat", fmt.Sprintf(
 		"A tracked %s-row table, %d export cycles, each: `UPDATE` of %s keys (a window moving through the table), "+
 			"then shadow_export. The size of the shadow table (pg_total_relation_size: heap and index) is taken "+
-			"right before each export, when it holds the cycle's changes. Ratio = size before the last export / "+
+			"right before each export, when it holds the cycle's changes (all partitions, if it is partitioned). Ratio = size before the last export / "+
 			"size before the first. *Quiet*: nothing else writes. *Busy*: another session updates single random rows "+
 			"of the table (about 200 per second) throughout, so the shadow table is never idle when the export "+
 			"purges it. Autovacuum is off on these servers, so dead rows stay unless pgshadow avoids them. "+
 			"Sizes are deterministic enough to be measured once, not as medians.",
 		rowsLabel(rows), cycles, rowsLabel(changes)))
-	if err := b.createTable(b.s, "bl", rows, true); err != nil {
-		return err
-	}
-	if err := b.mirror("bl"); err != nil {
+	if err := b.createBoth("bl", rows); err != nil {
 		return err
 	}
 	if err := b.subscribe(b.s, "f7", "bl"); err != nil {
@@ -112,7 +106,9 @@ func (b *bench) figBloat() error {
 		return err
 	}
 	size := func() (float64, error) {
-		n, err := b.queryInt(b.s, "SELECT pg_total_relation_size($1::regclass)", shadow)
+		// the shadow may be partitioned: sum its partitions
+		n, err := b.queryInt(b.s, "SELECT coalesce((SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree($1::regclass)),"+
+			" pg_total_relation_size($1::regclass))", shadow)
 		return float64(n), err
 	}
 	cyclesRun := func(label string) (first, last, peak float64, err error) {
@@ -130,7 +126,7 @@ func (b *bench) figBloat() error {
 			}
 			last, peak = s, max(peak, s)
 			var r exportResult
-			if _, r, err = b.export(b.s, "f7"); err != nil {
+			if r, err = b.export(b.s, "f7"); err != nil {
 				return
 			}
 			if r.keys < int64(changes) {
@@ -192,7 +188,7 @@ func (b *bench) figBloat() error {
 		return fmt.Errorf("fig 7 background writer: %w", werr)
 	}
 	// a last export so the comparison below includes the writer's last changes
-	if _, _, err := b.export(b.s, "f7"); err != nil {
+	if _, err := b.export(b.s, "f7"); err != nil {
 		return err
 	}
 	b.rep.add(f, row{what: fmt.Sprintf("busy: shadow table before export %d vs export 1", cycles), unit: megabytes,
