@@ -361,6 +361,13 @@ BEGIN
         CLOSE v_cur;
     END IF;
 
+    -- A batch touching a good part of the table reads it faster by one hash
+    -- join than by an index probe per key; the planner cannot know the batch
+    -- size (the shadow rows' snapshot filter defeats its estimates), we do.
+    IF NOT v_full AND keys > 10000
+       AND keys > 0.05 * (SELECT greatest(c.reltuples, 0) FROM pg_class c WHERE c.oid = p_sub.tbl) THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+    END IF;
     -- the pending keys again, as a plain semi-join source (no grouping or order)
     OPEN v_cur FOR EXECUTE pgshadow._row_chunks_sql(p_sub,
             CASE WHEN v_full THEN NULL
