@@ -37,7 +37,7 @@ func (b *bench) describeMachine() error {
 	}
 	rp.machine = append(rp.machine, "PostgreSQL: "+v)
 	if ext, err := b.queryText(c, "SELECT coalesce((SELECT default_version FROM pg_available_extensions WHERE name = 'pgshadow'), 'NOT INSTALLED')"); err == nil {
-		rp.machine = append(rp.machine, "pgshadow: "+ext+" (installed extension script)")
+		rp.machine = append(rp.machine, "pgshadow: "+ext+" (installed extension script), source tree "+sourceTree())
 		if ext == "NOT INSTALLED" {
 			return fmt.Errorf("the pgshadow extension is not installed: run make install (make bench does)")
 		}
@@ -126,4 +126,18 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// sourceTree names the commit the benchmark was run from and whether sql/
+// had uncommitted changes (make bench installs the working tree).
+func sourceTree() string {
+	head, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	desc := "at commit " + strings.TrimSpace(string(head))
+	if dirty, err := exec.Command("git", "status", "--porcelain", "--", "sql").Output(); err == nil && len(dirty) > 0 {
+		desc += ", with uncommitted changes in sql/"
+	}
+	return desc
 }

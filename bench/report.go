@@ -4,6 +4,7 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"math"
@@ -116,6 +117,12 @@ type figure struct {
 	blocked string // set when the figure could not be measured, with the reason
 	elapsed time.Duration
 }
+
+// analysis is the hand-kept explanation of missed goals, appended to every
+// report (numbers in the tables are from the run; its own are dated).
+//
+//go:embed analysis.md
+var analysis string
 
 type report struct {
 	quick    bool
@@ -279,5 +286,6 @@ The servers are throwaway local clusters started by the benchmark itself
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
+	b.WriteString("\n" + analysis)
 	return b.String()
 }
