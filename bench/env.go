@@ -40,7 +40,7 @@ func sizesFor(quick bool) sizes {
 		return sizes{
 			oltpRows: 100_000, oltpSecs: 3,
 			bulkRows:     100_000,
-			shipRows:     100_000,
+			shipRows:     50_000,
 			lrRows:       50_000,
 			netKeys:      10_000, netTimes: 10,
 			scaleBig: 500_000, scaleSmall: 50_000,
