@@ -33,30 +33,33 @@ type sizes struct {
 	scaleChanges           []int
 	bloatRows, bloatCycles int
 	bloatChanges           int
+	lagSecs, lagRate       int // figure 8: seconds of steady load per repetition, commits per second
 }
 
 func sizesFor(quick bool) sizes {
 	if quick {
 		return sizes{
 			oltpRows: 100_000, oltpSecs: 3,
-			bulkRows:     100_000,
-			shipRows:     50_000,
-			lrRows:       50_000,
-			netKeys:      10_000, netTimes: 10,
+			bulkRows: 100_000,
+			shipRows: 50_000,
+			lrRows:   50_000,
+			netKeys:  10_000, netTimes: 10,
 			scaleBig: 500_000, scaleSmall: 50_000,
 			scaleChanges: []int{500, 5_000, 50_000},
 			bloatRows:    50_000, bloatCycles: 10, bloatChanges: 5_000,
+			lagSecs: 4, lagRate: 100,
 		}
 	}
 	return sizes{
 		oltpRows: 1_000_000, oltpSecs: 8,
-		bulkRows:     1_000_000,
-		shipRows:     1_000_000,
-		lrRows:       1_000_000,
-		netKeys:      100_000, netTimes: 10,
+		bulkRows: 1_000_000,
+		shipRows: 1_000_000,
+		lrRows:   1_000_000,
+		netKeys:  100_000, netTimes: 10,
 		scaleBig: 10_000_000, scaleSmall: 1_000_000,
 		scaleChanges: []int{10_000, 100_000, 1_000_000},
 		bloatRows:    100_000, bloatCycles: 100, bloatChanges: 10_000,
+		lagSecs: 15, lagRate: 200,
 	}
 }
 

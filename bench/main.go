@@ -63,8 +63,8 @@ func parseOnly(s string) (map[int]bool, error) {
 	m := map[int]bool{}
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 7 {
-			return nil, fmt.Errorf("-only: %q is not a figure number 1..7", f)
+		if err != nil || n < 1 || n > 8 {
+			return nil, fmt.Errorf("-only: %q is not a figure number 1..8", f)
 		}
 		m[n] = true
 	}
@@ -93,6 +93,7 @@ func run(ctx context.Context, cfg config) error {
 		{[]int{4}, b.figLogical},
 		{[]int{6}, b.figScale},
 		{[]int{7}, b.figBloat},
+		{[]int{8}, b.figLag},
 	}
 	for _, s := range steps {
 		wanted := false

@@ -70,7 +70,7 @@ type row struct {
 	// transaction for throughput); empty where not measured
 	oursCPU, baseCPU []float64
 	goal             *goal  // nil: shown for reference, no goal
-	note     string // short remark printed under the table
+	note             string // short remark printed under the table
 }
 
 func (r row) ratio() float64 {
