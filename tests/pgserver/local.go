@@ -55,8 +55,14 @@ func startLocal(ctx context.Context, s *Server, o Options) (err error) {
 		parent = os.TempDir()
 	}
 	// The "pgshadow-test" prefix ends up in the postmaster's -D argument, so
-	// an orphan cleanup can find leftover servers by command line.
-	base, err := os.MkdirTemp(parent, "pgshadow-test-"+safeName(s.Name)+"-")
+	// an orphan cleanup can find leftover servers by command line; the
+	// optional PGSHADOW_TEST_TAG (set by .ci/run) lets it find only its own,
+	// not a benchmark's or another checkout's running on the same machine.
+	tag := ""
+	if t := os.Getenv("PGSHADOW_TEST_TAG"); t != "" {
+		tag = safeName(t) + "-"
+	}
+	base, err := os.MkdirTemp(parent, "pgshadow-test-"+tag+safeName(s.Name)+"-")
 	if err != nil {
 		return fmt.Errorf("create base dir: %w", err)
 	}
