@@ -377,17 +377,19 @@ BEGIN
                   ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
                   ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
         p_tbl::oid, v_shadow, v_cols, v_types,
-        -- $1: the current generation (pgshadow.tracked.gen)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''I'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
+        -- $1: the current generation (pgshadow.tracked.gen). xid and time are
+        -- given, not left to the column defaults: planning the INSERT (every
+        -- statement: EXECUTE caches no plan) then need not load and parse them.
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''I'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'', $1 FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new'
+               ' UNION ALL SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
                v_shadow, v_list, v_list,
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''D'', $1 FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen) VALUES (''T'', $1)', v_shadow));
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen, shadow_xid, shadow_at) VALUES (''T'', $1, pg_current_xact_id(), statement_timestamp())', v_shadow));
     RETURN NEXT;
 
     kind := 'trigger';
@@ -765,21 +767,15 @@ $$;
 -- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
 -- p_keys_sql, when given, replaces the pending-keys query (sync mode reads the
 -- keys of the statement's transition tables).
-CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean, p_keys_sql text DEFAULT NULL)
+CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_keys_sql text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_copy THEN
-        format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r), NULL::timestamptz[]',
-               pgshadow._rows_sql(p_sub, NULL, '$3', '$4'), klast, kdesc, cagg)
-    ELSE
-        format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
-               ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
-               ' (SELECT array_agg(shadow_at) FROM k)',
-               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
-               pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
-    END
+    SELECT format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
+                  ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
+                  ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
+                  ' (SELECT array_agg(shadow_at) FROM k)',
+                  coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
+                  pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
     FROM (SELECT
             string_agg(quote_ident(c) || '::text', ', ') AS klast,
             string_agg(quote_ident(c) || ' DESC', ', ') AS kdesc,
@@ -984,7 +980,7 @@ BEGIN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
         PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
-        v_keys := pgshadow._chunk_sql(p_sub, false);
+        v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
             IF v_nkeys > 0 THEN
@@ -1978,7 +1974,7 @@ BEGIN
                 WHEN 'DELETE' THEN format('SELECT DISTINCT %s FROM pgshadow_old', v_keys)
                 ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END
                 || ') k';
-            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
+            EXECUTE pgshadow._chunk_sql(v_sub, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
               USING NULL::pg_snapshot, NULL::pg_snapshot, NULL::text[], NULL::integer;
             IF v_nkeys = 0 THEN
                 CONTINUE WHEN v_sql = '';

@@ -135,17 +135,19 @@ BEGIN
                   ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
                   ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
         p_tbl::oid, v_shadow, v_cols, v_types,
-        -- $1: the current generation (pgshadow.tracked.gen)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''I'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
+        -- $1: the current generation (pgshadow.tracked.gen). xid and time are
+        -- given, not left to the column defaults: planning the INSERT (every
+        -- statement: EXECUTE caches no plan) then need not load and parse them.
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''I'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
         -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'', $1 FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new'
+               ' UNION ALL SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
                v_shadow, v_list, v_list,
                (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
                (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''U'', $1 FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen) SELECT %s, ''D'', $1 FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen) VALUES (''T'', $1)', v_shadow));
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old', v_shadow, v_list, v_list),
+        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen, shadow_xid, shadow_at) VALUES (''T'', $1, pg_current_xact_id(), statement_timestamp())', v_shadow));
     RETURN NEXT;
 
     kind := 'trigger';

@@ -98,21 +98,15 @@ $$;
 -- $2 new snapshot, $3 last key of the previous chunk (text[]), $4 chunk size.
 -- p_keys_sql, when given, replaces the pending-keys query (sync mode reads the
 -- keys of the statement's transition tables).
-CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_copy boolean, p_keys_sql text DEFAULT NULL)
+CREATE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_keys_sql text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_copy THEN
-        format('WITH r AS MATERIALIZED (%s) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM r ORDER BY %s LIMIT 1), NULL::text[], (SELECT ARRAY[%s] FROM r), NULL::timestamptz[]',
-               pgshadow._rows_sql(p_sub, NULL, '$3', '$4'), klast, kdesc, cagg)
-    ELSE
-        format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
-               ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
-               ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
-               ' (SELECT array_agg(shadow_at) FROM k)',
-               coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
-               pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
-    END
+    SELECT format('WITH k AS MATERIALIZED (%s), r AS MATERIALIZED (%s)'
+                  ' SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM r),'
+                  ' (SELECT ARRAY[%s] FROM k ORDER BY %s LIMIT 1), (SELECT ARRAY[%s] FROM k), (SELECT ARRAY[%s] FROM r),'
+                  ' (SELECT array_agg(shadow_at) FROM k)',
+                  coalesce(p_keys_sql, pgshadow._keys_sql(p_sub.tbl, '$1', '$2', '$3', '$4', true)),
+                  pgshadow._rows_sql(p_sub, 'k', NULL, NULL), klast, kdesc, kagg, cagg)
     FROM (SELECT
             string_agg(quote_ident(c) || '::text', ', ') AS klast,
             string_agg(quote_ident(c) || ' DESC', ', ') AS kdesc,
@@ -317,7 +311,7 @@ BEGIN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
         PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
-        v_keys := pgshadow._chunk_sql(p_sub, false);
+        v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
             IF v_nkeys > 0 THEN

@@ -127,7 +127,7 @@ BEGIN
                 WHEN 'DELETE' THEN format('SELECT DISTINCT %s FROM pgshadow_old', v_keys)
                 ELSE format('SELECT %1$s FROM pgshadow_new UNION SELECT %1$s FROM pgshadow_old', v_keys) END
                 || ') k';
-            EXECUTE pgshadow._chunk_sql(v_sub, false, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
+            EXECUTE pgshadow._chunk_sql(v_sub, v_keys) INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at
               USING NULL::pg_snapshot, NULL::pg_snapshot, NULL::text[], NULL::integer;
             IF v_nkeys = 0 THEN
                 CONTINUE WHEN v_sql = '';
