@@ -138,9 +138,53 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('SELECT %I.dblink_exec(%L, $1)', pgshadow._dblink(), 'pgshadow') USING p_sql;
 EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+
+-- Sends SQL on the open target connection and returns at once, so the caller
+-- builds the next chunk while the target applies this one. At most one
+-- statement string is in flight: _remote_wait must collect it before the
+-- connection is used again.
+CREATE FUNCTION pgshadow._remote_send(p_sub pgshadow.subscription, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sent integer;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', pgshadow._dblink(), 'pgshadow') INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send the statements (connection lost?)' USING ERRCODE = 'connection_failure';
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+
+-- Waits until the statements _remote_send sent have run, collecting the
+-- result of each (a command status row, then an empty result at the end); a
+-- statement that failed raises its error here.
+CREATE FUNCTION pgshadow._remote_wait(p_sub pgshadow.subscription) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl name := pgshadow._dblink();
+    v_n   bigint;
+BEGIN
+    LOOP
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, 'pgshadow') INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+
+-- The error of a failed apply, naming table, destination and target.
+CREATE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
-        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
-        USING ERRCODE = SQLSTATE;
+        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+        USING ERRCODE = p_state;
 END
 $$;
 
@@ -260,12 +304,30 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM pgshadow.tracked t WHERE t.tbl = p_sub.tbl
 $$;
 
+-- Hands the next statements of a pipelined apply to the target: waits for
+-- the ones in flight (p_busy), if any, then sends these without waiting, so
+-- the source reads and renders the next chunk while the target applies this
+-- one. Returns true: something is in flight now.
+CREATE FUNCTION pgshadow._remote_pipe(p_sub pgshadow.subscription, p_sql text, p_busy boolean) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_busy THEN
+        PERFORM pgshadow._remote_wait(p_sub);
+    END IF;
+    PERFORM pgshadow._remote_send(p_sub, p_sql);
+    RETURN true;
+END
+$$;
+
 -- Ships one batch (the keys that became visible between p_old and p_new) or,
 -- with p_copy, the whole table, inside ONE remote transaction: first every
--- pending key is deleted (in chunks of p_chunk keys), then the current rows
--- are appended (in chunks of p_chunk rows, all read under one snapshot), so
--- the target passes through no state that breaks a unique constraint the
--- source keeps. A batch that fits in one chunk is one round trip. A batch
+-- pending key is deleted (in chunks of at most 20k keys), then the current
+-- rows are appended (in chunks of at most 20k rows, all read under one
+-- snapshot), so the target passes through no state that breaks a unique
+-- constraint the source keeps. Chunks are pipelined: the target applies one
+-- while the source reads and renders the next (dblink_send_query), so the
+-- two servers work at the same time. A batch that fits in one chunk is one
+-- round trip. A batch
 -- holding a TRUNCATE ships as TRUNCATE + full copy: right whatever order the
 -- batch's transactions committed in.
 CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
@@ -296,7 +358,11 @@ DECLARE
     v_cur    refcursor;
     v_done   boolean;
     v_first  boolean := true;
-    v_c      bigint;
+    v_busy   boolean := false;
+    -- rows (or keys) per statement sent: small enough that the target starts
+    -- applying early and the source's last chunk, which nothing overlaps, is short
+    -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
+    v_chunk  integer := least(p_chunk, 20000);
 BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -340,12 +406,12 @@ BEGIN
             (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
             (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
             v_tr.shadow, pgshadow._pending_where('$1', '$2'))
-          USING p_old, p_new, p_chunk;
+          USING p_old, p_new, v_chunk;
         LOOP
             FETCH v_cur INTO v_nkeys, v_karr;
             EXIT WHEN NOT FOUND;
             IF NOT v_first THEN
-                PERFORM pgshadow._remote(p_sub, v_buf);
+                v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
                 v_buf := '';
             END IF;
             v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, NULL);
@@ -368,13 +434,13 @@ BEGIN
                  ELSE format('SELECT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''',
                              (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
                              v_tr.shadow, pgshadow._pending_where('$1', '$2')) END,
-            NOT v_full AND keys < p_chunk)
-        USING p_old, p_new, p_chunk;
+            NOT v_full AND keys < v_chunk)
+        USING p_old, p_new, v_chunk;
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF NOT v_first THEN
-            PERFORM pgshadow._remote(p_sub, v_buf);
+            v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
@@ -382,6 +448,9 @@ BEGIN
         upserts := upserts + v_nrows;
     END LOOP;
     CLOSE v_cur;
+    IF v_busy THEN
+        PERFORM pgshadow._remote_wait(p_sub);
+    END IF;
     PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
 
     IF v_full THEN
