@@ -339,7 +339,13 @@ func TestCrossingExportsConverge(t *testing.T) {
 
 			done := make(chan error, 1)
 			go func() { _, err := exchangeErr(a, b); done <- err }()
-			time.Sleep(300 * time.Millisecond)
+			// a's apply is inside b (past b's gate) once it sleeps there; a
+			// fixed delay instead lets a loaded machine start b's export
+			// first, and then each side refuses the other (both retry later)
+			pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+				n := b.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+				return n > 0, "a's apply never reached b's slow trigger"
+			})
 			ba, errBA := exchangeErr(b, a)
 			if err := <-done; err != nil {
 				t.Fatalf("export a -> b: %s", describe(err))
