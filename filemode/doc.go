@@ -3,7 +3,9 @@
 // target (shadow_add_target(name, NULL)) over an ordinary client connection
 // and writes it as a batch directory; Import applies one batch directory to a
 // target database in one transaction. Neither needs file rights on a server,
-// nor pgshadow on the target.
+// nor pgshadow on the target. Ship does both at once where one client reaches
+// both databases: the batch streams from the source into the target with no
+// files, applied and recorded as Import would (see ship.go).
 //
 // # Batch directories
 //

@@ -72,23 +72,44 @@ func Export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (*ExportResult
 	if o.Dir == "" {
 		return nil, errors.New("no export directory given")
 	}
-	res, err := export(ctx, conn, o)
+	return recorded(ctx, conn, o.Target, "export", func() (*ExportResult, error) { return export(ctx, conn, o) })
+}
+
+// recorded runs a command's work on the source conn; if it fails, the cause
+// is recorded for the target's subscriptions (shown by shadow_status).
+func recorded[R any](ctx context.Context, conn *pgx.Conn, target, command string, work func() (*R, error)) (*R, error) {
+	res, err := work()
 	if err != nil {
 		// the concurrent export that won has just cleared last_error, rightly
 		if !errors.Is(err, errConcurrentExport) {
-			recordError(ctx, conn, o.Target, err)
+			recordError(ctx, conn, target, command, err)
 		}
 		return nil, err
 	}
 	return res, nil
 }
 
-func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportResult, err error) {
+// sourceRun is an open REPEATABLE READ transaction on the source that holds
+// every subscription of a file target locked, with their pending batches
+// read: the start of both an export and a ship.
+type sourceRun struct {
+	tx      pgx.Tx
+	m       *Manifest // source identity and target; Tables left to the caller
+	batches []batchRow
+}
+
+// openSource begins the source transaction of a run for target; on error
+// nothing is left open.
+func openSource(ctx context.Context, conn *pgx.Conn, target string) (_ *sourceRun, err error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) // after Commit a no-op
+	defer func() {
+		if err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
 	// search_path as in push mode: the batch SQL and any row filter resolve
 	// names the same way, and regclass text comes out schema-qualified.
 	if err := setLocal(ctx, tx, append([][2]string{{"search_path", "pg_catalog, pg_temp"}}, fixedSettings...)); err != nil {
@@ -96,17 +117,17 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 	}
 
 	var server *string
-	err = tx.QueryRow(ctx, "SELECT server::text FROM pgshadow.target WHERE name = $1", o.Target).Scan(&server)
+	err = tx.QueryRow(ctx, "SELECT server::text FROM pgshadow.target WHERE name = $1", target).Scan(&server)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return nil, fmt.Errorf("target %q does not exist (a file target is created with shadow_add_target('%s', NULL))", o.Target, o.Target)
+		return nil, fmt.Errorf("target %q does not exist (a file target is created with shadow_add_target('%s', NULL))", target, target)
 	case err != nil:
-		return nil, fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", o.Target, err)
+		return nil, fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", target, err)
 	case server != nil:
-		return nil, fmt.Errorf("target %q ships to foreign server %q, not to files; export it with SELECT shadow_export('%s')", o.Target, *server, o.Target)
+		return nil, fmt.Errorf("target %q ships to foreign server %q, not to files; export it with SELECT shadow_export('%s')", target, *server, target)
 	}
 
-	m := &Manifest{Format: Format, Target: o.Target, Encoding: "UTF8", Settings: map[string]string{}}
+	m := &Manifest{Format: Format, Target: target, Encoding: "UTF8", Settings: map[string]string{}}
 	for _, s := range fixedSettings {
 		m.Settings[s[0]] = s[1]
 	}
@@ -118,10 +139,35 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 		return nil, fmt.Errorf("read source identity: %w", err)
 	}
 
-	batches, err := readBatches(ctx, tx, o.Target)
+	batches, err := readBatches(ctx, tx, target)
 	if err != nil {
 		return nil, err
 	}
+	return &sourceRun{tx: tx, m: m, batches: batches}, nil
+}
+
+// done moves the watermark of every table shipped (pgshadow.file_done) and
+// commits: the batches are acknowledged.
+func (s *sourceRun) done(ctx context.Context) error {
+	for _, t := range s.m.Tables {
+		n := t.Keys
+		if t.FullCopy {
+			n = t.Rows
+		}
+		if _, err := s.tx.Exec(ctx, "SELECT pgshadow.file_done($1, $2::pg_snapshot, $3)", t.SubID, t.NewSnapshot, n); err != nil {
+			return fmt.Errorf("mark batch %d of %s shipped: %w", t.BatchNo, t.SourceTable, err)
+		}
+	}
+	return s.tx.Commit(ctx)
+}
+
+func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportResult, err error) {
+	src, err := openSource(ctx, conn, o.Target)
+	if err != nil {
+		return nil, err
+	}
+	defer src.tx.Rollback(context.WithoutCancel(ctx)) // after Commit a no-op
+	m, batches := src.m, src.batches
 	res = &ExportResult{Manifest: m}
 	if len(batches) == 0 {
 		return res, nil
@@ -202,17 +248,8 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 			return nil, err
 		}
 	}
-	for _, t := range m.Tables {
-		n := t.Keys
-		if t.FullCopy {
-			n = t.Rows
-		}
-		if _, err := tx.Exec(ctx, "SELECT pgshadow.file_done($1, $2::pg_snapshot, $3)", t.SubID, t.NewSnapshot, n); err != nil {
-			return nil, fmt.Errorf("mark batch %d of %s written: %w", t.BatchNo, t.SourceTable, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit after writing %s (watermarks not moved; the next export ships these changes again): %w", final, err)
+	if err := src.done(ctx); err != nil {
+		return nil, fmt.Errorf("acknowledge %s (watermarks not moved; the next export ships these changes again): %w", final, err)
 	}
 	return res, nil
 }
@@ -255,34 +292,26 @@ func batchesError(target string, err error) error {
 	return fmt.Errorf("read batches of target %q: %w", target, err)
 }
 
-// writeTable writes one table's files into dir; nil means nothing was
-// pending (and nothing is left in dir).
-func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, progress io.Writer) (*Table, error) {
-	t := &Table{SubID: b.subID, SourceTable: b.tbl, DestSchema: b.destSchema, DestTable: b.destTable, Dest: b.dest,
+// table is b's manifest entry, before anything is counted.
+func (b batchRow) table() Table {
+	return Table{SubID: b.subID, SourceTable: b.tbl, DestSchema: b.destSchema, DestTable: b.destTable, Dest: b.dest,
 		BatchNo: b.batchNo, OldSnapshot: b.oldSnap, NewSnapshot: b.newSnap, FullCopy: b.fullCopy}
-	if !b.fullCopy {
-		if b.keysSQL == nil {
-			return nil, errors.New("file_batches returned no keys query for an incremental batch")
-		}
-		f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.keys", b.subID)),
-			"COPY ("+*b.keysSQL+") TO STDOUT", newMeter(progress, "export "+b.tbl+" keys"))
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, os.Remove(filepath.Join(dir, f.Name))
-		}
-		t.Keys = n
-		t.Files.Keys = &f
-	}
-	f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.rows", b.subID)),
-		"COPY ("+b.rowsSQL+") TO STDOUT", newMeter(progress, "export "+b.tbl+" rows"))
-	if err != nil {
-		return nil, err
-	}
-	t.Rows = n
-	t.Files.Rows = f
+}
 
+// keysCopy is the COPY that reads the changed keys of an incremental batch,
+// in key order; rowsCopy reads their current rows (all rows for a full
+// copy), in the order columns lists them.
+func (b batchRow) keysCopy() (string, error) {
+	if b.keysSQL == nil {
+		return "", errors.New("file_batches returned no keys query for an incremental batch")
+	}
+	return "COPY (" + *b.keysSQL + ") TO STDOUT", nil
+}
+
+func (b batchRow) rowsCopy() string { return "COPY (" + b.rowsSQL + ") TO STDOUT" }
+
+// columns lists the shipped columns with their key positions.
+func (b batchRow) columns() ([]Column, error) {
 	if len(b.cols) != len(b.colTypes) || len(b.keyCols) != len(b.keyTypes) {
 		return nil, errors.New("file_batches returned column and type lists of different lengths")
 	}
@@ -297,6 +326,41 @@ func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, pro
 	if _, err := keyColumns(cols); err != nil {
 		return nil, fmt.Errorf("shipped columns %v do not hold the key %v: %w", b.cols, b.keyCols, err)
 	}
+	return cols, nil
+}
+
+// writeTable writes one table's files into dir; nil means nothing was
+// pending (and nothing is left in dir).
+func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, progress io.Writer) (*Table, error) {
+	t := b.table()
+	if !b.fullCopy {
+		sql, err := b.keysCopy()
+		if err != nil {
+			return nil, err
+		}
+		f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.keys", b.subID)),
+			sql, newMeter(progress, "export "+b.tbl+" keys"))
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, os.Remove(filepath.Join(dir, f.Name))
+		}
+		t.Keys = n
+		t.Files.Keys = &f
+	}
+	f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.rows", b.subID)),
+		b.rowsCopy(), newMeter(progress, "export "+b.tbl+" rows"))
+	if err != nil {
+		return nil, err
+	}
+	t.Rows = n
+	t.Files.Rows = f
+
+	cols, err := b.columns()
+	if err != nil {
+		return nil, err
+	}
 	f, err = writeMetered(filepath.Join(dir, fmt.Sprintf("%d.columns", b.subID)), func(w io.Writer) error {
 		return writeColumns(w, cols)
 	})
@@ -304,7 +368,7 @@ func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, pro
 		return nil, err
 	}
 	t.Files.Columns = f
-	return t, nil
+	return &t, nil
 }
 
 // copyToFile streams the output of a COPY ... TO STDOUT into a new file and
@@ -448,14 +512,14 @@ func setLocal(ctx context.Context, tx pgx.Tx, settings [][2]string) error {
 	return nil
 }
 
-// recordError stores why an export failed in the subscriptions' last_error
+// recordError stores why an export or ship failed in the subscriptions' last_error
 // (shown by shadow_status). The failed transaction rolled back, so this runs
 // in a transaction of its own; it is best effort.
-func recordError(ctx context.Context, conn *pgx.Conn, target string, cause error) {
+func recordError(ctx context.Context, conn *pgx.Conn, target, command string, cause error) {
 	if conn.IsClosed() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, _ = conn.Exec(ctx, "SELECT pgshadow._record_error($1, $2)", target, "pgshadow export: "+cause.Error())
+	_, _ = conn.Exec(ctx, "SELECT pgshadow._record_error($1, $2)", target, "pgshadow "+command+": "+cause.Error())
 }

@@ -112,35 +112,91 @@ func Import(ctx context.Context, conn *pgx.Conn, o ImportOptions) (*ImportResult
 	if err != nil {
 		return nil, err
 	}
+	tx, err := openDest(ctx, conn, m.Source.Origin)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	res := &ImportResult{Manifest: m}
+	if res.Tables, err = decideAll(ctx, tx, m.Source.ID(), m.Tables, manifestSHA); err != nil {
+		return nil, err
+	}
+	for i, t := range m.Tables {
+		r := &res.Tables[i]
+		if r.Outcome != Applied {
+			continue
+		}
+		load := func(file File, sql, what string) (int64, error) {
+			return copyFromFile(ctx, conn, filepath.Join(o.Dir, file.Name), file, sql, newMeter(o.Progress, "import "+t.Dest+" "+what))
+		}
+		keys := ""
+		if !t.FullCopy {
+			if keys, _, err = loadKeys(ctx, tx, i, t, cols[i], func(sql string) (int64, error) {
+				return load(*t.Files.Keys, sql, "keys")
+			}); err != nil {
+				return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
+			}
+		}
+		if err := applyRows(ctx, tx, t, cols[i], keys, func(sql string) (int64, error) {
+			return load(t.Files.Rows, sql, "rows")
+		}, r); err != nil {
+			return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
+		}
+		if err := recordApplied(ctx, tx, m.Source.ID(), t, manifestSHA, filepath.Base(filepath.Clean(o.Dir))); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return res, nil
+}
+
+// openDest begins the destination transaction of an import or a ship: the
+// settings COPY text is read under, the bookkeeping table, and the lock
+// that makes runs into one database take turns.
+func openDest(ctx context.Context, conn *pgx.Conn, origin string) (_ pgx.Tx, err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
 	// The origin marks this session's writes as replicated, so a target
 	// that tracks the table itself does not capture them again.
-	settings := append([][2]string{{"search_path", "pg_catalog, pg_temp"}, {"pgshadow.origin", m.Source.Origin}}, fixedSettings...)
+	settings := append([][2]string{{"search_path", "pg_catalog, pg_temp"}, {"pgshadow.origin", origin}}, fixedSettings...)
 	if err := setLocal(ctx, tx, settings); err != nil {
 		return nil, err
 	}
 	if err := ensureBookkeeping(ctx, tx); err != nil {
 		return nil, err
 	}
-	// One import at a time per target database: each decides on what the
+	// One run at a time per target database: each decides on what the
 	// previous one committed.
 	if _, err := tx.Exec(ctx, "LOCK TABLE pgshadow_import.batches IN SHARE ROW EXCLUSIVE MODE"); err != nil {
 		return nil, fmt.Errorf("lock pgshadow_import.batches: %w", err)
 	}
+	return tx, nil
+}
 
-	res := &ImportResult{Manifest: m}
+// decideAll decides every table's batch against what the destination
+// applied last; one result per table, or a RefusedError naming every
+// refusal. runID identifies the run (the manifest's sha256 for a batch
+// directory).
+func decideAll(ctx context.Context, tx pgx.Tx, sourceID string, tables []Table, runID string) ([]TableResult, error) {
+	var out []TableResult
 	var refusals []string
 	var firstRefusal *RefusedError
-	for _, t := range m.Tables {
-		prev, err := lastApplied(ctx, tx, m.Source.ID(), t.Dest)
+	for _, t := range tables {
+		prev, err := lastApplied(ctx, tx, sourceID, t.Dest)
 		if err != nil {
 			return nil, err
 		}
-		outcome, reason := decide(prev, t, manifestSHA)
+		outcome, reason := decide(prev, t, runID)
 		if reason != "" {
 			r := &RefusedError{Dest: t.Dest, BatchNo: t.BatchNo, Reason: reason}
 			if firstRefusal == nil {
@@ -149,7 +205,7 @@ func Import(ctx context.Context, conn *pgx.Conn, o ImportOptions) (*ImportResult
 			refusals = append(refusals, fmt.Sprintf("%s batch %d: %s", t.Dest, t.BatchNo, reason))
 			continue
 		}
-		res.Tables = append(res.Tables, TableResult{Dest: t.Dest, BatchNo: t.BatchNo, Outcome: outcome, FullCopy: t.FullCopy})
+		out = append(out, TableResult{Dest: t.Dest, BatchNo: t.BatchNo, Outcome: outcome, FullCopy: t.FullCopy})
 	}
 	if len(refusals) == 1 {
 		return nil, firstRefusal
@@ -157,32 +213,23 @@ func Import(ctx context.Context, conn *pgx.Conn, o ImportOptions) (*ImportResult
 		return nil, &RefusedError{Dest: firstRefusal.Dest, BatchNo: firstRefusal.BatchNo,
 			Reason: firstRefusal.Reason + " (also: " + strings.Join(refusals[1:], "; ") + ")"}
 	}
+	return out, nil
+}
 
-	for i, t := range m.Tables {
-		r := &res.Tables[i]
-		if r.Outcome != Applied {
-			continue
-		}
-		if err := applyTable(ctx, conn, tx, o, i, t, cols[i], r); err != nil {
-			return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO pgshadow_import.batches AS b
-		        (source_id, dest, batch_no, manifest_sha256, applied_at, sub_id, old_snapshot, new_snapshot, batch_dir)
-		        VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8)
-		        ON CONFLICT (source_id, dest) DO UPDATE SET batch_no = EXCLUDED.batch_no,
-		          manifest_sha256 = EXCLUDED.manifest_sha256, applied_at = EXCLUDED.applied_at,
-		          sub_id = EXCLUDED.sub_id, old_snapshot = EXCLUDED.old_snapshot,
-		          new_snapshot = EXCLUDED.new_snapshot, batch_dir = EXCLUDED.batch_dir`,
-			m.Source.ID(), t.Dest, t.BatchNo, manifestSHA, t.SubID, t.OldSnapshot, t.NewSnapshot,
-			filepath.Base(filepath.Clean(o.Dir)))
-		if err != nil {
-			return nil, fmt.Errorf("record batch %d of %s: %w", t.BatchNo, t.Dest, err)
-		}
+// recordApplied notes t as the last batch applied to its destination table.
+func recordApplied(ctx context.Context, tx pgx.Tx, sourceID string, t Table, runID, batchDir string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO pgshadow_import.batches AS b
+	        (source_id, dest, batch_no, manifest_sha256, applied_at, sub_id, old_snapshot, new_snapshot, batch_dir)
+	        VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8)
+	        ON CONFLICT (source_id, dest) DO UPDATE SET batch_no = EXCLUDED.batch_no,
+	          manifest_sha256 = EXCLUDED.manifest_sha256, applied_at = EXCLUDED.applied_at,
+	          sub_id = EXCLUDED.sub_id, old_snapshot = EXCLUDED.old_snapshot,
+	          new_snapshot = EXCLUDED.new_snapshot, batch_dir = EXCLUDED.batch_dir`,
+		sourceID, t.Dest, t.BatchNo, runID, t.SubID, t.OldSnapshot, t.NewSnapshot, batchDir)
+	if err != nil {
+		return fmt.Errorf("record batch %d of %s: %w", t.BatchNo, t.Dest, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	return res, nil
+	return nil
 }
 
 // decide says whether batch t may be applied after prev (nil: nothing
@@ -332,41 +379,65 @@ func lastApplied(ctx context.Context, tx pgx.Tx, sourceID, dest string) (*applie
 	return &a, nil
 }
 
-// applyTable applies one table's batch inside tx; r receives the counts.
-func applyTable(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, o ImportOptions, i int, t Table, cols []Column, r *TableResult) error {
+// copyIn runs one COPY ... FROM STDIN on the destination, feeding it a
+// table's keys or rows from wherever they come (a file, a source COPY);
+// it returns the rows loaded.
+type copyIn func(sql string) (int64, error)
+
+// loadKeys loads the changed keys of incremental batch t (the i-th table of
+// the run) into a temporary table inside tx and returns its name and the
+// number of keys.
+func loadKeys(ctx context.Context, tx pgx.Tx, i int, t Table, cols []Column, load copyIn) (string, int64, error) {
+	keys, err := keyColumns(cols)
+	if err != nil {
+		return "", 0, err
+	}
+	dest := pgx.Identifier{t.DestSchema, t.DestTable}.Sanitize()
+	tmp := pgx.Identifier{"pg_temp", fmt.Sprintf("pgshadow_import_keys_%d", i)}.Sanitize()
+	names := make([]string, len(keys))
+	for j, k := range keys {
+		names[j] = pgx.Identifier{k.Name}.Sanitize()
+	}
+	// The key table takes the destination's key column types and
+	// collations, so keys parse and compare exactly as the rows do (the
+	// source's types may differ, e.g. int shipped into bigint, and carry no
+	// collation).
+	create := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
+		tmp, strings.Join(names, ", "), dest)
+	if _, err := tx.Exec(ctx, create); err != nil {
+		return "", 0, fmt.Errorf("create key table: %w", err)
+	}
+	n, err := load(fmt.Sprintf("COPY %s (%s) FROM STDIN", tmp, strings.Join(names, ", ")))
+	if err != nil {
+		return "", 0, fmt.Errorf("load keys: %w", err)
+	}
+	// the planner has no idea how many keys there are otherwise
+	if _, err := tx.Exec(ctx, "ANALYZE "+tmp); err != nil {
+		return "", 0, err
+	}
+	return tmp, n, nil
+}
+
+// applyRows applies batch t inside tx once its keys are in keyTable (""
+// for a full copy): deletes the changed keys (a full copy truncates), then
+// appends the current rows; r receives the counts.
+func applyRows(ctx context.Context, tx pgx.Tx, t Table, cols []Column, keyTable string, load copyIn, r *TableResult) error {
 	dest := pgx.Identifier{t.DestSchema, t.DestTable}.Sanitize()
 	if t.FullCopy {
 		if _, err := tx.Exec(ctx, "TRUNCATE "+dest); err != nil {
 			return err
 		}
 	} else {
-		keys, _ := keyColumns(cols) // checked by verifyFiles
-		tmp := pgx.Identifier{"pg_temp", fmt.Sprintf("pgshadow_import_keys_%d", i)}.Sanitize()
-		names := make([]string, len(keys))
+		keys, err := keyColumns(cols)
+		if err != nil {
+			return err
+		}
 		match := make([]string, len(keys))
 		for j, k := range keys {
 			name := pgx.Identifier{k.Name}.Sanitize()
-			names[j] = name
 			match[j] = "d." + name + " = k." + name
 		}
-		// The key table takes the destination's key column types and
-		// collations, so keys parse and compare exactly as the rows do
-		// (the source's types in the columns file may differ, e.g. int
-		// shipped into bigint, and carry no collation).
-		create := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA",
-			tmp, strings.Join(names, ", "), dest)
-		if _, err := tx.Exec(ctx, create); err != nil {
-			return fmt.Errorf("create key table: %w", err)
-		}
-		if _, err := copyFromFile(ctx, conn, filepath.Join(o.Dir, t.Files.Keys.Name), *t.Files.Keys,
-			fmt.Sprintf("COPY %s (%s) FROM STDIN", tmp, strings.Join(names, ", ")), newMeter(o.Progress, "import "+t.Dest+" keys")); err != nil {
-			return fmt.Errorf("load keys: %w", err)
-		}
-		// the planner has no idea how many keys there are otherwise
-		if _, err := tx.Exec(ctx, "ANALYZE "+tmp); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s d USING %s k WHERE %s", dest, tmp, strings.Join(match, " AND ")))
+		tag, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s d USING %s k WHERE %s", dest, keyTable, strings.Join(match, " AND ")))
 		if err != nil {
 			return fmt.Errorf("delete changed keys: %w", err)
 		}
@@ -376,8 +447,7 @@ func applyTable(ctx context.Context, conn *pgx.Conn, tx pgx.Tx, o ImportOptions,
 	for j, c := range cols {
 		names[j] = pgx.Identifier{c.Name}.Sanitize()
 	}
-	n, err := copyFromFile(ctx, conn, filepath.Join(o.Dir, t.Files.Rows.Name), t.Files.Rows,
-		fmt.Sprintf("COPY %s (%s) FROM STDIN", dest, strings.Join(names, ", ")), newMeter(o.Progress, "import "+t.Dest+" rows"))
+	n, err := load(fmt.Sprintf("COPY %s (%s) FROM STDIN", dest, strings.Join(names, ", ")))
 	if err != nil {
 		return fmt.Errorf("load rows: %w", err)
 	}

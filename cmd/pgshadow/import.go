@@ -54,15 +54,20 @@ func runImport(ctx context.Context, args []string) error {
 		fmt.Printf("applied %s (source %s, database %s)\n", *dir, res.Manifest.Source.SystemIdentifier, res.Manifest.Source.Database)
 	}
 	for _, t := range res.Tables {
-		what := t.Outcome
-		switch {
-		case t.Outcome != filemode.Applied:
-		case t.FullCopy:
-			what = fmt.Sprintf("full copy: %d rows", t.Inserted)
-		default:
-			what = fmt.Sprintf("%d rows deleted by key, %d rows written", t.Deleted, t.Inserted)
-		}
-		fmt.Printf("  %s  batch %d: %s\n", t.Dest, t.BatchNo, what)
+		fmt.Printf("  %s  batch %d: %s\n", t.Dest, t.BatchNo, appliedText(t))
 	}
 	return nil
+}
+
+// appliedText says what the target did with one table's batch (import and
+// ship print it alike).
+func appliedText(r filemode.TableResult) string {
+	switch {
+	case r.Outcome != filemode.Applied:
+		return r.Outcome
+	case r.FullCopy:
+		return fmt.Sprintf("full copy: %d rows", r.Inserted)
+	default:
+		return fmt.Sprintf("%d rows deleted by key, %d rows written", r.Deleted, r.Inserted)
+	}
 }

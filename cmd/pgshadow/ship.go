@@ -1,0 +1,66 @@
+// `pgshadow ship`: moves the pending batch of a file target straight from the
+// source database into the target database, streaming, with no files (see
+// filemode.Ship); the same batches and bookkeeping as export followed by
+// import.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/pgshadow/pgshadow/filemode"
+)
+
+func init() {
+	register("ship", "stream the pending changes of a file target into a target database, without files", runShip)
+}
+
+func runShip(ctx context.Context, args []string) error {
+	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME")
+	source := fs.String("source", "", "source database: "+dsnHelp)
+	dest := fs.String("dest", "", "target database, where the batch is applied: connection string or URL (PG* environment variables fill in the rest)")
+	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *target == "" || *dest == "" {
+		return errors.New("-target and -dest are required (pgshadow ship -h)")
+	}
+	src, err := connectDB(ctx, *source)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer src.Close(context.WithoutCancel(ctx))
+	dst, err := connectDB(ctx, *dest)
+	if err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	defer dst.Close(context.WithoutCancel(ctx))
+	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: os.Stderr})
+	if err != nil {
+		return oneLine(err)
+	}
+	m := res.Manifest
+	if len(m.Tables) == 0 {
+		fmt.Printf("nothing pending for target %q: nothing shipped\n", *target)
+	} else {
+		fmt.Printf("shipped target %q (source %s, database %s) to database %s\n",
+			*target, m.Source.SystemIdentifier, m.Source.Database, dst.Config().Database)
+	}
+	for i, t := range m.Tables {
+		what := appliedText(res.Tables[i])
+		if res.Tables[i].Outcome == filemode.Applied && !t.FullCopy {
+			what = fmt.Sprintf("%d changed keys, %s", t.Keys, what)
+		}
+		fmt.Printf("  %s -> %s  batch %d: %s\n", t.SourceTable, t.Dest, t.BatchNo, what)
+	}
+	for _, tbl := range res.Unchanged {
+		fmt.Printf("  %s: nothing pending\n", tbl)
+	}
+	return nil
+}
