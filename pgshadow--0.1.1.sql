@@ -676,8 +676,8 @@ $$;
 -- extra_float_digits 3, bytea_output hex) and are parsed by the same type's
 -- input function on the target under the same settings, so they round-trip
 -- exactly whatever either server's defaults are. Rows go column by column as
--- text arrays, so one statement of a few literals carries a whole batch: one
--- round trip per batch, no per-row statements.
+-- text arrays, so one statement of a few literals carries a whole chunk (up to
+-- 20k keys or rows), no per-row statements; chunks are pipelined (see _ship).
 
 -- Rows whose transaction is visible in p_new but not in p_old (SQL text over
 -- two snapshot expressions). The xid range lets the shadow_xid index serve it.
