@@ -309,15 +309,7 @@ BEGIN
         IF v_pending > p_batch_size AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
-            EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T'') k',
-                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
-               INTO v_pending USING v_sub.snapshot, v_new;
-        END IF;
-        IF v_pending > p_batch_size AND NOT EXISTS (
-               SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
-                  AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
-            -- cut where the backlog passes the cap; one larger transaction goes alone, chunked
+            -- where the backlog passes the cap; one larger transaction goes alone, chunked
             EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
                            ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
                            ' row_number() OVER (ORDER BY shadow_xid) AS rn'
@@ -328,8 +320,16 @@ BEGIN
             IF v_first THEN
                 v_bound := (v_bound::text::numeric + 1)::text::xid8;
             END IF;
+            -- a cut that leaves something for later, only if the distinct
+            -- keys pass the cap too (counted last: it reads the whole backlog)
             IF v_bound < pg_snapshot_xmax(v_new) THEN
-                v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+                EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T'') k',
+                               (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                               v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+                   INTO v_pending USING v_sub.snapshot, v_new;
+                IF v_pending > p_batch_size THEN
+                    v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+                END IF;
             END IF;
         END IF;
         v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, p_batch_size);

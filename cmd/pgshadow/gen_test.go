@@ -29,7 +29,8 @@ func TestGenPrintsTheTrackingAndExportSQLAndChangesNothing(t *testing.T) {
 		`CREATE TRIGGER pgshadow_capture_upd AFTER UPDATE ON public."Orders" REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new FOR EACH STATEMENT`,
 		`GROUP BY region, id ORDER BY region, id`,
 		`WHERE (id > 0) AND (t.region, t.id) IN`,
-		`INSERT INTO public."Orders" (region, id) OVERRIDING SYSTEM VALUE SELECT r.region::text, r.id::integer`,
+		`DELETE FROM public."Orders" d USING unnest($s${...}$s$::text[], $s${...}$s$::integer[]) AS k(region, id) WHERE d.region = k.region AND d.id = k.id;`,
+		`INSERT INTO public."Orders" (region, id) OVERRIDING SYSTEM VALUE SELECT unnest($s${...}$s$::text[]), unnest($s${...}$s$::integer[]);`,
 		`SELECT shadow_resync('files', '"Orders"')`,
 	} {
 		if !strings.Contains(plan, want) {

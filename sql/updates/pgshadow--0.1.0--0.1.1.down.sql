@@ -1,6 +1,32 @@
 -- pgshadow 0.1.1 -> 0.1.0 (golang-migrate down step): back to one
--- synchronous round trip per chunk. _ship and _remote are copies of their
--- 0.1.0 versions; the asynchronous helpers go.
+-- synchronous round trip per chunk. The functions 0.1.1 changed are copies of
+-- their 0.1.0 versions; the ones it added go.
+
+-- The statements that apply one chunk on a target: delete the keys (one text
+-- array literal per key column), then append the rows (one per shipped
+-- column), each value cast to its source type and so parsed by the target's
+-- input function. The target maps columns by name, so it may order them
+-- differently or have more (those get their defaults).
+CREATE OR REPLACE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                    p_keys text[], p_rows text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
+               format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(pgshadow._dollar(a) || '::text[]', ', ') FROM unnest(p_keys) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
+                   (SELECT string_agg(format('d.%1$I = k.%1$I::%2$s', c, t), ' AND ')
+                      FROM unnest(p_tr.key_cols, p_tr.key_types) AS u(c, t)))
+           END
+        || CASE WHEN p_rows IS NULL THEN '' ELSE
+               format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM unnest(%s) AS r(%s);',
+                   p_sub.dest_schema, p_sub.dest_table,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
+                   (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_sub.columns, p_types) AS u(c, t)),
+                   (SELECT string_agg(pgshadow._dollar(a) || '::text[]', ', ') FROM unnest(p_rows) a),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_sub.columns) c))
+           END
+$$;
 
 -- Runs SQL on the open target connection, naming target and table on failure.
 CREATE OR REPLACE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
@@ -146,7 +172,95 @@ BEGIN
 END
 $$;
 
+-- Ships every pending batch of one subscription over the open target
+-- connection. Each batch is one remote transaction; the watermark moves only
+-- after its batch committed on the target, so a failure resends, never loses.
+-- A backlog over p_batch_size is cut at a transaction boundary into several
+-- batches, each with a snapshot of its own (pgshadow._snapshot_between).
+CREATE OR REPLACE FUNCTION pgshadow._export_sub(p_id bigint, p_batch_size integer,
+    OUT tbl regclass, OUT dest text, OUT batches integer, OUT keys bigint, OUT upserts bigint,
+    OUT deletes bigint, OUT truncated boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub     pgshadow.subscription := pgshadow._lock_subscription(p_id);
+    v_tr      pgshadow.tracked;
+    v_new     pg_snapshot;
+    v_to      pg_snapshot;
+    v_pending bigint;
+    v_bound   xid8;
+    v_first   boolean;
+    v_r       record;
+BEGIN
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
+    tbl := v_sub.tbl;
+    dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
+    batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    LOOP
+        v_new := pgshadow._snapshot();
+        EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
+                       pgshadow._pending_where('$1', '$2'))
+           INTO v_pending USING v_sub.snapshot, v_new;
+        IF v_pending = 0 THEN
+            -- nothing to ship: still move the watermark so purges can proceed
+            PERFORM pgshadow._advance(p_id, v_new, 0, 0);
+            EXIT;
+        END IF;
+        v_to := v_new;
+        -- A cut is not a real snapshot (a later xid may have committed first),
+        -- so the target would pass through a state the source never had; that
+        -- is harmless unless a unique constraint other than the key forbids it.
+        -- Cutting also ships a key again in every part it changed in, so it is
+        -- only done when the backlog's distinct keys, not just its changes,
+        -- pass the cap: 100k keys changed 10 times each stay one net batch.
+        IF v_pending > p_batch_size AND NOT EXISTS (
+               SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
+                  AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT DISTINCT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T'') k',
+                           (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+               INTO v_pending USING v_sub.snapshot, v_new;
+        END IF;
+        IF v_pending > p_batch_size AND NOT EXISTS (
+               SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
+                  AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
+            -- cut where the backlog passes the cap; one larger transaction goes alone, chunked
+            EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
+                           ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
+                           ' row_number() OVER (ORDER BY shadow_xid) AS rn'
+                           ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
+                           ' WHERE cum > $3 ORDER BY x LIMIT 1',
+                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+               INTO v_bound, v_first USING v_sub.snapshot, v_new, p_batch_size;
+            IF v_first THEN
+                v_bound := (v_bound::text::numeric + 1)::text::xid8;
+            END IF;
+            IF v_bound < pg_snapshot_xmax(v_new) THEN
+                v_to := pgshadow._snapshot_between(v_sub.snapshot, v_new, v_bound);
+            END IF;
+        END IF;
+        v_r := pgshadow._ship(v_sub, v_sub.snapshot, v_to, false, p_batch_size);
+        IF v_r.conflicts > 0 AND v_sub.on_conflict = 'error' THEN
+            -- the target applied what did not conflict and logged the rest; the
+            -- watermark stays until an operator resolves them
+            RAISE EXCEPTION 'pgshadow: % conflict(s) shipping % to target "%" (on_conflict => error)',
+                v_r.conflicts, v_sub.tbl, v_sub.target
+                USING ERRCODE = 'serialization_failure',
+                      HINT = 'See shadow_conflicts on the target; resolve the rows, or shadow_skip() one side.';
+        END IF;
+        PERFORM pgshadow._advance(p_id, v_to, v_r.keys, 1);
+        v_sub.snapshot := v_to;
+        batches := batches + 1;
+        keys := keys + v_r.keys;
+        upserts := upserts + v_r.upserts;
+        deletes := deletes + v_r.deletes;
+        truncated := truncated OR v_r.truncated;
+        EXIT WHEN v_to::text = v_new::text;
+    END LOOP;
+END
+$$;
+
 DROP FUNCTION pgshadow._remote_pipe(pgshadow.subscription, text, boolean);
 DROP FUNCTION pgshadow._remote_wait(pgshadow.subscription);
 DROP FUNCTION pgshadow._remote_send(pgshadow.subscription, text);
 DROP FUNCTION pgshadow._remote_failed(pgshadow.subscription, text, text);
+DROP FUNCTION pgshadow._array_of(text);

@@ -38,11 +38,12 @@ func NewDBWithExtension(t testing.TB, s *pgserver.Server) *pgtest.DB {
 // updates it to the default version.
 func InstallVersionAndUpdate(t testing.TB, db *pgtest.DB, from string) {
 	t.Helper()
-	db.Exec(t, "CREATE EXTENSION pgshadow VERSION "+quoteLiteral(from)+" CASCADE")
+	db.Exec(t, "CREATE EXTENSION pgshadow VERSION "+Literal(from)+" CASCADE")
 	db.Exec(t, "ALTER EXTENSION pgshadow UPDATE")
 }
 
-func quoteLiteral(s string) string {
+// Literal quotes s as an SQL string literal.
+func Literal(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 

@@ -275,3 +275,55 @@ func TestEveryMigrationDownStepRestoresThePreviousVersion(t *testing.T) {
 		}
 	}
 }
+
+// An update keeps the work in flight: a table tracked and subscribed under an
+// older version, with changes pending and a watermark, ships exactly those
+// changes after ALTER EXTENSION pgshadow UPDATE (through the new version's
+// export), and keeps capturing afterwards.
+func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
+	root := install.RepoRoot(t)
+	vs := install.ReadVersions(t, root)
+	older := 0
+	for _, from := range vs.Full {
+		if from == vs.Current {
+			continue
+		}
+		older++
+		t.Run("from_"+from, func(t *testing.T) {
+			s := pgtest.Server("source")
+			src, dst := pgtest.NewDB(t, s), pgtest.NewDB(t, s)
+			src.Exec(t, "CREATE EXTENSION pgshadow VERSION "+install.Literal(from)+" CASCADE")
+			src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
+				install.Literal(s.Host), install.Literal(fmt.Sprint(s.Port)), install.Literal(dst.Name)))
+			src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
+				install.Literal(s.User), install.Literal(s.Password)))
+			const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
+			src.Exec(t, ddl)
+			dst.Exec(t, ddl)
+			src.Exec(t, `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 30000) g;
+				SELECT shadow_add_target('t1', 'tgt'); SELECT shadow_subscribe('t1', 't')`)
+			// pending under the old version: more than one chunk of updates, and deletes
+			src.Exec(t, "UPDATE t SET v = 'old version' WHERE id <= 25000; DELETE FROM t WHERE id > 29000")
+			watermark := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription")
+
+			src.Exec(t, "ALTER EXTENSION pgshadow UPDATE")
+			if got := install.ExtVersion(t, src); got != vs.Current {
+				t.Fatalf("after ALTER EXTENSION pgshadow UPDATE from %s: version %s, want %s", from, got, vs.Current)
+			}
+			if got := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription"); got != watermark {
+				t.Fatalf("the update moved the watermark from %s to %s", watermark, got)
+			}
+			if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 26000 {
+				t.Errorf("first export after the update shipped %d keys, want the 26000 pending from before it", n)
+			}
+			src.Exec(t, "UPDATE t SET v = 'new version' WHERE id % 1000 = 0")
+			if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 29 {
+				t.Errorf("export of changes made after the update shipped %d keys, want 29", n)
+			}
+			pgtest.AssertSameRows(t, src, "t", dst, "t")
+		})
+	}
+	if older == 0 {
+		t.Skip("no older version in the repository: nothing to update from")
+	}
+}
