@@ -6,6 +6,7 @@
 package replication
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -73,4 +74,33 @@ func TestChunkFailingOnTargetFailsTheWholeBatch(t *testing.T) {
 		t.Errorf("export after the fix shipped %d keys / %d rows, want the whole batch of 50000", res.Keys, res.Upserts)
 	}
 	p.Same(t, "tbl", "tbl")
+}
+
+// A large batch reads its rows with nested loops off (one hash join beats a
+// probe per key); the setting must not outlive that read, or every later
+// query of the caller's transaction is planned without nested loops.
+func TestExportLeavesPlannerSettingsAsTheyWere(t *testing.T) {
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v int)",
+		"INSERT INTO tbl SELECT g, 0 FROM generate_series(1, 30000) g")
+	p.Src.Exec(t, "ANALYZE tbl; UPDATE tbl SET v = 1")
+	ctx := context.Background()
+	tx, err := p.Src.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var keys int64
+	var nestloop string
+	if err := tx.QueryRow(ctx, "SELECT keys FROM shadow_export($1)", targetName).Scan(&keys); err != nil {
+		t.Fatalf("export: %s", describe(err))
+	}
+	if err := tx.QueryRow(ctx, "SELECT current_setting('enable_nestloop')").Scan(&nestloop); err != nil {
+		t.Fatal(err)
+	}
+	if keys != 30000 {
+		t.Fatalf("scenario broken: export shipped %d keys, want a batch of all 30000", keys)
+	}
+	if nestloop != "on" {
+		t.Errorf("after shadow_export in a transaction, enable_nestloop is %q there, want it left on", nestloop)
+	}
 }
