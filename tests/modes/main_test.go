@@ -9,7 +9,6 @@ package modes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshadow/pgshadow/tests/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -124,20 +122,8 @@ func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-// describe renders an error with the server's SQLSTATE, detail, hint and context.
-func describe(err error) string {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return err.Error()
-	}
-	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
-	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
-		if f[1] != "" {
-			s += "\n" + f[0] + ": " + f[1]
-		}
-	}
-	return s
-}
+// describe is pgtest.Describe, short for the many failure messages here.
+func describe(err error) string { return pgtest.Describe(err) }
 
 // wantError fails unless err is an error whose message contains every one
 // of wants.

@@ -462,3 +462,19 @@ func (d *DB) failure(sql string, err error) string {
 	fmt.Fprintf(&sb, "\nSQL: %s", sql)
 	return sb.String()
 }
+
+// Describe renders an error for a test failure: a server error with its
+// SQLSTATE, DETAIL, HINT and CONTEXT, anything else as it prints.
+func Describe(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err.Error()
+	}
+	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
+		if f[1] != "" {
+			s += "\n" + f[0] + ": " + f[1]
+		}
+	}
+	return s
+}

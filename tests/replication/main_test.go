@@ -6,14 +6,12 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshadow/pgshadow/tests/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -192,20 +190,8 @@ func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string 
 	return s
 }
 
-// describe renders an error with the server's detail, hint and context.
-func describe(err error) string {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return err.Error()
-	}
-	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
-	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
-		if f[1] != "" {
-			s += "\n" + f[0] + ": " + f[1]
-		}
-	}
-	return s
-}
+// describe is pgtest.Describe, short for the many failure messages here.
+func describe(err error) string { return pgtest.Describe(err) }
 
 // lit quotes s as an SQL string literal (standard_conforming_strings is on).
 func lit(s string) string {
