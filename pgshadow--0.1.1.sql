@@ -1460,9 +1460,14 @@ BEGIN
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
     LOOP
         v_new := pgshadow._snapshot();
-        EXECUTE format('SELECT count(*) FROM pgshadow.%I WHERE %s', v_tr.shadow,
-                       pgshadow._pending_where('$1', '$2'))
-           INTO v_pending USING v_sub.snapshot, v_new;
+        -- the pending changes and, in the same pass, the transaction where
+        -- they pass the cap (and whether it is the first one)
+        EXECUTE format('SELECT coalesce(sum(n), 0)::bigint, min(x) FILTER (WHERE cum > $3), min(rn) FILTER (WHERE cum > $3) = 1'
+                       ' FROM (SELECT shadow_xid AS x, count(*) AS n, sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
+                       ' row_number() OVER (ORDER BY shadow_xid) AS rn'
+                       ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s',
+                       v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+           INTO v_pending, v_bound, v_first USING v_sub.snapshot, v_new, p_batch_size;
         IF v_pending = 0 THEN
             -- nothing to ship: still move the watermark so purges can proceed
             PERFORM pgshadow._advance(p_id, v_new, 0, 0);
@@ -1478,14 +1483,8 @@ BEGIN
         IF v_pending > p_batch_size AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
-            -- where the backlog passes the cap; one larger transaction goes alone, chunked
-            EXECUTE format('SELECT x, rn = 1 FROM (SELECT shadow_xid AS x,'
-                           ' sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
-                           ' row_number() OVER (ORDER BY shadow_xid) AS rn'
-                           ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s'
-                           ' WHERE cum > $3 ORDER BY x LIMIT 1',
-                           v_tr.shadow, pgshadow._pending_where('$1', '$2'))
-               INTO v_bound, v_first USING v_sub.snapshot, v_new, p_batch_size;
+            -- cut after the transaction that passes the cap; one larger
+            -- transaction goes alone, chunked
             IF v_first THEN
                 v_bound := (v_bound::text::numeric + 1)::text::xid8;
             END IF;
