@@ -7,6 +7,7 @@ package modes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshadow/pgshadow/tests/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -346,7 +349,15 @@ func TestCrossingExportsConverge(t *testing.T) {
 				n := b.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
 				return n > 0, "a's apply never reached b's slow trigger"
 			})
+			// b's export waits for a's apply on b to commit, then may still
+			// reach a before a's own export has committed: a refuses it
+			// (55P03, "retry"), as designed, and b retries, as `pgshadow
+			// run` does
 			ba, errBA := exchangeErr(b, a)
+			for try := 0; try < 50 && isRetry(errBA); try++ {
+				time.Sleep(100 * time.Millisecond)
+				ba, errBA = exchangeErr(b, a)
+			}
 			if err := <-done; err != nil {
 				t.Fatalf("export a -> b: %s", describe(err))
 			}
@@ -388,4 +399,11 @@ func TestPeerApplyRacingALocalInsertOfTheSameKey(t *testing.T) {
 	}
 	quiet(t, nodes)
 	sameEverywhere(t, "kv", nodes)
+}
+
+// isRetry says err is a peer's refusal to apply while it exports the same
+// table to the sender: the sender is to try again.
+func isRetry(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
