@@ -154,7 +154,7 @@ SET search_path = pg_catalog, pg_temp
 SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
 SET extra_float_digits = 3 SET bytea_output = 'hex'
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
-SET work_mem = '64MB'      -- a chunk's key sort (100k keys: a few MB) stays in memory
+SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$
 DECLARE
     v_tr     pgshadow.tracked;

@@ -21,9 +21,9 @@ func TestBatchOfManyChunksShipsInOrder(t *testing.T) {
 	p.Src.Exec(t, `
 		UPDATE tbl SET v = 'changed' WHERE id % 2 = 0 AND id <= 50000;
 		DELETE FROM tbl WHERE id % 7 = 0 AND id <= 50000;
-		-- unique values rotate: row i takes the value row i+1 held, so a row
-		-- chunk applied before a later delete chunk frees that value would
-		-- break the target's constraint (chunks hold at most 20k keys)
+		-- unique values rotate: row i takes the value row i+1 held, so any
+		-- chunk of rows (20k each) applied before the delete that frees its
+		-- values would break the target's constraint
 		UPDATE tbl SET u = -u WHERE id <= 50000;
 		UPDATE tbl SET u = CASE WHEN -u = 50000 THEN 1 ELSE -u + 1 END WHERE id <= 50000`)
 	res := p.Export(t)["tbl"]
