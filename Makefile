@@ -3,7 +3,8 @@
 #
 #   make generate         assemble sql/ into pgshadow--<version>.sql and migrations/
 #   make install          generate, then install into $(PG_CONFIG)'s share directory
-#   make test             install, then run the Go tests (TESTFLAGS passes flags to go test)
+#   make test             run the Go tests against a private PostgreSQL $(PG) (default 15) holding
+#                         this checkout's extension (TESTFLAGS passes flags to go test)
 #   make check-generated  fail if the committed generated files are stale
 #   make demo | bench     (QUICK=1 for a short benchmark run)
 #
@@ -46,8 +47,13 @@ check-generated:
 vet:
 	$(GO) vet ./...
 
-test:
-	$(MAKE) install
+# The tests run against a private installation of PostgreSQL $(PG) under
+# .pg/ (tests/pgroot), with this checkout's extension files in it.
+PG ?= 15
+PG_ROOT = $(CURDIR)/.pg/$(PG)
+
+test: generate
+	PGSHADOW_BINDIR=$$(tests/pgroot $(PG) $(PG_ROOT)) && export PGSHADOW_BINDIR && \
 	$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(TESTFLAGS) ./...
 
 demo:

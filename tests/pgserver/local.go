@@ -348,10 +348,17 @@ func osCredential() (*syscall.Credential, error) {
 	return nil, fmt.Errorf("running as root and none of the OS users %v exists to run PostgreSQL as (set PGSHADOW_TEST_OSUSER)", names)
 }
 
-// findBinDir locates initdb and pg_ctl: $PG_CONFIG, pg_config on PATH,
-// initdb on PATH, then the newest Debian-style /usr/lib/postgresql/*/bin.
+// findBinDir locates initdb and pg_ctl: $PGSHADOW_BINDIR (the private
+// installation `make test` prepares with tests/pgroot), $PG_CONFIG, pg_config
+// on PATH, initdb on PATH, then the newest Debian-style /usr/lib/postgresql/*/bin.
 func findBinDir() (string, error) {
 	var tried []string
+	if dir := os.Getenv("PGSHADOW_BINDIR"); dir != "" {
+		if hasServerBinaries(dir) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("PGSHADOW_BINDIR=%s holds no initdb, pg_ctl and postgres", dir)
+	}
 	pgConfigs := []string{os.Getenv("PG_CONFIG")}
 	if p, err := exec.LookPath("pg_config"); err == nil {
 		pgConfigs = append(pgConfigs, p)
