@@ -53,9 +53,15 @@ CREATE TABLE pgshadow.subscription (
 );
 CREATE INDEX ON pgshadow.subscription (tbl);
 
--- The catalog holds names and watermarks only; anyone may read it (shadow_status
--- is built on it). All writes go through the functions below.
+-- All writes go through pgshadow's functions. Tables and targets hold names
+-- only; anyone may read them. A subscription's row filter and last error can
+-- quote row data, so a role sees a subscription only if it may SELECT the
+-- table it ships (the functions that run with the caller's rights read it
+-- so too; the SECURITY DEFINER helpers, as the catalog's owner, see all).
 GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription TO PUBLIC;
+ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.subscription FOR SELECT
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 -- #if extension
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');

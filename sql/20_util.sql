@@ -29,6 +29,41 @@ BEGIN
 END
 $$;
 
+-- Whether role p_who acts for the subscriptions of table p_tbl: it owns the
+-- table or is a member of the owning role. A subscription ships only with the
+-- rights (and user mapping) of such a role. Unlike pg_has_role, a superuser
+-- qualifies only by ownership or explicit membership, so a superuser's routine
+-- export never lends its rights and mapping to other roles' subscriptions.
+CREATE FUNCTION pgshadow._acts_for(p_who name, p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((
+        SELECT CASE WHEN NOT r.rolsuper THEN pg_has_role(r.oid, c.relowner, 'USAGE')
+                    ELSE r.oid = c.relowner OR EXISTS (
+                        WITH RECURSIVE m(id) AS (
+                            SELECT a.roleid FROM pg_auth_members a WHERE a.member = r.oid
+                            UNION
+                            SELECT a.roleid FROM pg_auth_members a JOIN m ON a.member = m.id)
+                        SELECT FROM m WHERE m.id = c.relowner) END
+          FROM pg_class c, pg_roles r
+         WHERE c.oid = p_tbl AND r.rolname = p_who), false)
+$$;
+
+-- Raises unless p_who acts for p_tbl (see _acts_for).
+CREATE FUNCTION pgshadow._check_acts_for(p_tbl regclass, p_who name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, p_who);
+    IF NOT pgshadow._acts_for(p_who, p_tbl) THEN
+        RAISE EXCEPTION 'pgshadow: role % may not ship % with its own rights', p_who, p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'A subscription ships only with the rights of the table''s owner or of an explicit member of the owning role; a superuser is no exception.',
+                  HINT = format('SET ROLE %I first, or GRANT %I TO %I.',
+                                (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl),
+                                (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl), p_who);
+    END IF;
+END
+$$;
+
 -- The schema dblink is installed in (it is relocatable, so never assume public).
 CREATE FUNCTION pgshadow._dblink() RETURNS name
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$

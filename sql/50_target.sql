@@ -63,8 +63,37 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_caller name := pgshadow._caller();
     v_sub    pgshadow.subscription;
+    v_target pgshadow.target;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    -- The subscriber must be able to use the target itself: its batches will
+    -- only ever be applied with its own (or its table owner's) user mapping,
+    -- and nobody may aim them at a target it could not write to on its own.
+    SELECT * INTO v_target FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
+    ELSIF v_target.server IS NOT NULL THEN
+        IF NOT has_server_privilege(v_caller, v_target.server, 'USAGE') THEN
+            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no USAGE on its foreign server "%"',
+                p_tbl, p_target, v_caller, v_target.server
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %I, and CREATE USER MAPPING FOR %I SERVER %I.',
+                                    v_target.server, v_caller, v_caller, v_target.server);
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_user_mappings m
+                        WHERE m.srvname = v_target.server AND (m.umuser = 0 OR m.usename = v_caller)) THEN
+            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no user mapping for foreign server "%"',
+                p_tbl, p_target, v_caller, v_target.server
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('CREATE USER MAPPING FOR %I SERVER %I OPTIONS (user ..., password ...).',
+                                    v_caller, v_target.server);
+        END IF;
+    ELSIF NOT pg_has_role(v_caller, v_target.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'pgshadow: cannot subscribe % to file target "%": it belongs to role %', p_tbl, p_target, v_target.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
+    END IF;
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)

@@ -16,7 +16,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
     -- the table may have changed owner since it was tracked
     SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
       FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
@@ -35,7 +35,7 @@ DECLARE
     v_tbl regclass;
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_owner(v_tbl, pgshadow._caller());
+    PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
            keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
@@ -55,7 +55,7 @@ BEGIN
     UPDATE pgshadow.subscription s
        SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
      WHERE s.target = p_target
-       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
+       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
 END
 $$;
 
@@ -376,8 +376,12 @@ BEGIN
     END IF;
     PERFORM pgshadow._gc();
     PERFORM pgshadow._connect(target);
+    -- only the subscriptions the caller acts for: another role's subscription
+    -- to the same target is that role's to ship, with its own rights
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
+                 WHERE s.target = shadow_export.target AND s.mode <> 'sync'
+                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 ORDER BY s.id
     LOOP
         v_n := v_n + 1;
         BEGIN
@@ -449,7 +453,7 @@ COMMENT ON FUNCTION shadow_resync(text, regclass) IS
 CREATE FUNCTION pgshadow._reset(p_id bigint, p_snapshot pg_snapshot, p_needs_copy boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, needs_copy = p_needs_copy, last_error = NULL, last_error_at = NULL
      WHERE id = p_id;

@@ -24,7 +24,10 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
     PERFORM pgshadow._gc();
-    FOR v_id IN SELECT s.id FROM pgshadow.subscription s WHERE s.target = p_target ORDER BY s.id LOOP
+    -- only the subscriptions the caller acts for (see shadow_export)
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 ORDER BY s.id LOOP
         v_sub := pgshadow._lock_subscription(v_id);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;

@@ -9,6 +9,10 @@ DECLARE
     v_tr  pgshadow.tracked;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    -- counts only, and only for those who may read the table
+    IF NOT FOUND OR NOT coalesce(has_table_privilege(pgshadow._caller(), v_sub.tbl, 'SELECT'), false) THEN
+        RETURN;
+    END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
     IF v_tr.shadow IS NULL OR to_regclass(format('pgshadow.%I', v_tr.shadow)) IS NULL THEN
         RETURN;
@@ -21,7 +25,8 @@ BEGIN
 END
 $$;
 
-CREATE VIEW shadow_status AS
+-- One row per subscription of a table the viewer may SELECT (see shadow_errors).
+CREATE VIEW shadow_status WITH (security_barrier) AS
 SELECT s.target,
        s.tbl                                         AS "table",
        format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
@@ -34,6 +39,7 @@ SELECT s.target,
        s.last_error,
        s.last_error_at
   FROM pgshadow.subscription s
- CROSS JOIN LATERAL pgshadow._pending(s.id) p;
+ CROSS JOIN LATERAL pgshadow._pending(s.id) p
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;

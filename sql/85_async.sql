@@ -29,7 +29,14 @@ CREATE TABLE pgshadow.skipped (
     skipped_by    name NOT NULL,
     skipped_at    timestamptz NOT NULL DEFAULT now()
 );
+-- error texts quote values: visible only with SELECT on the table concerned
 GRANT SELECT ON pgshadow.error, pgshadow.skipped TO PUBLIC;
+ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.error FOR SELECT
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id));  -- itself filtered so
+ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.skipped FOR SELECT
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 -- #if extension
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
@@ -37,10 +44,14 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
 -- #endif
 
-CREATE VIEW shadow_errors AS
+-- Views run with their owner's rights, which pass the tables' row security:
+-- each filters on the viewer's privilege itself (security_barrier keeps a
+-- viewer's own functions from seeing rows before the filter).
+CREATE VIEW shadow_errors WITH (security_barrier) AS
 SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
-  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id;
-COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
+  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 
 -- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
@@ -49,7 +60,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
-    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
     VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
@@ -66,7 +77,7 @@ $$;
 CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     DELETE FROM pgshadow.error WHERE sub_id = p_id;
 END
 $$;
@@ -80,7 +91,7 @@ BEGIN
     UPDATE pgshadow.error e SET next_retry = clock_timestamp()
       FROM pgshadow.subscription s
      WHERE s.id = e.sub_id AND s.target = p_target
-       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
+       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -95,6 +106,9 @@ DECLARE
     v boolean;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    IF NOT FOUND OR NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
+        RETURN NULL;
+    END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
     EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
                    ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
@@ -104,44 +118,62 @@ BEGIN
 END
 $$;
 
+-- The async subscriptions (of one target, or all) that are due: something
+-- pending or a failure whose retry time has come; only those the caller acts
+-- for (pgshadow._acts_for), in order.
+CREATE FUNCTION pgshadow._run_due(p_target text) RETURNS SETOF bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.id FROM pgshadow.subscription s
+      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
+       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
+       AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+     ORDER BY s.target, s.id
+$$;
+
+-- Exports one async subscription if it has anything to do; a failure is
+-- queued in pgshadow.error (with its retry time) instead of raised.
+CREATE FUNCTION pgshadow._run_one(p_id bigint, p_batch_size integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_state  text;
+    v_msg    text;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription s WHERE s.id = p_id;
+    IF NOT FOUND THEN
+        RETURN;  -- unsubscribed meanwhile
+    END IF;
+    BEGIN
+        IF pgshadow._has_pending(p_id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = p_id) THEN
+            PERFORM pgshadow._connect(v_sub.target);
+            PERFORM pgshadow._export_sub(p_id, p_batch_size);
+            PERFORM pgshadow._disconnect();
+            PERFORM pgshadow._clear_failure(p_id);
+            PERFORM pgshadow._purge(v_sub.tbl);
+        END IF;
+        RETURN;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+    END;
+    PERFORM pgshadow._disconnect();
+    PERFORM pgshadow._record_failure(p_id, v_state, v_msg);
+    RAISE WARNING '%', v_msg;
+END
+$$;
+
 -- Exports every due async subscription (of one target, or all), each in its
--- own transaction. Procedures with SET clauses cannot commit, so every name
--- here is schema-qualified instead of pinning search_path.
+-- own transaction. A procedure that COMMITs cannot pin search_path with a SET
+-- clause, so these two only call pgshadow functions by qualified name with
+-- arguments of exactly their parameter types: nothing here is resolved
+-- through the caller's search_path (no operator, cast or unqualified name).
 CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_sub    record;
-    v_state  text;
-    v_msg    text;
-    v_failed boolean;
+    v_id bigint;
 BEGIN
-    FOR v_sub IN
-        SELECT s.id, s.target, s.tbl FROM pgshadow.subscription s
-          LEFT JOIN pgshadow.error e ON e.sub_id = s.id
-         WHERE s.mode = 'async' AND (shadow_run.target IS NULL OR s.target = shadow_run.target)
-           AND (e.next_retry IS NULL OR e.next_retry <= pg_catalog.clock_timestamp())
-           AND pg_catalog.pg_has_role(current_user,
-                   (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.tbl), 'USAGE')
-         ORDER BY s.target, s.id
-    LOOP
-        v_failed := false;
-        BEGIN
-            IF pgshadow._has_pending(v_sub.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = v_sub.id) THEN
-                PERFORM pgshadow._connect(v_sub.target);
-                PERFORM pgshadow._export_sub(v_sub.id, batch_size);
-                PERFORM pgshadow._disconnect();
-                PERFORM pgshadow._clear_failure(v_sub.id);
-                PERFORM pgshadow._purge(v_sub.tbl);
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-            v_failed := true;
-        END;
-        IF v_failed THEN
-            PERFORM pgshadow._disconnect();
-            PERFORM pgshadow._record_failure(v_sub.id, v_state, v_msg);
-            RAISE WARNING '%', v_msg;
-        END IF;
+    FOR v_id IN SELECT pgshadow._run_due(target) LOOP
+        PERFORM pgshadow._run_one(v_id, batch_size);
         COMMIT;
     END LOOP;
 END
@@ -152,10 +184,15 @@ COMMENT ON PROCEDURE shadow_run(text, integer) IS
 -- Retries the queued failures of a target now, in order.
 CREATE PROCEDURE shadow_retry(target text)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
 BEGIN
     PERFORM pgshadow._retry_now(target);
     COMMIT;
-    CALL public.shadow_run(target);
+    FOR v_id IN SELECT pgshadow._run_due(target) LOOP
+        PERFORM pgshadow._run_one(v_id, 100000);
+        COMMIT;
+    END LOOP;
 END
 $$;
 COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
@@ -191,7 +228,7 @@ DECLARE
     v_sub pgshadow.subscription;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
     INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
     VALUES (v_sub.target, v_sub.tbl, p_from, p_to, p_keys,
             (SELECT message FROM pgshadow.error WHERE sub_id = p_id), p_reason, pgshadow._caller());

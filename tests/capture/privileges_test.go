@@ -35,10 +35,11 @@ func newPrivFixture(t *testing.T) *privFixture {
 	f.db.Exec(t, fmt.Sprintf(`
 		CREATE TABLE alice_orders (id int PRIMARY KEY, v text); ALTER TABLE alice_orders OWNER TO %[1]s;
 		CREATE TABLE alice_log (id int PRIMARY KEY, v text); ALTER TABLE alice_log OWNER TO %[1]s;
-		CREATE TABLE bob_notes (id int PRIMARY KEY, v text); ALTER TABLE bob_notes OWNER TO %[2]s;
-		SELECT shadow_add_target('files', NULL), shadow_add_target('files2', NULL)`, f.alice, f.bob))
+		CREATE TABLE bob_notes (id int PRIMARY KEY, v text); ALTER TABLE bob_notes OWNER TO %[2]s`, f.alice, f.bob))
 	f.asAlice = connAs(t, f.db, f.alice)
 	f.asBob = connAs(t, f.db, f.bob)
+	// a file target is its owner's to subscribe to
+	run(t, f.asAlice, "SELECT shadow_add_target('files', NULL), shadow_add_target('files2', NULL)")
 	run(t, f.asAlice, "SELECT shadow_subscribe('files', 'alice_orders'), shadow_track('alice_log')")
 	run(t, f.asAlice, "INSERT INTO alice_orders VALUES (1, 'a'), (2, 'b'); INSERT INTO alice_log VALUES (1, 'x')")
 	f.subID = f.db.QueryString(t, "SELECT id::text FROM pgshadow.subscription WHERE tbl = 'alice_orders'::regclass")

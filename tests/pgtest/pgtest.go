@@ -478,3 +478,30 @@ func Describe(err error) string {
 	}
 	return s
 }
+
+// RolePassword is the password of every role NewRole creates.
+const RolePassword = "pgshadow_test_pw"
+
+var roleSeq atomic.Int64
+
+// NewRole creates a role on d's server (roles are cluster-wide, so the name
+// gets a unique suffix) with the given options, e.g. "IN ROLE team"; it can
+// log in unless options say NOLOGIN. At cleanup it drops what the role owns
+// in d, then the role.
+func NewRole(t testing.TB, d *DB, prefix, options string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid()%100000, roleSeq.Add(1))
+	if !strings.Contains(options, "NOLOGIN") {
+		options = "LOGIN " + options
+	}
+	d.Exec(t, fmt.Sprintf("CREATE ROLE %s PASSWORD '%s' %s", pgx.Identifier{name}.Sanitize(), RolePassword, options))
+	t.Cleanup(func() {
+		for _, sql := range []string{"DROP OWNED BY " + pgx.Identifier{name}.Sanitize() + " CASCADE",
+			"DROP ROLE " + pgx.Identifier{name}.Sanitize()} {
+			if err := d.ExecErr(sql); err != nil {
+				t.Errorf("cleanup %s: %v", sql, err)
+			}
+		}
+	})
+	return name
+}

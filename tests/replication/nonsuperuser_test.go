@@ -93,9 +93,17 @@ func TestNonSuperuserOwnerExportsAndOthersCannot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := other.Exec(ctx, "SELECT * FROM shadow_export('t1')")
-	wantPermissionError(t, "shadow_export by a role that does not own the table", err, "items")
-	_, err = other.Exec(ctx, "SELECT * FROM pgshadow.public__items")
+	// a role that does not own the table ships nothing of it: its export
+	// skips the subscription, which stays for the owner to ship
+	watermark := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription")
+	var shipped int64
+	if err := other.QueryRow(ctx, "SELECT count(*) FROM shadow_export('t1')").Scan(&shipped); err != nil || shipped != 0 {
+		t.Fatalf("shadow_export by a role that does not own the table: %d tables, error %v; want none shipped", shipped, err)
+	}
+	if w := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription"); w != watermark {
+		t.Fatalf("a non-owner's export moved the watermark from %s to %s", watermark, w)
+	}
+	_, err := other.Exec(ctx, "SELECT * FROM pgshadow.public__items")
 	wantPermissionError(t, "reading the shadow table as a role that does not own the table", err, "public__items")
 	_, err = other.Exec(ctx, "SELECT shadow_unsubscribe('t1', 'items')")
 	wantPermissionError(t, "shadow_unsubscribe by a role that does not own the table", err, "items")

@@ -1,0 +1,130 @@
+// Package security attacks pgshadow as each kind of role would: the extension
+// owner (a superuser), a table owner, a plain writer of that table, an
+// outsider with only CONNECT, and the roles user mappings log in as on the
+// target. Each test is an attack that succeeded on 0.1.1, or a check that
+// nobody sees through pgshadow what they may not SELECT.
+package security
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, "source", "target")
+}
+
+// scene: a source database with pgshadow and a target database on another
+// server. The source's superuser (the extension owner) has foreign server
+// "tgt", a user mapping to the target's superuser, and target "replica".
+// On the source: alice owns table orders; wally may write it; olga has
+// nothing but CONNECT. On the target: tw may write orders (not payroll).
+type scene struct {
+	Src, Dst        *pgtest.DB
+	alice, wally    string
+	olga, tw        string
+	asAlice, asOlga *pgx.Conn
+	asWally         *pgx.Conn
+}
+
+func newScene(t *testing.T) *scene {
+	t.Helper()
+	s := &scene{
+		Src: pgtest.NewDBWithExtension(t, pgtest.Server("source")),
+		Dst: pgtest.NewDB(t, pgtest.Server("target")),
+	}
+	s.tw = pgtest.NewRole(t, s.Dst, "tw", "")
+	s.Dst.Exec(t, fmt.Sprintf(`
+		CREATE TABLE orders (id int PRIMARY KEY, v text);
+		CREATE TABLE payroll (id int PRIMARY KEY, v text);
+		INSERT INTO payroll VALUES (1, 'salary 1000'), (2, 'salary 2000');
+		GRANT SELECT, INSERT, DELETE, TRUNCATE ON orders TO %s`, ident(s.tw)))
+	s.alice = pgtest.NewRole(t, s.Src, "alice", "")
+	s.wally = pgtest.NewRole(t, s.Src, "wally", "")
+	s.olga = pgtest.NewRole(t, s.Src, "olga", "")
+	s.Src.Exec(t, fmt.Sprintf(`
+		CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s);
+		CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s);
+		SELECT shadow_add_target('replica', 'tgt');
+		CREATE TABLE orders (id int PRIMARY KEY, v text);
+		ALTER TABLE orders OWNER TO %s;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`,
+		lit(s.Dst.Server.Host), lit(fmt.Sprint(s.Dst.Server.Port)), lit(s.Dst.Name),
+		lit(s.Dst.Server.User), lit(s.Dst.Server.Password), ident(s.alice), ident(s.wally)))
+	s.asAlice = s.Src.ConnAs(t, s.alice, pgtest.RolePassword)
+	s.asWally = s.Src.ConnAs(t, s.wally, pgtest.RolePassword)
+	s.asOlga = s.Src.ConnAs(t, s.olga, pgtest.RolePassword)
+	return s
+}
+
+// letUseTarget gives role USAGE on foreign server tgt and a user mapping that
+// logs in on the target as tw.
+func (s *scene) letUseTarget(t *testing.T, role string) {
+	t.Helper()
+	s.Src.Exec(t, fmt.Sprintf(`GRANT USAGE ON FOREIGN SERVER tgt TO %[1]s;
+		CREATE USER MAPPING FOR %[1]s SERVER tgt OPTIONS (user %[2]s, password %[3]s)`,
+		ident(role), lit(s.tw), lit(pgtest.RolePassword)))
+	t.Cleanup(func() { _ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(role) + " SERVER tgt") })
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// run executes sql on c and fails the test on error.
+func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
+	}
+}
+
+// runErr executes sql on c and returns its error.
+func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
+	t.Helper()
+	_, err := c.Exec(ctx(t), sql, args...)
+	return err
+}
+
+// assertError fails unless err is a PostgreSQL error with SQLSTATE code whose
+// message contains every one of parts.
+func assertError(t *testing.T, err error, what, code string, parts ...string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		t.Fatalf("%s: want error %s, got %v", what, code, err)
+	}
+	if pgErr.Code != code {
+		t.Fatalf("%s: want SQLSTATE %s, got %s", what, code, pgtest.Describe(err))
+	}
+	for _, p := range parts {
+		if !strings.Contains(pgErr.Message, p) {
+			t.Fatalf("%s: error %q does not mention %q", what, pgErr.Message, p)
+		}
+	}
+}
+
+// count runs a count query on c.
+func count(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := c.QueryRow(ctx(t), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
+	}
+	return n
+}
+
+func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func lit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
