@@ -1604,6 +1604,7 @@ RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bi
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id      bigint;
+    v_ids     bigint[];
     v_tables  regclass[] := '{}';
     v_errors  text[] := '{}';
     v_failed  bigint[] := '{}';
@@ -1615,13 +1616,21 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgshadow._gc();
-    PERFORM pgshadow._connect(target);
     -- only the subscriptions the caller acts for: another role's subscription
-    -- to the same target is that role's to ship, with its own rights
-    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = shadow_export.target AND s.mode <> 'sync'
-                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
-                 ORDER BY s.id
+    -- to the same target is that role's to ship, with its own rights (and a
+    -- role with nothing to ship does not even connect)
+    v_ids := ARRAY(SELECT s.id FROM pgshadow.subscription s
+                    WHERE s.target = shadow_export.target AND s.mode <> 'sync'
+                      AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                    ORDER BY s.id);
+    IF cardinality(v_ids) = 0 THEN
+        IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
+            PERFORM pgshadow._connect(target);  -- raises its "does not exist"
+        END IF;
+        RETURN;
+    END IF;
+    PERFORM pgshadow._connect(target);
+    FOREACH v_id IN ARRAY v_ids
     LOOP
         v_n := v_n + 1;
         BEGIN
@@ -2303,7 +2312,8 @@ BEGIN
     IF chunk_rows IS NULL OR chunk_rows < 1 THEN
         RAISE EXCEPTION 'pgshadow: chunk_rows must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pgshadow._check_owner(tbl, current_user);
+    -- compare reads with the caller's mapping, and repair writes with it
+    PERFORM pgshadow._check_acts_for(tbl, current_user);
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
     v_types := pgshadow._column_types(v_sub);
     PERFORM pgshadow._connect(target);

@@ -54,7 +54,8 @@ BEGIN
     IF chunk_rows IS NULL OR chunk_rows < 1 THEN
         RAISE EXCEPTION 'pgshadow: chunk_rows must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pgshadow._check_owner(tbl, current_user);
+    -- compare reads with the caller's mapping, and repair writes with it
+    PERFORM pgshadow._check_acts_for(tbl, current_user);
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
     v_types := pgshadow._column_types(v_sub);
     PERFORM pgshadow._connect(target);
