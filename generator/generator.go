@@ -71,7 +71,7 @@ func Generate(root string) (map[string][]byte, error) {
 		return nil, err
 	}
 	for i, u := range chain {
-		if err := addUpgrade(root, files, i+2, u); err != nil {
+		if err := addUpgrade(root, files, i+2, u, current, sources); err != nil {
 			return nil, err
 		}
 	}
@@ -234,10 +234,34 @@ func fromSource(root, src string, v variant, opts sourceOptions, title string) (
 
 // addUpgrade adds migration n for upgrade u, and u's copy in the root that
 // PGXS installs next to the full script for ALTER EXTENSION ... UPDATE.
-func addUpgrade(root string, files map[string][]byte, n int, u upgrade) error {
+//
+// An upgrade that includes the code (`-- #include code`) takes it from the
+// sources while it leads to the current version; once a later version is
+// current, the sources describe that one, so the committed copies are
+// release artifacts and are kept as they are.
+func addUpgrade(root string, files map[string][]byte, n int, u upgrade, current string, sources []string) error {
 	opts := sourceOptions{allowGuard: true}
 	rootCopy := fmt.Sprintf("pgshadow--%s--%s.sql", u.from, u.to)
 	up, down := migrationPath(n, u.to, "up"), migrationPath(n, u.to, "down")
+	if includesCode(root, u) {
+		if u.to != current {
+			for _, p := range []string{rootCopy, up, down} {
+				data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
+				if err != nil {
+					return fmt.Errorf("%s cannot be rebuilt (it includes the code of %s, and %s/ now describes %s), and reading the committed one failed: %w",
+						p, u.to, sqlDir, current, err)
+				}
+				files[p] = data
+			}
+			return nil
+		}
+		opts.code = func(v variant, from string) ([]byte, error) {
+			if from != "" {
+				return releasedCode(root, from)
+			}
+			return codeObjects(root, sources, v)
+		}
+	}
 	var err error
 	files[rootCopy], err = fromSource(root, u.source, extensionVariant, opts,
 		fmt.Sprintf("%s: upgrades pgshadow %s to %s (ALTER EXTENSION pgshadow UPDATE).", rootCopy, u.from, u.to))
@@ -407,4 +431,23 @@ func compare(root string, files map[string][]byte) ([]StaleFile, error) {
 	}
 	sort.Slice(stale, func(i, j int) bool { return stale[i].Path < stale[j].Path })
 	return stale, nil
+}
+
+// includesCode reports whether upgrade u (or its down step) says `-- #include code`.
+func includesCode(root string, u upgrade) bool {
+	for _, f := range []string{u.source, u.down} {
+		if f == "" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(f)))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if m := directiveRE.FindStringSubmatch(line); m != nil && m[1] == "include" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -23,7 +23,7 @@ const (
 
 var (
 	defaultVersionRE = regexp.MustCompile(`(?m)^\s*default_version\s*=\s*'([^']*)'`)
-	directiveRE      = regexp.MustCompile(`^\s*--\s*#\s*(if|endif|else|elif|ifdef|ifndef)\b\s*(.*?)\s*$`)
+	directiveRE      = regexp.MustCompile(`^\s*--\s*#\s*(if|endif|else|elif|ifdef|ifndef|include)\b\s*(.*?)\s*$`)
 	// psql meta-commands: golang-migrate sends a migration to the server as
 	// one multi-statement query, where a backslash line is a syntax error.
 	metaCommandRE = regexp.MustCompile(`^\s*\\[a-zA-Z!?]`)
@@ -55,6 +55,9 @@ type sourceOptions struct {
 	// upgrade scripts carry; it is kept for the extension and dropped for
 	// migrations. Full-install sources get the guard from the generator.
 	allowGuard bool
+	// code renders what `-- #include code` stands for (see code.go); nil
+	// where the directive may not appear.
+	code func(v variant, from string) ([]byte, error)
 }
 
 // preprocess returns src (named name, relative to the repository root, for
@@ -82,6 +85,24 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 					return nil, fmt.Errorf("%s:%d: unknown condition -- #if %s (want extension or migration)", name, lineNo, arg)
 				}
 				inBlock, blockKind, blockLine = true, variant(arg), lineNo
+			case "include":
+				// "code": the current sources'; "code from pgshadow--X.sql":
+				// a released full script's (a down step restores it)
+				from, isFrom := strings.CutPrefix(arg, "code from ")
+				if arg != "code" && !isFrom {
+					return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, or code from pgshadow--X.sql)", name, lineNo, arg)
+				}
+				if opts.code == nil {
+					return nil, fmt.Errorf("%s:%d: -- #include code belongs in an upgrade script to the current version or its down step", name, lineNo)
+				}
+				if inBlock {
+					return nil, fmt.Errorf("%s:%d: -- #include code inside -- #if", name, lineNo)
+				}
+				code, err := opts.code(v, strings.TrimSpace(from))
+				if err != nil {
+					return nil, fmt.Errorf("%s:%d: %w", name, lineNo, err)
+				}
+				out.Write(code)
 			case "endif":
 				if !inBlock {
 					return nil, fmt.Errorf("%s:%d: -- #endif without -- #if", name, lineNo)
@@ -91,7 +112,7 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 				}
 				inBlock = false
 			default:
-				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #if extension|migration and -- #endif)", name, lineNo, keyword)
+				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #if extension|migration, -- #endif and -- #include code)", name, lineNo, keyword)
 			}
 			continue
 		}

@@ -38,9 +38,9 @@ var inventoryQueries = []string{
 	   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
 	  WHERE ` + scope("p.proname"),
 
-	`SELECT format('relation %I.%I kind=%s persistence=%s owner=%s acl=%s comment=%L',
+	`SELECT format('relation %I.%I kind=%s persistence=%s owner=%s acl=%s rowsecurity=%s options=%s comment=%L',
 	               n.nspname, c.relname, c.relkind, c.relpersistence, c.relowner::regrole, c.relacl,
-	               obj_description(c.oid, 'pg_class'))
+	               c.relrowsecurity, c.reloptions, obj_description(c.oid, 'pg_class'))
 	   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	  WHERE c.relkind <> 'i' AND ` + scope("c.relname"),
 
@@ -59,6 +59,12 @@ var inventoryQueries = []string{
 	`SELECT format('constraint %s on %s: %s deferrable=%s', co.conname, co.conrelid::regclass,
 	               pg_get_constraintdef(co.oid), co.condeferrable)
 	   FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+	  WHERE ` + scope("c.relname"),
+
+	`SELECT format('policy %s on %s: cmd=%s permissive=%s roles=%s using %s check %s', p.polname,
+	               p.polrelid::regclass, p.polcmd, p.polpermissive, p.polroles::regrole[],
+	               pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+	   FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 	  WHERE ` + scope("c.relname"),
 
 	`SELECT format('view %I.%I: %s', n.nspname, c.relname, pg_get_viewdef(c.oid))
