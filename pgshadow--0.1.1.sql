@@ -72,15 +72,9 @@ CREATE TABLE pgshadow.subscription (
 );
 CREATE INDEX ON pgshadow.subscription (tbl);
 
--- All writes go through pgshadow's functions. Tables and targets hold names
--- only; anyone may read them. A subscription's row filter and last error can
--- quote row data, so a role sees a subscription only if it may SELECT the
--- table it ships (the functions that run with the caller's rights read it
--- so too; the SECURITY DEFINER helpers, as the catalog's owner, see all).
+-- The catalog holds names and watermarks only; anyone may read it (shadow_status
+-- is built on it). All writes go through the functions below.
 GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription TO PUBLIC;
-ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.subscription FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
@@ -115,41 +109,6 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('Role %I is not the owner of %s (owner: %I) nor a member of the owning role.',
                                   p_who, p_tbl, v_owner);
-    END IF;
-END
-$$;
-
--- Whether role p_who acts for the subscriptions of table p_tbl: it owns the
--- table or is a member of the owning role. A subscription ships only with the
--- rights (and user mapping) of such a role. Unlike pg_has_role, a superuser
--- qualifies only by ownership or explicit membership, so a superuser's routine
--- export never lends its rights and mapping to other roles' subscriptions.
-CREATE FUNCTION pgshadow._acts_for(p_who name, p_tbl regclass) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((
-        SELECT CASE WHEN NOT r.rolsuper THEN pg_has_role(r.oid, c.relowner, 'USAGE')
-                    ELSE r.oid = c.relowner OR EXISTS (
-                        WITH RECURSIVE m(id) AS (
-                            SELECT a.roleid FROM pg_auth_members a WHERE a.member = r.oid
-                            UNION
-                            SELECT a.roleid FROM pg_auth_members a JOIN m ON a.member = m.id)
-                        SELECT FROM m WHERE m.id = c.relowner) END
-          FROM pg_class c, pg_roles r
-         WHERE c.oid = p_tbl AND r.rolname = p_who), false)
-$$;
-
--- Raises unless p_who acts for p_tbl (see _acts_for).
-CREATE FUNCTION pgshadow._check_acts_for(p_tbl regclass, p_who name) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, p_who);
-    IF NOT pgshadow._acts_for(p_who, p_tbl) THEN
-        RAISE EXCEPTION 'pgshadow: role % may not ship % with its own rights', p_who, p_tbl
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'A subscription ships only with the rights of the table''s owner or of an explicit member of the owning role; a superuser is no exception.',
-                  HINT = format('SET ROLE %I first, or GRANT %I TO %I.',
-                                (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl),
-                                (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl), p_who);
     END IF;
 END
 $$;
@@ -646,37 +605,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_caller name := pgshadow._caller();
     v_sub    pgshadow.subscription;
-    v_target pgshadow.target;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, v_caller);
-    -- The subscriber must be able to use the target itself: its batches will
-    -- only ever be applied with its own (or its table owner's) user mapping,
-    -- and nobody may aim them at a target it could not write to on its own.
-    SELECT * INTO v_target FROM pgshadow.target WHERE name = p_target;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
-    ELSIF v_target.server IS NOT NULL THEN
-        IF NOT has_server_privilege(v_caller, v_target.server, 'USAGE') THEN
-            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no USAGE on its foreign server "%"',
-                p_tbl, p_target, v_caller, v_target.server
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %I, and CREATE USER MAPPING FOR %I SERVER %I.',
-                                    v_target.server, v_caller, v_caller, v_target.server);
-        END IF;
-        IF NOT EXISTS (SELECT FROM pg_user_mappings m
-                        WHERE m.srvname = v_target.server AND (m.umuser = 0 OR m.usename = v_caller)) THEN
-            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no user mapping for foreign server "%"',
-                p_tbl, p_target, v_caller, v_target.server
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = format('CREATE USER MAPPING FOR %I SERVER %I OPTIONS (user ..., password ...).',
-                                    v_caller, v_target.server);
-        END IF;
-    ELSIF NOT pg_has_role(v_caller, v_target.owner, 'USAGE') THEN
-        RAISE EXCEPTION 'pgshadow: cannot subscribe % to file target "%": it belongs to role %', p_tbl, p_target, v_target.owner
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
-    END IF;
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)
@@ -1256,7 +1186,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
     -- the table may have changed owner since it was tracked
     SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
       FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
@@ -1275,7 +1205,7 @@ DECLARE
     v_tbl regclass;
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
+    PERFORM pgshadow._check_owner(v_tbl, pgshadow._caller());
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
            keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
@@ -1295,7 +1225,7 @@ BEGIN
     UPDATE pgshadow.subscription s
        SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
      WHERE s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
 END
 $$;
 
@@ -1604,7 +1534,6 @@ RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bi
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_id      bigint;
-    v_ids     bigint[];
     v_tables  regclass[] := '{}';
     v_errors  text[] := '{}';
     v_failed  bigint[] := '{}';
@@ -1616,21 +1545,9 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pgshadow._gc();
-    -- only the subscriptions the caller acts for: another role's subscription
-    -- to the same target is that role's to ship, with its own rights (and a
-    -- role with nothing to ship does not even connect)
-    v_ids := ARRAY(SELECT s.id FROM pgshadow.subscription s
-                    WHERE s.target = shadow_export.target AND s.mode <> 'sync'
-                      AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
-                    ORDER BY s.id);
-    IF cardinality(v_ids) = 0 THEN
-        IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
-            PERFORM pgshadow._connect(target);  -- raises its "does not exist"
-        END IF;
-        RETURN;
-    END IF;
     PERFORM pgshadow._connect(target);
-    FOREACH v_id IN ARRAY v_ids
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE s.target = shadow_export.target AND s.mode <> 'sync' ORDER BY s.id
     LOOP
         v_n := v_n + 1;
         BEGIN
@@ -1702,7 +1619,7 @@ COMMENT ON FUNCTION shadow_resync(text, regclass) IS
 CREATE FUNCTION pgshadow._reset(p_id bigint, p_snapshot pg_snapshot, p_needs_copy boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, needs_copy = p_needs_copy, last_error = NULL, last_error_at = NULL
      WHERE id = p_id;
@@ -1737,10 +1654,7 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
     PERFORM pgshadow._gc();
-    -- only the subscriptions the caller acts for (see shadow_export)
-    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
-                 ORDER BY s.id LOOP
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s WHERE s.target = p_target ORDER BY s.id LOOP
         v_sub := pgshadow._lock_subscription(v_id);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
@@ -1796,10 +1710,6 @@ DECLARE
     v_tr  pgshadow.tracked;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    -- counts only, and only for those who may read the table
-    IF NOT FOUND OR NOT coalesce(has_table_privilege(pgshadow._caller(), v_sub.tbl, 'SELECT'), false) THEN
-        RETURN;
-    END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
     IF v_tr.shadow IS NULL OR to_regclass(format('pgshadow.%I', v_tr.shadow)) IS NULL THEN
         RETURN;
@@ -1812,8 +1722,7 @@ BEGIN
 END
 $$;
 
--- One row per subscription of a table the viewer may SELECT (see shadow_errors).
-CREATE VIEW shadow_status WITH (security_barrier) AS
+CREATE VIEW shadow_status AS
 SELECT s.target,
        s.tbl                                         AS "table",
        format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
@@ -1826,8 +1735,7 @@ SELECT s.target,
        s.last_error,
        s.last_error_at
   FROM pgshadow.subscription s
- CROSS JOIN LATERAL pgshadow._pending(s.id) p
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+ CROSS JOIN LATERAL pgshadow._pending(s.id) p;
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;
 
@@ -1863,27 +1771,16 @@ CREATE TABLE pgshadow.skipped (
     skipped_by    name NOT NULL,
     skipped_at    timestamptz NOT NULL DEFAULT now()
 );
--- error texts quote values: visible only with SELECT on the table concerned
 GRANT SELECT ON pgshadow.error, pgshadow.skipped TO PUBLIC;
-ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.error FOR SELECT
-    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id));  -- itself filtered so
-ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.skipped FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
 
--- Views run with their owner's rights, which pass the tables' row security:
--- each filters on the viewer's privilege itself (security_barrier keeps a
--- viewer's own functions from seeing rows before the filter).
-CREATE VIEW shadow_errors WITH (security_barrier) AS
+CREATE VIEW shadow_errors AS
 SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
-  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
-COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
+  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id;
+COMMENT ON VIEW shadow_errors IS 'pgshadow: the error queue of async subscriptions; each waits and is retried in order';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 
 -- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
@@ -1892,7 +1789,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
     VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
@@ -1909,7 +1806,7 @@ $$;
 CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_owner((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     DELETE FROM pgshadow.error WHERE sub_id = p_id;
 END
 $$;
@@ -1923,7 +1820,7 @@ BEGIN
     UPDATE pgshadow.error e SET next_retry = clock_timestamp()
       FROM pgshadow.subscription s
      WHERE s.id = e.sub_id AND s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pg_has_role(pgshadow._caller(), (SELECT relowner FROM pg_class WHERE oid = s.tbl), 'USAGE');
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -1938,9 +1835,6 @@ DECLARE
     v boolean;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    IF NOT FOUND OR NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
-        RETURN NULL;
-    END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
     EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
                    ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
@@ -1950,62 +1844,44 @@ BEGIN
 END
 $$;
 
--- The async subscriptions (of one target, or all) that are due: something
--- pending or a failure whose retry time has come; only those the caller acts
--- for (pgshadow._acts_for), in order.
-CREATE FUNCTION pgshadow._run_due(p_target text) RETURNS SETOF bigint
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.id FROM pgshadow.subscription s
-      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
-     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
-       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
-     ORDER BY s.target, s.id
-$$;
-
--- Exports one async subscription if it has anything to do; a failure is
--- queued in pgshadow.error (with its retry time) instead of raised.
-CREATE FUNCTION pgshadow._run_one(p_id bigint, p_batch_size integer) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_sub    pgshadow.subscription;
-    v_state  text;
-    v_msg    text;
-BEGIN
-    SELECT * INTO v_sub FROM pgshadow.subscription s WHERE s.id = p_id;
-    IF NOT FOUND THEN
-        RETURN;  -- unsubscribed meanwhile
-    END IF;
-    BEGIN
-        IF pgshadow._has_pending(p_id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = p_id) THEN
-            PERFORM pgshadow._connect(v_sub.target);
-            PERFORM pgshadow._export_sub(p_id, p_batch_size);
-            PERFORM pgshadow._disconnect();
-            PERFORM pgshadow._clear_failure(p_id);
-            PERFORM pgshadow._purge(v_sub.tbl);
-        END IF;
-        RETURN;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
-    END;
-    PERFORM pgshadow._disconnect();
-    PERFORM pgshadow._record_failure(p_id, v_state, v_msg);
-    RAISE WARNING '%', v_msg;
-END
-$$;
-
 -- Exports every due async subscription (of one target, or all), each in its
--- own transaction. A procedure that COMMITs cannot pin search_path with a SET
--- clause, so these two only call pgshadow functions by qualified name with
--- arguments of exactly their parameter types: nothing here is resolved
--- through the caller's search_path (no operator, cast or unqualified name).
+-- own transaction. Procedures with SET clauses cannot commit, so every name
+-- here is schema-qualified instead of pinning search_path.
 CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_sub    record;
+    v_state  text;
+    v_msg    text;
+    v_failed boolean;
 BEGIN
-    FOR v_id IN SELECT pgshadow._run_due(target) LOOP
-        PERFORM pgshadow._run_one(v_id, batch_size);
+    FOR v_sub IN
+        SELECT s.id, s.target, s.tbl FROM pgshadow.subscription s
+          LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+         WHERE s.mode = 'async' AND (shadow_run.target IS NULL OR s.target = shadow_run.target)
+           AND (e.next_retry IS NULL OR e.next_retry <= pg_catalog.clock_timestamp())
+           AND pg_catalog.pg_has_role(current_user,
+                   (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.tbl), 'USAGE')
+         ORDER BY s.target, s.id
+    LOOP
+        v_failed := false;
+        BEGIN
+            IF pgshadow._has_pending(v_sub.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = v_sub.id) THEN
+                PERFORM pgshadow._connect(v_sub.target);
+                PERFORM pgshadow._export_sub(v_sub.id, batch_size);
+                PERFORM pgshadow._disconnect();
+                PERFORM pgshadow._clear_failure(v_sub.id);
+                PERFORM pgshadow._purge(v_sub.tbl);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+            v_failed := true;
+        END;
+        IF v_failed THEN
+            PERFORM pgshadow._disconnect();
+            PERFORM pgshadow._record_failure(v_sub.id, v_state, v_msg);
+            RAISE WARNING '%', v_msg;
+        END IF;
         COMMIT;
     END LOOP;
 END
@@ -2016,15 +1892,10 @@ COMMENT ON PROCEDURE shadow_run(text, integer) IS
 -- Retries the queued failures of a target now, in order.
 CREATE PROCEDURE shadow_retry(target text)
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_id bigint;
 BEGIN
     PERFORM pgshadow._retry_now(target);
     COMMIT;
-    FOR v_id IN SELECT pgshadow._run_due(target) LOOP
-        PERFORM pgshadow._run_one(v_id, 100000);
-        COMMIT;
-    END LOOP;
+    CALL public.shadow_run(target);
 END
 $$;
 COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
@@ -2060,7 +1931,7 @@ DECLARE
     v_sub pgshadow.subscription;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_owner(v_sub.tbl, pgshadow._caller());
     INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
     VALUES (v_sub.target, v_sub.tbl, p_from, p_to, p_keys,
             (SELECT message FROM pgshadow.error WHERE sub_id = p_id), p_reason, pgshadow._caller());
@@ -2159,12 +2030,9 @@ DECLARE
     v_rarr   text[];
     v_at     timestamptz[];
 BEGIN
-    -- replicated changes are not shipped again, by the rule pgshadow.capture
-    -- applies: the session's role (not current_user, which an owner's
-    -- SECURITY DEFINER function would lend a plain writer) must own the table
     IF current_setting('pgshadow.origin', true) <> ''
-       AND pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-        RETURN NULL;
+       AND pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+        RETURN NULL;  -- replicated changes are not shipped again (see pgshadow.capture)
     END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
@@ -2312,8 +2180,7 @@ BEGIN
     IF chunk_rows IS NULL OR chunk_rows < 1 THEN
         RAISE EXCEPTION 'pgshadow: chunk_rows must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- compare reads with the caller's mapping, and repair writes with it
-    PERFORM pgshadow._check_acts_for(tbl, current_user);
+    PERFORM pgshadow._check_owner(tbl, current_user);
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
     v_types := pgshadow._column_types(v_sub);
     PERFORM pgshadow._connect(target);
@@ -2413,20 +2280,15 @@ CREATE TABLE pgshadow.conflict (
 );
 -- a batch retried under 'error' logs each conflict once
 CREATE UNIQUE INDEX conflict_once ON pgshadow.conflict (tbl, key, origin, remote_at, local_at);
--- both versions of a row: visible only with SELECT on the table
 GRANT SELECT ON pgshadow.conflict TO PUBLIC;
-ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.conflict FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict_id_seq', '');
 
-CREATE VIEW shadow_conflicts WITH (security_barrier) AS
+CREATE VIEW shadow_conflicts AS
 SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
-  FROM pgshadow.conflict
- WHERE pg_catalog.has_table_privilege(tbl, 'SELECT');
-COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row (tables the viewer may SELECT)';
+  FROM pgshadow.conflict;
+COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row';
 GRANT SELECT ON shadow_conflicts TO PUBLIC;
 
 CREATE FUNCTION pgshadow._log_conflict(p_tbl regclass, p_key jsonb, p_origin text, p_policy text, p_resolution text,

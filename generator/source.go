@@ -89,6 +89,9 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 				// "code": the current sources'; "code from pgshadow--X.sql":
 				// a released full script's (a down step restores it)
 				from, isFrom := strings.CutPrefix(arg, "code from ")
+				if !isFrom {
+					from = ""
+				}
 				if arg != "code" && !isFrom {
 					return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, or code from pgshadow--X.sql)", name, lineNo, arg)
 				}

@@ -64,6 +64,16 @@ BEGIN
 END
 $$;
 
+-- Whether this transaction holds a lock on p_tbl that keeps its writers
+-- waiting (SHARE or stronger: CREATE TRIGGER takes SHARE ROW EXCLUSIVE).
+CREATE FUNCTION pgshadow._blocks_writers(p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_locks l
+                    WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                      AND l.relation = p_tbl AND l.pid = pg_backend_pid() AND l.granted
+                      AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))
+$$;
+
 -- The schema dblink is installed in (it is relocatable, so never assume public).
 CREATE FUNCTION pgshadow._dblink() RETURNS name
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -379,6 +379,8 @@ DECLARE
     v_rows   boolean := false;   -- a chunk of rows is in v_buf
     v_busy   boolean := false;
     v_nestloop text;
+    v_appname  text := current_setting('application_name');
+    v_total    bigint := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -421,7 +423,11 @@ BEGIN
     -- v_buf holds what is not sent yet: it is flushed only when more follows,
     -- so a batch of one chunk (its BEGIN, deletes, rows and COMMIT) goes in
     -- one round trip
-    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' TRUNCATE %s;', v_dest) ELSE '' END;
+    -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
+    -- of the target keep seeing the old rows until the new ones commit
+    -- (TRUNCATE would lock them out for the whole copy), and rows other
+    -- tables reference may be replaced within deferred constraints.
+    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there are
@@ -479,12 +485,18 @@ BEGIN
         IF v_rows THEN
             v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
+            -- progress, for other sessions to watch in pg_stat_activity
+            PERFORM set_config('application_name',
+                               left(format('pgshadow %s %s: %s of %s rows', CASE WHEN v_full THEN 'copy' ELSE 'batch' END,
+                                           p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
+                               true);
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_rows := true;
         upserts := upserts + v_nrows;
     END LOOP;
     CLOSE v_cur;
+    PERFORM set_config('application_name', v_appname, true);
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
     END IF;

@@ -155,6 +155,7 @@ DECLARE
     v_sub     pgshadow.subscription;
     v_old     pgshadow.subscription;
     v_copy    record;
+    v_defer   boolean;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     SELECT * INTO v_target FROM pgshadow.target t WHERE t.name = shadow_subscribe.target;
@@ -222,8 +223,12 @@ BEGIN
                   HINT = 'shadow_unsubscribe() first; the target then needs the initial copy again.';
     END IF;
 
+    -- Creating the capture triggers locked the table against writers until
+    -- this transaction ends; a copy now would keep them waiting for all of
+    -- it. Then the first export copies instead, in a transaction of its own.
+    v_defer := initial_copy AND v_target.server IS NOT NULL AND pgshadow._blocks_writers(tbl);
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, row_filter,
-                                        mode, on_conflict, initial_copy AND v_target.server IS NULL);
+                                        mode, on_conflict, initial_copy AND (v_target.server IS NULL OR v_defer));
     IF mode = 'sync' THEN
         IF v_target.server IS NULL THEN
             RAISE EXCEPTION 'pgshadow: target "%" is a file target; sync mode needs a foreign server', v_target.name
@@ -231,7 +236,11 @@ BEGIN
         END IF;
         PERFORM pgshadow._sync_triggers(tbl, true);
     END IF;
-    IF initial_copy AND v_target.server IS NOT NULL THEN
+    IF v_defer THEN
+        RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
+            USING DETAIL = 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.',
+                  HINT = 'Run shadow_track() in a transaction of its own first to copy at subscribe.';
+    ELSIF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
         PERFORM pgshadow._connect(v_target.name);
@@ -289,6 +298,16 @@ BEGIN
     tbl := v_sub.tbl;
     dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    IF v_sub.needs_copy THEN
+        -- the initial copy deferred by shadow_subscribe: as a resync, the
+        -- watermark is taken before the copy reads, so what commits later
+        -- ships again with the next batch
+        v_new := pgshadow._snapshot();
+        v_r := pgshadow._ship(v_sub, NULL, NULL, true, p_batch_size);
+        PERFORM pgshadow._advance(p_id, v_new, v_r.upserts, 1);
+        v_sub.snapshot := v_new;
+        batches := 1; keys := v_r.upserts; upserts := v_r.upserts; truncated := true;
+    END IF;
     LOOP
         v_new := pgshadow._snapshot();
         -- the pending changes and, in the same pass, the transaction where

@@ -108,6 +108,8 @@ BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
     IF NOT FOUND OR NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
         RETURN NULL;
+    ELSIF v_sub.needs_copy THEN
+        RETURN true;  -- the initial copy is still to be made
     END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
     EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'

@@ -82,6 +82,9 @@ func (p *pair) Both(t *testing.T, sql string) {
 // number of rows the initial copy shipped.
 func (p *pair) Subscribe(t *testing.T, tbl string, extra ...string) int64 {
 	t.Helper()
+	// tracked in a transaction of its own first, as the README advises, so
+	// the initial copy is made by the subscribe (see initial_copy_lock_test.go)
+	p.Src.Exec(t, "SELECT shadow_track("+lit(tbl)+")")
 	args := append([]string{lit(targetName), lit(tbl)}, extra...)
 	return p.Src.QueryInt(t, "SELECT shadow_subscribe("+strings.Join(args, ", ")+")")
 }
