@@ -157,7 +157,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		fmt.Sprintf(mapping, sqlLit(dstSrv.User), sqlLit(dstSrv.Password))); err != nil {
 		return err
 	}
-	for _, sql := range []string{"SELECT shadow_add_target('copy', 'copy_server')", "SELECT shadow_subscribe('copy', 'orders') AS rows_copied"} {
+	for _, sql := range []string{"SELECT shadow_add_target('copy', 'copy_server')", "SELECT shadow_track('orders')", "SELECT shadow_subscribe('copy', 'orders') AS rows_copied"} {
 		if err := d.query(ctx, src, "source", sql); err != nil {
 			return err
 		}

@@ -98,6 +98,7 @@ func TestAsyncTargetDownQueuesThenConverges(t *testing.T) {
 	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int)")
 	p.Dst.Exec(t, appliedLogSQL)
 	p.Src.Exec(t, "INSERT INTO kv VALUES (0, 0)")
+	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
 	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async')", target)
 	p.Same(t, "kv")
 
@@ -178,6 +179,7 @@ func TestAsyncPoisonedBatchBlocksItsTableUntilSkipped(t *testing.T) {
 	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
 	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int); CREATE TABLE other (k int PRIMARY KEY, v int)")
 	p.Dst.Exec(t, "ALTER TABLE kv ADD CONSTRAINT no_negative CHECK (v >= 0)")
+	p.Src.Exec(t, "SELECT shadow_track('kv'), shadow_track('other')") // first, so the subscribe copies
 	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async'), shadow_subscribe($1, 'other', mode => 'async')", target)
 
 	p.Src.Exec(t, "INSERT INTO kv VALUES (1, -1)")

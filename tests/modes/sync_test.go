@@ -21,6 +21,7 @@ func newSyncPair(t *testing.T, dst *pgtest.DB, extraDst string) *pair {
 	if extraDst != "" {
 		p.Dst.Exec(t, extraDst)
 	}
+	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
 	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'sync')", target)
 	return p
 }
@@ -196,6 +197,7 @@ func TestSyncOneRoundTripPerStatement(t *testing.T) {
 		return p.Dst.QueryStrings(t, "SELECT op || ' ' || n FROM stmt_log ORDER BY ctid")
 	}
 
+	p.Dst.Exec(t, "TRUNCATE stmt_log") // what the initial copy ran
 	p.Src.Exec(t, "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 1000) g")
 	got := stmts()
 	if len(got) != 2 || got[0] != "DELETE 0" || got[1] != "INSERT 1000" {
