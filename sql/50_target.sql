@@ -65,6 +65,9 @@ DECLARE
     v_sub    pgshadow.subscription;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    -- stamps the xid history this first watermark belongs to (and
+    -- re-baselines the others if the database was moved)
+    PERFORM pgshadow._check_history();
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)

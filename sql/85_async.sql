@@ -115,6 +115,10 @@ DECLARE
     v_msg    text;
     v_failed boolean;
 BEGIN
+    -- _has_pending below reads the watermarks: a database moved into
+    -- another xid history is re-baselined first
+    PERFORM pgshadow._check_history();
+    COMMIT;
     FOR v_sub IN
         SELECT s.id, s.target, s.tbl FROM pgshadow.subscription s
           LEFT JOIN pgshadow.error e ON e.sub_id = s.id
