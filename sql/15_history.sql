@@ -15,11 +15,13 @@ CREATE TABLE pgshadow.history (
     one               boolean PRIMARY KEY DEFAULT true CHECK (one),  -- at most one row
     system_id         text,          -- pg_control_system().system_identifier; NULL when not readable
     database          name NOT NULL, -- current_database() when stamped
-    -- the transaction that wrote this row: the row's own xmin must still be
-    -- its low 32 bits. A dump and restore (onto any server) rewrites the row
-    -- and so its xmin, whatever the counters are; a physical copy (standby,
-    -- base backup, TEMPLATE copy, pg_upgrade) keeps it.
-    stamp_xid         xid8 NOT NULL,
+    stamp_xid         xid8 NOT NULL, -- the transaction that wrote this row
+    -- the row's own xmin when it was written (a subtransaction's xid, when
+    -- written in one), which it must still carry. A dump and restore (onto
+    -- any server) rewrites the row and so its xmin, whatever the counters
+    -- are; a physical copy (standby, base backup, TEMPLATE copy, pg_upgrade)
+    -- keeps it.
+    stamp_xmin        bigint NOT NULL,
     stamped_at        timestamptz NOT NULL,
     rebaselined_at    timestamptz,   -- the last re-baseline, and why
     rebaseline_reason text
@@ -54,7 +56,11 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
     v_h    record;
     v_sys  text := pgshadow._system_id();
-    v_xmax xid8 := pg_snapshot_xmax(pg_current_snapshot());
+    v_own  xid8 := pg_current_xact_id_if_assigned();
+    -- the first xid this server has not handed out: the snapshot's xmax, or
+    -- past this transaction's own xid, taken after the snapshot was
+    v_xmax xid8 := greatest(pg_snapshot_xmax(pg_current_snapshot()),
+                            (v_own::text::numeric + 1)::text::xid8);
     v_tr   record;
     v_max  xid8;
 BEGIN
@@ -78,7 +84,7 @@ BEGIN
         RETURN format('the history stamp''s transaction %s is in the future of this server (next %s)', v_h.stamp_xid, v_xmax);
     END IF;
     -- 2 is FrozenTransactionId: a frozen row no longer shows its xmin
-    IF v_h.row_xmin <> 2 AND v_h.row_xmin <> (v_h.stamp_xid::text::numeric % 4294967296) THEN
+    IF v_h.row_xmin <> 2 AND v_h.row_xmin <> v_h.stamp_xmin THEN
         RETURN 'the database was restored from a dump (the history stamp was rewritten)';
     END IF;
     IF EXISTS (SELECT FROM pgshadow.subscription WHERE mode <> 'sync' AND pg_snapshot_xmax(snapshot) > v_xmax) THEN
@@ -95,6 +101,27 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Stamps the current history (and, with p_reason, a re-baseline done now).
+-- Not callable by users (REVOKEd): a fresh stamp would hide a break.
+CREATE FUNCTION pgshadow._stamp(p_reason text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO pgshadow.history AS h (system_id, database, stamp_xid, stamp_xmin, stamped_at,
+                                       rebaselined_at, rebaseline_reason)
+    VALUES (pgshadow._system_id(), current_database(), pg_current_xact_id(), 0, clock_timestamp(),
+            CASE WHEN p_reason IS NOT NULL THEN clock_timestamp() END, p_reason)
+    ON CONFLICT (one) DO UPDATE
+       SET system_id = EXCLUDED.system_id, database = EXCLUDED.database, stamp_xid = EXCLUDED.stamp_xid,
+           stamped_at = EXCLUDED.stamped_at,
+           rebaselined_at = coalesce(EXCLUDED.rebaselined_at, h.rebaselined_at),
+           rebaseline_reason = coalesce(EXCLUDED.rebaseline_reason, h.rebaseline_reason);
+    -- the row's xmin is known only once written; this second write in the
+    -- same (sub)transaction keeps it
+    UPDATE pgshadow.history SET stamp_xmin = xmin::text::bigint;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._stamp(text) FROM PUBLIC;
 
 -- Checks the history before anything reads or moves a watermark, and
 -- re-baselines on a break: every shadow row gets xid X0 = (xmin of the
@@ -120,11 +147,7 @@ BEGIN
         -- stamp a new install, and renew a stamp whose row was frozen (its
         -- xmin no longer tells a restored row from the original)
         IF NOT EXISTS (SELECT FROM pgshadow.history h WHERE h.xmin::text <> '2') THEN
-            INSERT INTO pgshadow.history AS h (system_id, database, stamp_xid, stamped_at)
-            VALUES (pgshadow._system_id(), current_database(), pg_current_xact_id(), clock_timestamp())
-            ON CONFLICT (one) DO UPDATE
-               SET system_id = EXCLUDED.system_id, database = EXCLUDED.database,
-                   stamp_xid = EXCLUDED.stamp_xid, stamped_at = EXCLUDED.stamped_at;
+            PERFORM pgshadow._stamp(NULL);
         END IF;
         RETURN NULL;
     END IF;
@@ -151,12 +174,7 @@ BEGIN
        SET snapshot = format('%s:%s:', v_x0, v_x0)::pg_snapshot,
            needs_copy = s.needs_copy OR (SELECT t.server IS NULL FROM pgshadow.target t WHERE t.name = s.target)
      WHERE s.mode <> 'sync';
-    INSERT INTO pgshadow.history AS h (system_id, database, stamp_xid, stamped_at, rebaselined_at, rebaseline_reason)
-    VALUES (pgshadow._system_id(), current_database(), pg_current_xact_id(), clock_timestamp(), clock_timestamp(), v_reason)
-    ON CONFLICT (one) DO UPDATE
-       SET system_id = EXCLUDED.system_id, database = EXCLUDED.database, stamp_xid = EXCLUDED.stamp_xid,
-           stamped_at = EXCLUDED.stamped_at, rebaselined_at = EXCLUDED.rebaselined_at,
-           rebaseline_reason = EXCLUDED.rebaseline_reason;
+    PERFORM pgshadow._stamp(v_reason);
     RAISE WARNING 'pgshadow: watermarks re-baselined: %', v_reason
         USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy.', v_total);
     RETURN v_reason;
