@@ -2,12 +2,14 @@ package continuity
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgshadow/pgshadow/tests/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -181,4 +183,39 @@ func TestTemplateCopy(t *testing.T) {
 	e.Src = adopt(t, old, copyName)
 	pendingWrites(t, e.Src, 200, "after the copy")
 	afterMove(t, e, "copied or renamed")
+}
+
+// A physical standby promoted to primary keeps the xid history: nothing is
+// re-baselined, and the push target and the file chain simply go on.
+func TestPromotedStandby(t *testing.T) {
+	if os.Getenv("PGSHADOW_TEST_IMAGE") != "" {
+		t.Skip("standbys need the local server backend")
+	}
+	old := pgtest.Server("old")
+	e := newEnv(t, old)
+	e.setup(t)
+	pendingWrites(t, e.Src, 100, "before the failover")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	standby, err := pgserver.Start(ctx, pgserver.Options{Name: "standby", StandbyOf: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { standby.Stop() })
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.Src.Pool.Close() // the old primary is done with
+	e.Src = adopt(t, standby, e.Src.Name)
+	pendingWrites(t, e.Src, 200, "after the promotion")
+
+	e.pushExport(t)
+	if res := e.fileExport(t); res.BatchDir == "" || res.Manifest.Tables[0].FullCopy {
+		t.Errorf("the file export after the promotion is not an incremental batch (%q)", res.BatchDir)
+	}
+	e.same(t)
+	if s := readStatus(t, e.Src, pushTarget); s.Break != nil || s.RebaselinedAt != nil {
+		t.Errorf("a promotion keeps the history, yet history_break = %v, rebaselined_at = %v", ptr(s.Break), s.RebaselinedAt)
+	}
 }
