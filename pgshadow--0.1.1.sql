@@ -132,8 +132,9 @@ $$;
 
 -- Why the watermarks and shadow rows no longer belong to this database's
 -- transaction-id history, or NULL when they do. Read-only; cheap (one row,
--- the control file, and one index probe per tracked table).
-CREATE FUNCTION pgshadow._history_break() RETURNS text
+-- the control file, the watermarks, and one index probe per shadow table
+-- looked at: p_tbl's, or with NULL every one).
+CREATE FUNCTION pgshadow._history_break(p_tbl regclass DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_h    record;
@@ -173,7 +174,8 @@ BEGIN
         RETURN format('a watermark is ahead of the current snapshot (next transaction %s)', v_xmax);
     END IF;
     FOR v_tr IN SELECT t.tbl, t.shadow FROM pgshadow.tracked t
-                 WHERE to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
+                 WHERE (p_tbl IS NULL OR t.tbl = p_tbl)
+                   AND to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
         EXECUTE format('SELECT max(shadow_xid) FROM pgshadow.%I', v_tr.shadow) INTO v_max;
         IF v_max >= v_xmax THEN
             RETURN format('changes of %s carry transaction id %s, in the future of this server (next %s)',
@@ -214,11 +216,13 @@ REVOKE EXECUTE ON FUNCTION pgshadow._stamp(text) FROM PUBLIC;
 -- is pending for every subscription; file targets get a full copy (their
 -- batch chain is keyed by the source's identity, which changed). Returns the
 -- reason of a re-baseline done now, else NULL. Idempotent; anyone who may
--- export may trigger it, since it only ever ships more.
-CREATE FUNCTION pgshadow._check_history() RETURNS text
+-- export may trigger it, since it only ever ships more. p_tbl: the table
+-- about to be shipped or purged, whose shadow rows are looked at (NULL:
+-- every table's).
+CREATE FUNCTION pgshadow._check_history(p_tbl regclass DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_reason text := pgshadow._history_break();
+    v_reason text := pgshadow._history_break(p_tbl);
     v_own    xid8;
     v_x0     xid8;
     v_tr     record;
@@ -791,7 +795,7 @@ BEGIN
     PERFORM pgshadow._check_owner(p_tbl, v_caller);
     -- stamps the xid history this first watermark belongs to (and
     -- re-baselines the others if the database was moved)
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)
@@ -1369,7 +1373,7 @@ DECLARE
 BEGIN
     -- every export path comes here before it reads a watermark: a database
     -- moved into another xid history is re-baselined first
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
@@ -1446,7 +1450,7 @@ BEGIN
     END IF;
     -- watermarks of another xid history say nothing about what was shipped:
     -- re-baseline first, and hold off a re-baseline until this purge is done
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history(p_tbl);
     LOCK TABLE pgshadow.history IN ROW SHARE MODE;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
@@ -2628,7 +2632,7 @@ BEGIN
         v_ver := pgshadow._versions(p_dest);
         -- the watermark tells unshipped local changes: one of another xid
         -- history (this node was moved) is re-baselined first
-        PERFORM pgshadow._check_history();
+        PERFORM pgshadow._check_history(p_dest);
         SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before

@@ -50,8 +50,9 @@ $$;
 
 -- Why the watermarks and shadow rows no longer belong to this database's
 -- transaction-id history, or NULL when they do. Read-only; cheap (one row,
--- the control file, and one index probe per tracked table).
-CREATE FUNCTION pgshadow._history_break() RETURNS text
+-- the control file, the watermarks, and one index probe per shadow table
+-- looked at: p_tbl's, or with NULL every one).
+CREATE FUNCTION pgshadow._history_break(p_tbl regclass DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_h    record;
@@ -91,7 +92,8 @@ BEGIN
         RETURN format('a watermark is ahead of the current snapshot (next transaction %s)', v_xmax);
     END IF;
     FOR v_tr IN SELECT t.tbl, t.shadow FROM pgshadow.tracked t
-                 WHERE to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
+                 WHERE (p_tbl IS NULL OR t.tbl = p_tbl)
+                   AND to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
         EXECUTE format('SELECT max(shadow_xid) FROM pgshadow.%I', v_tr.shadow) INTO v_max;
         IF v_max >= v_xmax THEN
             RETURN format('changes of %s carry transaction id %s, in the future of this server (next %s)',
@@ -132,11 +134,13 @@ REVOKE EXECUTE ON FUNCTION pgshadow._stamp(text) FROM PUBLIC;
 -- is pending for every subscription; file targets get a full copy (their
 -- batch chain is keyed by the source's identity, which changed). Returns the
 -- reason of a re-baseline done now, else NULL. Idempotent; anyone who may
--- export may trigger it, since it only ever ships more.
-CREATE FUNCTION pgshadow._check_history() RETURNS text
+-- export may trigger it, since it only ever ships more. p_tbl: the table
+-- about to be shipped or purged, whose shadow rows are looked at (NULL:
+-- every table's).
+CREATE FUNCTION pgshadow._check_history(p_tbl regclass DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_reason text := pgshadow._history_break();
+    v_reason text := pgshadow._history_break(p_tbl);
     v_own    xid8;
     v_x0     xid8;
     v_tr     record;

@@ -67,7 +67,7 @@ BEGIN
     PERFORM pgshadow._check_owner(p_tbl, v_caller);
     -- stamps the xid history this first watermark belongs to (and
     -- re-baselines the others if the database was moved)
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)

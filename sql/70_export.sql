@@ -14,7 +14,7 @@ DECLARE
 BEGIN
     -- every export path comes here before it reads a watermark: a database
     -- moved into another xid history is re-baselined first
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
@@ -91,7 +91,7 @@ BEGIN
     END IF;
     -- watermarks of another xid history say nothing about what was shipped:
     -- re-baseline first, and hold off a re-baseline until this purge is done
-    PERFORM pgshadow._check_history();
+    PERFORM pgshadow._check_history(p_tbl);
     LOCK TABLE pgshadow.history IN ROW SHARE MODE;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN

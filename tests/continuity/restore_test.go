@@ -219,3 +219,33 @@ func TestPromotedStandby(t *testing.T) {
 		t.Errorf("a promotion keeps the history, yet history_break = %v, rebaselined_at = %v", ptr(s.Break), s.RebaselinedAt)
 	}
 }
+
+// _check_history is SECURITY DEFINER and callable by anyone: on a continuous
+// history it changes nothing, and no one but the definer may stamp a new
+// history (which would hide a move).
+func TestAnyoneMayCheckTheHistory(t *testing.T) {
+	e := newEnv(t, pgtest.Server("old"))
+	e.setup(t)
+	pendingWrites(t, e.Src, 100, "pending")
+	role := "plain_" + e.Src.Name
+	e.Src.Exec(t, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD 'pw'")
+	t.Cleanup(func() { e.Src.ExecErr("DROP ROLE IF EXISTS " + pgx.Identifier{role}.Sanitize()) })
+	state := func() string {
+		return e.Src.QueryString(t, `SELECT (SELECT string_agg(snapshot::text, ' ' ORDER BY id) FROM pgshadow.subscription)
+		                               || ' ' || (SELECT h::text FROM pgshadow.history h)`)
+	}
+	before := state()
+	c := e.Src.ConnAs(t, role, "pw")
+	mustExec(t, c, "SELECT pgshadow._check_history()")
+	if after := state(); after != before {
+		t.Errorf("a plain role's _check_history changed watermarks or stamp:\n%s\n%s", before, after)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Exec(ctx, "SELECT pgshadow._stamp('hide a move')"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("a plain role could call pgshadow._stamp: %v", err)
+	}
+	if held := heldKeys(t, e.Src); held == 0 {
+		t.Errorf("pending keys vanished")
+	}
+}
