@@ -27,6 +27,155 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
+-- The transaction-id history the watermarks were taken in (see
+-- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
+-- before this upgrade, so its first check re-baselines (ships every held key
+-- once; file targets get a full copy), which is always safe.
+CREATE TABLE pgshadow.history (
+    one               boolean PRIMARY KEY DEFAULT true CHECK (one),
+    system_id         text,
+    database          name NOT NULL,
+    stamp_xid         xid8 NOT NULL,
+    stamp_xmin        bigint NOT NULL,
+    stamped_at        timestamptz NOT NULL,
+    rebaselined_at    timestamptz,
+    rebaseline_reason text
+);
+COMMENT ON TABLE pgshadow.history IS
+    'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
+GRANT SELECT ON pgshadow.history TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
+
+-- _pending gains an argument, and shadow_status columns
+DROP VIEW shadow_status;
+DROP FUNCTION pgshadow._pending(bigint);
+
+
+-- code of: sql/15_history.sql
+CREATE OR REPLACE FUNCTION pgshadow._system_id() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT system_identifier::text FROM pg_control_system());
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._history_break(p_tbl regclass DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_h    record;
+    v_sys  text := pgshadow._system_id();
+    v_own  xid8 := pg_current_xact_id_if_assigned();
+    -- the first xid this server has not handed out: the snapshot's xmax, or
+    -- past this transaction's own xid, taken after the snapshot was
+    v_xmax xid8 := greatest(pg_snapshot_xmax(pg_current_snapshot()),
+                            (v_own::text::numeric + 1)::text::xid8);
+    v_tr   record;
+    v_max  xid8;
+BEGIN
+    SELECT h.*, h.xmin::text::bigint AS row_xmin INTO v_h FROM pgshadow.history h;
+    IF NOT FOUND THEN
+        -- every subscription stamps the history when it is made, so
+        -- watermarks without a stamp come from an older version or from a
+        -- dump without it: nothing says which history they belong to
+        IF EXISTS (SELECT FROM pgshadow.subscription WHERE mode <> 'sync') THEN
+            RETURN 'the watermarks carry no transaction-id history stamp';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF v_sys IS NOT NULL AND v_h.system_id IS NOT NULL AND v_sys <> v_h.system_id THEN
+        RETURN format('the database moved to another server (system identifier %s, was %s)', v_sys, v_h.system_id);
+    END IF;
+    IF v_h.database <> current_database() THEN
+        RETURN format('the database was copied or renamed (now %I, was %I)', current_database(), v_h.database);
+    END IF;
+    IF v_h.stamp_xid >= v_xmax THEN
+        RETURN format('the history stamp''s transaction %s is in the future of this server (next %s)', v_h.stamp_xid, v_xmax);
+    END IF;
+    -- 2 is FrozenTransactionId: a frozen row no longer shows its xmin
+    IF v_h.row_xmin <> 2 AND v_h.row_xmin <> v_h.stamp_xmin THEN
+        RETURN 'the database was restored from a dump (the history stamp was rewritten)';
+    END IF;
+    IF EXISTS (SELECT FROM pgshadow.subscription WHERE mode <> 'sync' AND pg_snapshot_xmax(snapshot) > v_xmax) THEN
+        RETURN format('a watermark is ahead of the current snapshot (next transaction %s)', v_xmax);
+    END IF;
+    FOR v_tr IN SELECT t.tbl, t.shadow FROM pgshadow.tracked t
+                 WHERE (p_tbl IS NULL OR t.tbl = p_tbl)
+                   AND to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
+        EXECUTE format('SELECT max(shadow_xid) FROM pgshadow.%I', v_tr.shadow) INTO v_max;
+        IF v_max >= v_xmax THEN
+            RETURN format('changes of %s carry transaction id %s, in the future of this server (next %s)',
+                          v_tr.tbl, v_max, v_xmax);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._stamp(p_reason text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO pgshadow.history AS h (system_id, database, stamp_xid, stamp_xmin, stamped_at,
+                                       rebaselined_at, rebaseline_reason)
+    VALUES (pgshadow._system_id(), current_database(), pg_current_xact_id(), 0, clock_timestamp(),
+            CASE WHEN p_reason IS NOT NULL THEN clock_timestamp() END, p_reason)
+    ON CONFLICT (one) DO UPDATE
+       SET system_id = EXCLUDED.system_id, database = EXCLUDED.database, stamp_xid = EXCLUDED.stamp_xid,
+           stamped_at = EXCLUDED.stamped_at,
+           rebaselined_at = coalesce(EXCLUDED.rebaselined_at, h.rebaselined_at),
+           rebaseline_reason = coalesce(EXCLUDED.rebaseline_reason, h.rebaseline_reason);
+    -- the row's xmin is known only once written; this second write in the
+    -- same (sub)transaction keeps it
+    UPDATE pgshadow.history SET stamp_xmin = xmin::text::bigint;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._stamp(text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION pgshadow._check_history(p_tbl regclass DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_reason text := pgshadow._history_break(p_tbl);
+    v_own    xid8;
+    v_x0     xid8;
+    v_tr     record;
+    v_n      bigint;
+    v_total  bigint := 0;
+BEGIN
+    IF v_reason IS NULL THEN
+        -- stamp a new install, and renew a stamp whose row was frozen (its
+        -- xmin no longer tells a restored row from the original)
+        IF NOT EXISTS (SELECT FROM pgshadow.history h WHERE h.xmin::text <> '2') THEN
+            PERFORM pgshadow._stamp(NULL);
+        END IF;
+        RETURN NULL;
+    END IF;
+    -- One re-baseline at a time; purges hold ROW SHARE on this table while
+    -- they decide, so none truncates on watermarks being reset. Rechecked
+    -- under the lock: another session may have just re-baselined.
+    LOCK TABLE pgshadow.history IN EXCLUSIVE MODE;
+    v_reason := pgshadow._history_break();
+    IF v_reason IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- This transaction's own uncommitted changes keep their xid: they must
+    -- not look committed to the export that may follow in it.
+    v_own := pg_current_xact_id_if_assigned();
+    v_x0 := (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text::xid8;
+    FOR v_tr IN SELECT t.tbl, t.shadow FROM pgshadow.tracked t
+                 WHERE to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
+        EXECUTE format('UPDATE pgshadow.%I SET shadow_xid = $1 WHERE shadow_xid IS DISTINCT FROM $2', v_tr.shadow)
+          USING v_x0, v_own;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_total := v_total + v_n;
+    END LOOP;
+    UPDATE pgshadow.subscription s
+       SET snapshot = format('%s:%s:', v_x0, v_x0)::pg_snapshot,
+           needs_copy = s.needs_copy OR (SELECT t.server IS NULL FROM pgshadow.target t WHERE t.name = s.target)
+     WHERE s.mode <> 'sync';
+    PERFORM pgshadow._stamp(v_reason);
+    RAISE WARNING 'pgshadow: watermarks re-baselined: %', v_reason
+        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy.', v_total);
+    RETURN v_reason;
+END
+$$;
 
 -- code of: sql/20_util.sql
 CREATE OR REPLACE FUNCTION pgshadow._caller() RETURNS name
@@ -540,6 +689,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
     END IF;
+    -- stamps the xid history this first watermark belongs to (and
+    -- re-baselines the others if the database was moved)
+    PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)
@@ -1011,6 +1163,9 @@ DECLARE
     v_shadow name;
     v_owner  name;
 BEGIN
+    -- every export path comes here before it reads a watermark: a database
+    -- moved into another xid history is re-baselined first
+    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
@@ -1063,6 +1218,13 @@ DECLARE
     v_round  integer;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN;
+    END IF;
+    -- watermarks of another xid history say nothing about what was shipped:
+    -- re-baseline first, and hold off a re-baseline until this purge is done
+    PERFORM pgshadow._check_history(p_tbl);
+    LOCK TABLE pgshadow.history IN ROW SHARE MODE;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;
@@ -1511,17 +1673,22 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow.file_done(p_sub_id bigint, p_snapshot pg_snapshot, p_keys bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tbl regclass;
 BEGIN
     PERFORM pgshadow._advance(p_sub_id, p_snapshot, p_keys, 1);
-    SELECT s.tbl INTO v_tbl FROM pgshadow.subscription s WHERE s.id = p_sub_id;
-    PERFORM pgshadow._purge(v_tbl);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow.file_purge(p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._purge(s.tbl) FROM pgshadow.subscription s
+      WHERE s.target = p_target
+        AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE');
 END
 $$;
 
 -- code of: sql/80_status.sql
-CREATE OR REPLACE FUNCTION pgshadow._pending(p_id bigint, OUT pending_keys bigint, OUT oldest_pending timestamptz)
+CREATE OR REPLACE FUNCTION pgshadow._pending(p_id bigint, p_all boolean DEFAULT false,
+                                  OUT pending_keys bigint, OUT oldest_pending timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_sub pgshadow.subscription;
@@ -1538,9 +1705,9 @@ BEGIN
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
                    ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1)',
+                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
-       INTO pending_keys, oldest_pending USING v_sub.snapshot;
+       INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;
 CREATE OR REPLACE VIEW shadow_status WITH (security_barrier) AS
@@ -1554,9 +1721,16 @@ SELECT s.target,
        s.keys_shipped,
        s.last_export,
        s.last_error,
-       s.last_error_at
+       s.last_error_at,
+       -- the watermarks belong to another transaction-id history (a restore,
+       -- a copy): the next export re-baselines and ships every held key
+       b.history_break,
+       h.rebaselined_at,
+       h.rebaseline_reason
   FROM pgshadow.subscription s
- CROSS JOIN LATERAL pgshadow._pending(s.id) p
+ CROSS JOIN (SELECT pgshadow._history_break() AS history_break) b
+  LEFT JOIN pgshadow.history h ON true
+ CROSS JOIN LATERAL pgshadow._pending(s.id, b.history_break IS NOT NULL) p
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 
@@ -1667,6 +1841,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM pgshadow._check_history();
+    COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
         COMMIT;
@@ -1681,6 +1857,7 @@ DECLARE
     v_id bigint;
 BEGIN
     PERFORM pgshadow._retry_now(target);
+    PERFORM pgshadow._check_history();
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, 100000);
@@ -2075,6 +2252,9 @@ BEGIN
     IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
         PERFORM pgshadow._peer_gate(p_dest, p_origin);
         v_ver := pgshadow._versions(p_dest);
+        -- the watermark tells unshipped local changes: one of another xid
+        -- history (this node was moved) is re-baselined first
+        PERFORM pgshadow._check_history(p_dest);
         SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before
@@ -2204,3 +2384,5 @@ EXCEPTION WHEN OTHERS THEN
         USING ERRCODE = SQLSTATE;
 END
 $$;
+
+GRANT SELECT ON shadow_status TO PUBLIC;

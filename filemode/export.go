@@ -147,7 +147,7 @@ func openSource(ctx context.Context, conn *pgx.Conn, target string) (_ *sourceRu
 }
 
 // done moves the watermark of every table shipped (pgshadow.file_done) and
-// commits: the batches are acknowledged.
+// commits: the batches are acknowledged. Then it purges what is shipped.
 func (s *sourceRun) done(ctx context.Context) error {
 	for _, t := range s.m.Tables {
 		n := t.Keys
@@ -158,7 +158,32 @@ func (s *sourceRun) done(ctx context.Context) error {
 			return fmt.Errorf("mark batch %d of %s shipped: %w", t.BatchNo, t.SourceTable, err)
 		}
 	}
-	return s.tx.Commit(ctx)
+	conn := s.tx.Conn()
+	if err := s.tx.Commit(ctx); err != nil {
+		return err
+	}
+	purge(ctx, conn, s.m.Target)
+	return nil
+}
+
+// purge empties what every subscription of the target's tables has shipped
+// from their shadow tables. Not inside the run's REPEATABLE READ transaction:
+// its snapshot predates changes committed meanwhile, which a purge deciding
+// on it would truncate unshipped. READ COMMITTED is asked for explicitly (a
+// default_transaction_isolation of the role must not change it). Best
+// effort: the batch is committed, and any later purge does the same work.
+func purge(ctx context.Context, conn *pgx.Conn, target string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pgshadow.file_purge($1)", target); err != nil {
+		return
+	}
+	_ = tx.Commit(ctx)
 }
 
 func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportResult, err error) {

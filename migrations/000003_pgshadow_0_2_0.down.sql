@@ -13,6 +13,11 @@ SET LOCAL check_function_bodies = false;
 DROP FUNCTION pgshadow._acts_for(name, regclass), pgshadow._check_acts_for(regclass, name),
     pgshadow._blocks_writers(regclass), pgshadow._run_due(text), pgshadow._run_one(bigint, integer);
 
+DROP VIEW shadow_status;
+DROP FUNCTION pgshadow._pending(bigint, boolean), pgshadow._system_id(), pgshadow._history_break(regclass),
+    pgshadow._stamp(text), pgshadow._check_history(regclass), pgshadow.file_purge(text);
+DROP TABLE pgshadow.history;
+
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;
 DROP POLICY readable ON pgshadow.error;
@@ -22,7 +27,6 @@ ALTER TABLE pgshadow.skipped DISABLE ROW LEVEL SECURITY;
 DROP POLICY readable ON pgshadow.conflict;
 ALTER TABLE pgshadow.conflict DISABLE ROW LEVEL SECURITY;
 -- views: 0.1.1's have no options
-ALTER VIEW shadow_status RESET (security_barrier);
 ALTER VIEW shadow_errors RESET (security_barrier);
 ALTER VIEW shadow_conflicts RESET (security_barrier);
 
@@ -2039,3 +2043,5 @@ EXCEPTION WHEN OTHERS THEN
         USING ERRCODE = SQLSTATE;
 END
 $$;
+
+GRANT SELECT ON shadow_status TO PUBLIC;

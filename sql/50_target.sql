@@ -94,6 +94,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
     END IF;
+    -- stamps the xid history this first watermark belongs to (and
+    -- re-baselines the others if the database was moved)
+    PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)

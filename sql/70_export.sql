@@ -12,6 +12,9 @@ DECLARE
     v_shadow name;
     v_owner  name;
 BEGIN
+    -- every export path comes here before it reads a watermark: a database
+    -- moved into another xid history is re-baselined first
+    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
@@ -66,6 +69,12 @@ $$;
 -- reading, just postpones it) and becomes the current one, and the partition
 -- writers leave drains and is truncated by a later purge. No row is ever
 -- deleted, so no dead rows pile up however busy the table is.
+-- Truncating is decided on current state only: under REPEATABLE READ or
+-- SERIALIZABLE the transaction's snapshot predates changes other sessions
+-- committed since (into the partition it takes for empty, after another
+-- purge switched generations), so there the purge does nothing and leaves
+-- the work to the next one run under READ COMMITTED (every export under it,
+-- and `pgshadow export` / `ship` after their commit).
 CREATE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -77,6 +86,13 @@ DECLARE
     v_round  integer;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN;
+    END IF;
+    -- watermarks of another xid history say nothing about what was shipped:
+    -- re-baseline first, and hold off a re-baseline until this purge is done
+    PERFORM pgshadow._check_history(p_tbl);
+    LOCK TABLE pgshadow.history IN ROW SHARE MODE;
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;

@@ -59,14 +59,25 @@ BEGIN
 END
 $$;
 
--- Marks a file batch written: moves the watermark of one subscription.
+-- Marks a file batch written: moves the watermark of one subscription. No
+-- purge here: the export's REPEATABLE READ snapshot predates what others
+-- committed meanwhile; the command purges after its commit (file_purge).
 CREATE FUNCTION pgshadow.file_done(p_sub_id bigint, p_snapshot pg_snapshot, p_keys bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tbl regclass;
 BEGIN
     PERFORM pgshadow._advance(p_sub_id, p_snapshot, p_keys, 1);
-    SELECT s.tbl INTO v_tbl FROM pgshadow.subscription s WHERE s.id = p_sub_id;
-    PERFORM pgshadow._purge(v_tbl);
+END
+$$;
+
+-- Purges the shadow tables of a target's tables the caller owns, on current
+-- state: run by `pgshadow export` and `ship` in a READ COMMITTED transaction
+-- of its own after the batch committed (_purge does nothing under another
+-- isolation level).
+CREATE FUNCTION pgshadow.file_purge(p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._purge(s.tbl) FROM pgshadow.subscription s
+      WHERE s.target = p_target
+        AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE');
 END
 $$;

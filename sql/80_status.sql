@@ -2,7 +2,11 @@
 
 -- Pending changes of a subscription: distinct keys not yet shipped and the age
 -- of the oldest. Counts only; keys themselves stay private to the table owner.
-CREATE FUNCTION pgshadow._pending(p_id bigint, OUT pending_keys bigint, OUT oldest_pending timestamptz)
+-- p_all: the watermarks belong to another transaction-id history (see
+-- pgshadow._history_break), so the next export re-baselines and ships every
+-- key the shadow holds: all of them are pending.
+CREATE FUNCTION pgshadow._pending(p_id bigint, p_all boolean DEFAULT false,
+                                  OUT pending_keys bigint, OUT oldest_pending timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_sub pgshadow.subscription;
@@ -19,9 +23,9 @@ BEGIN
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
                    ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1)',
+                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
-       INTO pending_keys, oldest_pending USING v_sub.snapshot;
+       INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;
 
@@ -37,9 +41,16 @@ SELECT s.target,
        s.keys_shipped,
        s.last_export,
        s.last_error,
-       s.last_error_at
+       s.last_error_at,
+       -- the watermarks belong to another transaction-id history (a restore,
+       -- a copy): the next export re-baselines and ships every held key
+       b.history_break,
+       h.rebaselined_at,
+       h.rebaseline_reason
   FROM pgshadow.subscription s
- CROSS JOIN LATERAL pgshadow._pending(s.id) p
+ CROSS JOIN (SELECT pgshadow._history_break() AS history_break) b
+  LEFT JOIN pgshadow.history h ON true
+ CROSS JOIN LATERAL pgshadow._pending(s.id, b.history_break IS NOT NULL) p
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;

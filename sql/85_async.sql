@@ -169,11 +169,15 @@ $$;
 -- clause, so these two only call pgshadow functions by qualified name with
 -- arguments of exactly their parameter types: nothing here is resolved
 -- through the caller's search_path (no operator, cast or unqualified name).
+-- _has_pending reads the watermarks, so a database moved into another xid
+-- history is re-baselined first (_check_history).
 CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM pgshadow._check_history();
+    COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
         COMMIT;
@@ -190,6 +194,7 @@ DECLARE
     v_id bigint;
 BEGIN
     PERFORM pgshadow._retry_now(target);
+    PERFORM pgshadow._check_history();
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, 100000);

@@ -163,6 +163,9 @@ BEGIN
     IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
         PERFORM pgshadow._peer_gate(p_dest, p_origin);
         v_ver := pgshadow._versions(p_dest);
+        -- the watermark tells unshipped local changes: one of another xid
+        -- history (this node was moved) is re-baselined first
+        PERFORM pgshadow._check_history(p_dest);
         SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before

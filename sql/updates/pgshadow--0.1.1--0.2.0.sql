@@ -22,4 +22,31 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
+-- The transaction-id history the watermarks were taken in (see
+-- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
+-- before this upgrade, so its first check re-baselines (ships every held key
+-- once; file targets get a full copy), which is always safe.
+CREATE TABLE pgshadow.history (
+    one               boolean PRIMARY KEY DEFAULT true CHECK (one),
+    system_id         text,
+    database          name NOT NULL,
+    stamp_xid         xid8 NOT NULL,
+    stamp_xmin        bigint NOT NULL,
+    stamped_at        timestamptz NOT NULL,
+    rebaselined_at    timestamptz,
+    rebaseline_reason text
+);
+COMMENT ON TABLE pgshadow.history IS
+    'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
+GRANT SELECT ON pgshadow.history TO PUBLIC;
+-- #if extension
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
+-- #endif
+
+-- _pending gains an argument, and shadow_status columns
+DROP VIEW shadow_status;
+DROP FUNCTION pgshadow._pending(bigint);
+
 -- #include code
+
+GRANT SELECT ON shadow_status TO PUBLIC;

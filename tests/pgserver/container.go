@@ -161,6 +161,10 @@ func (c *container) kill() error {
 	return err
 }
 
+func (c *container) promote(context.Context) error {
+	return errors.New("standbys are not supported with containers")
+}
+
 func (c *container) restart(ctx context.Context) error {
 	if c.removed {
 		return errStopped

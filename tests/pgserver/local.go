@@ -101,6 +101,14 @@ func startLocal(ctx context.Context, s *Server, o Options) (err error) {
 		return err
 	}
 
+	if o.StandbyOf != nil {
+		// the copy's postgresql.conf already includes the managed settings
+		// file, which start rewrites with this server's port
+		if err := l.basebackup(ctx, o.StandbyOf); err != nil {
+			return err
+		}
+		return l.startOnFreePort(ctx)
+	}
 	if err := l.initdb(ctx); err != nil {
 		return err
 	}
@@ -115,7 +123,11 @@ func startLocal(ctx context.Context, s *Server, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("edit postgresql.conf: %w", err)
 	}
+	return l.startOnFreePort(ctx)
+}
 
+func (l *local) startOnFreePort(ctx context.Context) (err error) {
+	s := l.s
 	// The free port may be taken between probing and binding; a few retries
 	// on fresh ports make that race harmless.
 	for attempt := 1; ; attempt++ {
@@ -131,6 +143,22 @@ func startLocal(ctx context.Context, s *Server, o Options) (err error) {
 			return err
 		}
 	}
+}
+
+// basebackup copies primary's data directory (WAL streamed along) into a
+// standby's, with standby.signal and the connection to the primary.
+func (l *local) basebackup(ctx context.Context, primary *Server) error {
+	_, err := l.run(ctx, "pg_basebackup", "-D", l.s.DataDir, "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
+		"-d", primary.ConnString("postgres"))
+	return err
+}
+
+func (l *local) promote(ctx context.Context) error {
+	if l.removed {
+		return errStopped
+	}
+	_, err := l.run(ctx, "pg_ctl", "promote", "-w", "-t", "60", "-D", l.s.DataDir)
+	return err
 }
 
 func (l *local) initdb(ctx context.Context) error {

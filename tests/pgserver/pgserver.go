@@ -42,6 +42,10 @@ type Options struct {
 	// BaseDir is the parent of the server's private directory; empty means
 	// the system temp dir. The private directory is removed by Stop.
 	BaseDir string
+	// StandbyOf, when set, makes the server a streaming physical standby of
+	// that (local) server, from a pg_basebackup instead of initdb; Promote
+	// turns it into a primary.
+	StandbyOf *Server
 }
 
 // Server is one running (or killed) PostgreSQL server.
@@ -70,6 +74,7 @@ type backend interface {
 	stop() error
 	kill() error
 	restart(ctx context.Context) error
+	promote(ctx context.Context) error
 	applySettings(settings map[string]string) error
 	logTail(n int) string
 }
@@ -86,6 +91,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{Name: o.Name, Host: "127.0.0.1", User: AdminUser, Password: AdminPassword}
 	var err error
 	if image := os.Getenv("PGSHADOW_TEST_IMAGE"); image != "" {
+		if o.StandbyOf != nil {
+			return nil, fmt.Errorf("pgserver %s: standbys are not supported with containers", o.Name)
+		}
 		err = startContainer(ctx, s, o, image)
 	} else {
 		err = startLocal(ctx, s, o)
@@ -123,6 +131,12 @@ func (s *Server) Kill() error {
 // server that is still running is shut down (fast) first.
 func (s *Server) Restart(ctx context.Context) error {
 	return s.locked("restart", func() error { return s.backend.restart(ctx) })
+}
+
+// Promote ends recovery of a standby (Options.StandbyOf) and waits until it
+// accepts writes.
+func (s *Server) Promote(ctx context.Context) error {
+	return s.locked("promote", func() error { return s.backend.promote(ctx) })
 }
 
 // Reload merges settings into the server's configuration and restarts it if
