@@ -4,7 +4,9 @@
 #   make generate         assemble sql/ into pgshadow--<version>.sql and migrations/
 #   make install          generate, then install into $(PG_CONFIG)'s share directory
 #   make test             run the Go tests against a private PostgreSQL $(PG) (default 15) holding
-#                         this checkout's extension (TESTFLAGS passes flags to go test)
+#                         this checkout's extension (TESTFLAGS passes flags to go test);
+#                         PG_TARGET=18 runs the servers that play the target role on another major;
+#                         TESTPKGS limits the packages (e.g. "./tests/replication ./tests/filemode")
 #   make check-generated  fail if the committed generated files are stale
 #   make demo | bench     (QUICK=1 for a short benchmark run)
 #
@@ -48,13 +50,18 @@ vet:
 	$(GO) vet ./...
 
 # The tests run against a private installation of PostgreSQL $(PG) under
-# .pg/ (tests/pgroot), with this checkout's extension files in it.
+# .pg/ (tests/pgroot), with this checkout's extension files in it. Servers
+# that play the target role (pgtest.MainRoles) run PostgreSQL $(PG_TARGET),
+# so PG=13 PG_TARGET=18 replicates from 13 to 18.
 PG ?= 15
+PG_TARGET ?= $(PG)
 PG_ROOT = $(CURDIR)/.pg/$(PG)
+PG_TARGET_ROOT = $(CURDIR)/.pg/$(PG_TARGET)
 
 test: generate
 	PGSHADOW_BINDIR=$$(tests/pgroot $(PG) $(PG_ROOT)) && export PGSHADOW_BINDIR && \
-	$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(TESTFLAGS) ./...
+	PGSHADOW_TARGET_BINDIR=$$(tests/pgroot $(PG_TARGET) $(PG_TARGET_ROOT)) && export PGSHADOW_TARGET_BINDIR && \
+	$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(TESTFLAGS) $(or $(TESTPKGS),./...)
 
 demo:
 	$(GO) run ./cmd/pgshadow demo

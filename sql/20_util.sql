@@ -108,7 +108,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
          WHERE x >= pg_snapshot_xmax(p_old) AND x < p_bound
     )
     SELECT format('%s:%s:%s',
-                  coalesce((SELECT min(x) FROM xip), b.xmax),
+                  -- ORDER BY/LIMIT, not min(): PostgreSQL 13 and 14 have no min(xid8)
+                  coalesce((SELECT x FROM xip ORDER BY x LIMIT 1), b.xmax),
                   b.xmax,
                   coalesce((SELECT string_agg(x::text, ',' ORDER BY x) FROM xip), ''))::pg_snapshot
       FROM b

@@ -120,8 +120,12 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	}
 
 	// cumulative statistics arrive when the session flushes them, at most a
-	// second or so after the transaction
-	run(t, c, "SELECT pg_stat_force_next_flush()")
+	// second or so after the transaction (PostgreSQL 13 and 14 have no
+	// pg_stat_force_next_flush: their sessions send statistics to the
+	// collector when idle, which the polling below makes them be)
+	if text(t, c, "SELECT (current_setting('server_version_num')::int >= 150000)::text") == "true" {
+		run(t, c, "SELECT pg_stat_force_next_flush()")
+	}
 	var after int64
 	pgtest.Eventually(t, 15*time.Second, func() (bool, string) {
 		after = calls()

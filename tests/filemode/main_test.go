@@ -24,7 +24,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	pgtest.Main(m, "source", "target", "third")
+	// the push and the file target run PGSHADOW_TARGET_BINDIR's PostgreSQL
+	// when set (make test PG_TARGET=...)
+	pgtest.MainRoles(m, []string{"source"}, []string{"target", "third"})
 }
 
 // Target names on the source.

@@ -21,8 +21,12 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
+// a is the source of every one-way scenario; b, c and d are their targets
+// and run PGSHADOW_TARGET_BINDIR's PostgreSQL when set (make test
+// PG_TARGET=...). The peer tests mesh a with b (and c), so with two majors
+// each ships both ways: old to new and new to old.
 func TestMain(m *testing.M) {
-	pgtest.Main(m, "a", "b", "c", "d")
+	pgtest.MainRoles(m, []string{"a"}, []string{"b", "c", "d"})
 }
 
 // target is the name of the one-way target in source/target scenarios.

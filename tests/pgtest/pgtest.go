@@ -39,12 +39,29 @@ var (
 // stops the servers again, also on SIGINT/SIGTERM and on a panic in the
 // calling goroutine. A panicking test kills the process from another
 // goroutine, which no defer can see; such orphans carry "pgshadow-test" in
-// their data directory path for a pkill-based cleanup.
+// their data directory path for a pkill-based cleanup. Every server runs the
+// source PostgreSQL ($PGSHADOW_BINDIR); see MainRoles for target servers.
 func Main(m *testing.M, names ...string) {
-	os.Exit(run(m, names))
+	os.Exit(run(m, names, nil))
 }
 
-func run(m *testing.M, names []string) int {
+// MainRoles is Main for packages whose servers play two roles: the sources
+// run $PGSHADOW_BINDIR's PostgreSQL and the targets TargetBinDir's, so that
+// `make test PG=13 PG_TARGET=18` replicates from one major to another (as an
+// upgrade by replication does). Without PGSHADOW_TARGET_BINDIR both roles
+// run the same installation.
+func MainRoles(m *testing.M, sources, targets []string) {
+	os.Exit(run(m, sources, targets))
+}
+
+// TargetBinDir is the bin directory of the PostgreSQL that servers playing
+// the target role run: $PGSHADOW_TARGET_BINDIR, or "" (pgserver's default,
+// the source installation) when unset.
+func TargetBinDir() string {
+	return os.Getenv("PGSHADOW_TARGET_BINDIR")
+}
+
+func run(m *testing.M, names, targets []string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -59,23 +76,28 @@ func run(m *testing.M, names []string) int {
 	}()
 	defer stopAll()
 
-	if err := startAll(names); err != nil {
+	if err := startAll(names, targets); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		return 1
 	}
 	return m.Run()
 }
 
-func startAll(names []string) error {
+func startAll(names, targets []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, len(names))
-	for i, name := range names {
+	all := append(append([]string(nil), names...), targets...)
+	errs := make([]error, len(all))
+	for i, name := range all {
+		o := pgserver.Options{Name: name}
+		if i >= len(names) {
+			o.BinDir = TargetBinDir()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := pgserver.Start(ctx, pgserver.Options{Name: name})
+			s, err := pgserver.Start(ctx, o)
 			if err != nil {
 				errs[i] = fmt.Errorf("start server %q: %w", name, err)
 				return

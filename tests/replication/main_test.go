@@ -17,8 +17,10 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
+// The target server runs PGSHADOW_TARGET_BINDIR's PostgreSQL when set
+// (make test PG_TARGET=...).
 func TestMain(m *testing.M) {
-	pgtest.Main(m, "source", "target")
+	pgtest.MainRoles(m, []string{"source"}, []string{"target"})
 }
 
 // targetName is the pgshadow target every scenario ships to.

@@ -13,13 +13,13 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// startServer starts a server of the test's own (so killing it disturbs no
-// other test), stopped at cleanup.
+// startServer starts a target server of the test's own (so killing it
+// disturbs no other test), stopped at cleanup.
 func startServer(t *testing.T, name string) *pgserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := pgserver.Start(ctx, pgserver.Options{Name: name})
+	s, err := pgserver.Start(ctx, pgserver.Options{Name: name, BinDir: pgtest.TargetBinDir()})
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
