@@ -263,7 +263,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
          WHERE x >= pg_snapshot_xmax(p_old) AND x < p_bound
     )
     SELECT format('%s:%s:%s',
-                  coalesce((SELECT min(x) FROM xip), b.xmax),
+                  -- ORDER BY/LIMIT, not min(): PostgreSQL 13 and 14 have no min(xid8)
+                  coalesce((SELECT x FROM xip ORDER BY x LIMIT 1), b.xmax),
                   b.xmax,
                   coalesce((SELECT string_agg(x::text, ',' ORDER BY x) FROM xip), ''))::pg_snapshot
       FROM b
@@ -1231,8 +1232,10 @@ BEGIN
     END IF;
     -- sync subscriptions ship at write time and never hold rows back; with no
     -- other subscription left, nothing committed so far is of any use
-    SELECT coalesce(min(pg_snapshot_xmin(snapshot)), pg_snapshot_xmin(pg_current_snapshot()))
-      INTO v_min FROM pgshadow.subscription WHERE tbl = p_tbl AND mode <> 'sync';
+    -- (ORDER BY/LIMIT, not min(): PostgreSQL 13 and 14 have no min(xid8))
+    v_min := coalesce((SELECT pg_snapshot_xmin(snapshot) FROM pgshadow.subscription
+                        WHERE tbl = p_tbl AND mode <> 'sync' ORDER BY 1 LIMIT 1),
+                      pg_snapshot_xmin(pg_current_snapshot()));
     -- at most twice: empty the other partition and move the writers there,
     -- then empty the one they left if it is fully shipped too (a quiet table
     -- ends with an empty shadow)
@@ -1449,8 +1452,11 @@ BEGIN
     LOOP
         v_new := pgshadow._snapshot();
         -- the pending changes and, in the same pass, the transaction where
-        -- they pass the cap (and whether it is the first one)
-        EXECUTE format('SELECT coalesce(sum(n), 0)::bigint, min(x) FILTER (WHERE cum > $3), min(rn) FILTER (WHERE cum > $3) = 1'
+        -- they pass the cap (and whether it is the first one). cum grows with
+        -- every transaction, so exactly one has cum > cap >= cum - n; taking it
+        -- with array_agg needs no min(xid8), which PostgreSQL 13 and 14 lack.
+        EXECUTE format('SELECT coalesce(sum(n), 0)::bigint, (array_agg(x) FILTER (WHERE cum > $3 AND cum - n <= $3))[1],'
+                       ' min(rn) FILTER (WHERE cum > $3) = 1'
                        ' FROM (SELECT shadow_xid AS x, count(*) AS n, sum(count(*)) OVER (ORDER BY shadow_xid) AS cum,'
                        ' row_number() OVER (ORDER BY shadow_xid) AS rn'
                        ' FROM pgshadow.%I WHERE %s GROUP BY shadow_xid) s',
