@@ -10,7 +10,7 @@
 --   columns      t."col"                         (quote_ident, bound to alias t)
 --   constants    CAST('text' AS type)            (quote_literal, a built-in type)
 --   operators    (a OPERATOR(pg_catalog.=) b)    (never resolved through search_path)
---   functions    pg_catalog.name(args)           (every pg_catalog function of the name immutable)
+--   functions    pg_catalog.name(args)           (the one that runs built in and immutable)
 -- Every node is parenthesised, so the whole is one expression whatever the
 -- precedence of what it is pasted next to. Expressions without columns are
 -- evaluated once here (under the fixed settings of _filter) and stored as
@@ -522,6 +522,7 @@ DECLARE
     v_n    integer;
     v_ok   boolean;
     v_col  record;
+    v_types oid[];
 BEGIN
     IF p_depth > 200 THEN
         PERFORM pgshadow._filter_error(p_tbl, p_pos[i], 'expression nested too deeply');
@@ -841,21 +842,15 @@ BEGIN
                 v_name := p_v[i];
             END IF;
             IF p_k[i + 1] = 'p' AND p_v[i + 1] = '(' THEN
-                -- a function call: every pg_catalog function of the name must be a
-                -- plain, immutable, built-in function (overloads resolve among them)
+                -- a function call, of pg_catalog only, so resolution is among built-in
+                -- functions (checked below, once the argument types are known)
                 v_at := p_pos[i];
                 IF v_name = 'coalesce' AND p_k[i] = 'id' THEN
                     v_op := 'COALESCE';
                 ELSE
-                    SELECT count(*), coalesce(bool_and(p.prokind = 'f' AND p.provolatile = 'i' AND p.oid < 16384 AND NOT p.proretset), false)
-                      INTO v_n, v_ok
-                      FROM pg_proc p WHERE p.proname = v_name AND p.pronamespace = 'pg_catalog'::regnamespace;
-                    IF v_n = 0 THEN
+                    IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.proname = v_name AND p.pronamespace = 'pg_catalog'::regnamespace) THEN
                         PERFORM pgshadow._filter_error(p_tbl, v_at, format('function %s is not a built-in function (only pg_catalog functions are allowed)',
                                                                             quote_ident(v_name)));
-                    ELSIF NOT v_ok THEN
-                        PERFORM pgshadow._filter_error(p_tbl, v_at, format('function %s is not allowed: only immutable built-in functions (no aggregates, '
-                                                                            'window or set-returning functions) may be used', quote_ident(v_name)));
                     END IF;
                     v_op := 'pg_catalog.' || quote_ident(v_name);
                 END IF;
@@ -890,6 +885,27 @@ BEGIN
                 END LOOP;
                 IF v_op = 'COALESCE' AND cardinality(v_args) = 0 THEN
                     PERFORM pgshadow._filter_error(p_tbl, v_at, 'COALESCE needs arguments');
+                END IF;
+                IF v_op <> 'COALESCE' THEN
+                    -- The function that runs must be a plain, immutable, built-in one.
+                    -- An exact match of the argument types is the one resolution
+                    -- picks; without one, every function of the name must qualify.
+                    SELECT array_agg(pgshadow._filter_typeof(p_tbl, v_at, a) ORDER BY n) INTO v_types
+                      FROM unnest(v_args) WITH ORDINALITY u(a, n);
+                    SELECT count(*), coalesce(bool_and(p.prokind = 'f' AND p.provolatile = 'i' AND p.oid < 16384 AND NOT p.proretset), false)
+                      INTO v_n, v_ok
+                      FROM pg_proc p WHERE p.proname = v_name AND p.pronamespace = 'pg_catalog'::regnamespace
+                       AND p.pronargs = coalesce(cardinality(v_types), 0)
+                       AND p.proargtypes::text = coalesce(array_to_string(v_types, ' '), '');
+                    IF v_n = 0 THEN
+                        SELECT coalesce(bool_and(p.prokind = 'f' AND p.provolatile = 'i' AND p.oid < 16384 AND NOT p.proretset), false)
+                          INTO v_ok
+                          FROM pg_proc p WHERE p.proname = v_name AND p.pronamespace = 'pg_catalog'::regnamespace;
+                    END IF;
+                    IF NOT v_ok THEN
+                        PERFORM pgshadow._filter_error(p_tbl, v_at, format('function %s is not allowed: only immutable built-in functions (no aggregates, '
+                                                                            'window or set-returning functions) may be used', quote_ident(v_name)));
+                    END IF;
                 END IF;
                 SELECT * INTO sql, unk, cnst
                   FROM pgshadow._filter_node(p_tbl, v_at, format('%s(%s)', v_op, array_to_string(v_args, ', ')), v_cnst);
