@@ -964,8 +964,9 @@ BEGIN
     IF p_filter IS NULL THEN
         RETURN NULL;
     END IF;
-    IF length(p_filter) > 10000 THEN
-        PERFORM pgshadow._filter_error(p_tbl, 10001, 'a row filter is limited to 10000 characters');
+    -- room for the canonical text of a long filter, which must parse again
+    IF length(p_filter) > 100000 THEN
+        PERFORM pgshadow._filter_error(p_tbl, 100001, 'a row filter is limited to 100000 characters');
     END IF;
     v_tok := pgshadow._filter_tokens(p_tbl, p_filter);
     IF v_tok.k[1] = 'end' THEN
