@@ -134,7 +134,9 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 	role(t, pgtest.Server("source"), owner, "owner-pw")
 	p := newPair(t)
 	p.Dst.Exec(t, "CREATE TABLE items (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(owner))
+	p.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(owner)+"; GRANT USAGE ON FOREIGN SERVER tgt TO "+ident(owner))
+	p.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR %s SERVER tgt OPTIONS (user %s, password %s)",
+		ident(owner), lit(p.Dst.Server.User), lit(p.Dst.Server.Password)))
 	t.Cleanup(func() { p.Src.ExecErr("DROP OWNED BY " + ident(owner) + " CASCADE") })
 	c := p.Src.ConnAs(t, owner, "owner-pw")
 	mustExec(t, c, "CREATE TABLE items (id int PRIMARY KEY, v text)")
@@ -147,6 +149,12 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// what the superuser's export does to the owner if a filter got through
+	escalated := func() string {
+		mustExec(t, c, "UPDATE items SET v = v") // rows to read, through the filter
+		p.Export(t)
+		return p.Src.QueryString(t, "SELECT rolsuper::text FROM pg_roles WHERE rolname = $1", owner)
+	}
 	for _, f := range []string{
 		"esc()",
 		"public.esc()",
@@ -158,11 +166,17 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 		"v = 'x'; SELECT public.esc()",
 	} {
 		_, err := c.Exec(ctx, "SELECT shadow_subscribe('t1', 'items', row_filter => $1, initial_copy => false)", f)
+		if err == nil {
+			t.Fatalf("subscribe with row_filter %q succeeded; a superuser's export then left the owner with rolsuper = %s", f, escalated())
+		}
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "invalid row_filter for public.items") {
 			t.Errorf("subscribe with row_filter %q: %v, want SQLSTATE 22023 naming public.items", f, describe(err))
 		}
 		_, err = c.Exec(ctx, `SELECT pgshadow._add_subscription('t1', 'items', 'public', 'items', '{id,v}', $1, 'batch', 'source_wins', false)`, f)
+		if err == nil {
+			t.Fatalf("_add_subscription with row_filter %q succeeded; a superuser's export then left the owner with rolsuper = %s", f, escalated())
+		}
 		if !errors.As(err, &pe) || pe.Code != "22023" {
 			t.Errorf("_add_subscription with row_filter %q called directly: %v, want SQLSTATE 22023", f, describe(err))
 		}
@@ -174,8 +188,7 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 	mustExec(t, c, "SET search_path = public, pg_catalog")
 	mustExec(t, c, "SELECT shadow_subscribe('t1', 'items', row_filter => 'lower(v) <> ''v3''', initial_copy => false)")
 	mustExec(t, c, "UPDATE items SET v = upper(v)")
-	p.Export(t) // as superuser
-	if super := p.Src.QueryString(t, "SELECT rolsuper::text FROM pg_roles WHERE rolname = $1", owner); super != "false" {
+	if super := escalated(); super != "false" {
 		t.Fatalf("after a superuser's export the table owner has rolsuper = %s", super)
 	}
 	wantRows(t, p.Dst, "items", "(1,V1)", "(2,V2)", "(4,V4)", "(5,V5)")
