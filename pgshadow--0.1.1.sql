@@ -1161,6 +1161,36 @@ BEGIN
 END
 $$;
 
+-- The filter text every read of p_tbl pastes ('true' for none). What is
+-- stored is canonical, but the table may have changed since: a column the
+-- filter reads whose type became a user-defined one would let
+-- OPERATOR(pg_catalog.op) reach that type owner's casts. So the columns the
+-- canonical text names (always as t.<identifier>) are checked here, cheaply,
+-- each time the filter is pasted.
+CREATE FUNCTION pgshadow._filter_sql(p_tbl regclass, p_filter text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    IF p_filter IS NULL THEN
+        RETURN 'true';
+    END IF;
+    SELECT a.attname, a.atttypid INTO v
+      FROM regexp_matches(p_filter, '\mt\.("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)', 'g') m
+      JOIN pg_attribute a ON a.attrelid = p_tbl AND a.attname = (parse_ident(m[1]))[1] AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_type y ON y.oid = a.atttypid
+     WHERE a.atttypid >= 16384 OR y.typtype NOT IN ('b', 'r', 'm') OR y.typnamespace <> 'pg_catalog'::regnamespace
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: row_filter of % reads column %, whose type % is not a built-in type', p_tbl,
+            quote_ident(v.attname), format_type(v.atttypid, NULL)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The column''s type changed after subscribing: shadow_unsubscribe() and subscribe again.';
+    END IF;
+    RETURN p_filter;
+END
+$$;
+
 -- source: sql/30_capture.sql
 -- The one capture trigger function every tracked table uses. Statement-level
 -- AFTER triggers with transition tables call it, so a statement touching a
@@ -1723,7 +1753,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT %s FROM %s t WHERE (%s)', 
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                   p_sub.tbl,
-                  coalesce(p_sub.row_filter, 'true'))
+                  pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter))
         || CASE WHEN p_keys_rel IS NOT NULL THEN
                format(' AND (%s) IN (SELECT %s FROM %s)',
                       (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
@@ -1979,7 +2009,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
                   p_sub.tbl,
-                  coalesce(p_sub.row_filter, 'true'),
+                  pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter),
                   CASE WHEN p_keys_sql IS NULL THEN '' ELSE
                       format(' AND (%s) IN (SELECT %s FROM (%s) k)',
                              (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
@@ -3187,14 +3217,14 @@ BEGIN
                        (SELECT string_agg(format('%I::text', c), ', ') FROM unnest(v_tr.key_cols) c),
                        (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
                        (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
-                       tbl, coalesce(v_sub.row_filter, 'true'))
+                       tbl, pgshadow._filter_sql(tbl, v_sub.row_filter))
            INTO v_bounds USING chunk_rows;
         v_bounds := coalesce(v_bounds, '{}');
         FOR v_i IN 0 .. cardinality(v_bounds) LOOP
             v_lo := CASE WHEN v_i = 0 THEN NULL ELSE v_bounds[v_i]::text[] END;
             v_hi := CASE WHEN v_i = cardinality(v_bounds) THEN NULL ELSE v_bounds[v_i + 1]::text[] END;
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
-                        format('(%s) AND %s', coalesce(v_sub.row_filter, 'true'), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
+                        format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
             EXECUTE format('SELECT n, h FROM %I.dblink(%L, %L) AS r(n bigint, h text)', v_dbl, 'pgshadow',
                            pgshadow._hash_sql(v_sub.columns, v_types,
@@ -3209,7 +3239,7 @@ BEGIN
                 v_where := pgshadow._range_sql(v_tr, 't.', v_lo, v_hi);
                 EXECUTE format('SELECT count(*), ARRAY[%s] FROM %s t WHERE (%s) AND %s',
                                (SELECT string_agg(format('array_agg(t.%I::text)::text', c), ', ') FROM unnest(v_sub.columns) c),
-                               tbl, coalesce(v_sub.row_filter, 'true'), v_where)
+                               tbl, pgshadow._filter_sql(tbl, v_sub.row_filter), v_where)
                    INTO v_n, v_rows;
                 PERFORM pgshadow._remote(v_sub,
                     pgshadow._remote_begin()

@@ -990,3 +990,33 @@ BEGIN
     RETURN v;
 END
 $$;
+
+-- The filter text every read of p_tbl pastes ('true' for none). What is
+-- stored is canonical, but the table may have changed since: a column the
+-- filter reads whose type became a user-defined one would let
+-- OPERATOR(pg_catalog.op) reach that type owner's casts. So the columns the
+-- canonical text names (always as t.<identifier>) are checked here, cheaply,
+-- each time the filter is pasted.
+CREATE FUNCTION pgshadow._filter_sql(p_tbl regclass, p_filter text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    IF p_filter IS NULL THEN
+        RETURN 'true';
+    END IF;
+    SELECT a.attname, a.atttypid INTO v
+      FROM regexp_matches(p_filter, '\mt\.("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)', 'g') m
+      JOIN pg_attribute a ON a.attrelid = p_tbl AND a.attname = (parse_ident(m[1]))[1] AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_type y ON y.oid = a.atttypid
+     WHERE a.atttypid >= 16384 OR y.typtype NOT IN ('b', 'r', 'm') OR y.typnamespace <> 'pg_catalog'::regnamespace
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: row_filter of % reads column %, whose type % is not a built-in type', p_tbl,
+            quote_ident(v.attname), format_type(v.atttypid, NULL)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The column''s type changed after subscribing: shadow_unsubscribe() and subscribe again.';
+    END IF;
+    RETURN p_filter;
+END
+$$;

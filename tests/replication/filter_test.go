@@ -127,7 +127,8 @@ func TestRowFilterCanonicalShipsTheRightRows(t *testing.T) {
 // The escalation of the security review: a table owner puts her own function
 // into the filter and waits for a superuser to export. The filter is refused
 // at subscribe, in every spelling and also through the internal helper, so
-// it never runs, and the superuser's export leaves her without new rights.
+// it never runs, and the superuser's export leaves her without new rights,
+// also after she turns a filtered column into a type of her own.
 func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 	t.Parallel()
 	owner := fmt.Sprintf("filter_owner_%d", time.Now().UnixNano()%1000000)
@@ -192,4 +193,26 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 		t.Fatalf("after a superuser's export the table owner has rolsuper = %s", super)
 	}
 	wantRows(t, p.Dst, "items", "(1,V1)", "(2,V2)", "(4,V4)", "(5,V5)")
+
+	// Later she changes the column's type to her own, with an implicit cast
+	// to text through her function: pg_catalog.lower(t.v) would now reach it.
+	mustExec(t, c, fmt.Sprintf(`CREATE TYPE public.word AS ENUM ('V1', 'V2', 'V3', 'V4', 'V5');
+		CREATE FUNCTION public.word_text(public.word) RETURNS text LANGUAGE plpgsql AS
+		$$ BEGIN PERFORM public.esc(); RETURN pg_catalog.format('%%s', $1); END $$;
+		CREATE CAST (public.word AS text) WITH FUNCTION public.word_text(public.word) AS IMPLICIT;
+		ALTER TABLE items ALTER COLUMN v TYPE public.word USING v::public.word`))
+	// (the target follows, so that a batch would apply there)
+	p.Dst.Exec(t, `CREATE TYPE public.word AS ENUM ('V1', 'V2', 'V3', 'V4', 'V5');
+		ALTER TABLE items ALTER COLUMN v TYPE public.word USING v::public.word`)
+	mustExec(t, c, "UPDATE items SET v = 'V2' WHERE id = 1")
+	_, err := p.ExportErr(0)
+	var pe *pgconn.PgError
+	if err == nil {
+		t.Errorf("export after the filter's column became a user type succeeded")
+	} else if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "reads column v, whose type public.word is not a built-in type") {
+		t.Errorf("export after the filter's column became a user type: %v, want SQLSTATE 22023 naming the column and type", describe(err))
+	}
+	if super := p.Src.QueryString(t, "SELECT rolsuper::text FROM pg_roles WHERE rolname = $1", owner); super != "false" {
+		t.Fatalf("after a superuser's export of a filter over a column of the owner's type, the owner has rolsuper = %s", super)
+	}
 }
