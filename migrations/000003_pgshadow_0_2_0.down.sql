@@ -10,12 +10,20 @@ SET LOCAL check_function_bodies = false;
 -- added go, the tables lose what 0.2.0 gave them, and the code of the
 -- released 0.1.1 script comes back.
 
-DROP FUNCTION pgshadow._acts_for(name, regclass), pgshadow._check_acts_for(regclass, name),
-    pgshadow._blocks_writers(regclass), pgshadow._run_due(text), pgshadow._run_one(bigint, integer);
-
-DROP VIEW shadow_status;
-DROP FUNCTION pgshadow._pending(bigint, boolean), pgshadow._system_id(), pgshadow._history_break(regclass),
-    pgshadow._stamp(text), pgshadow._check_history(regclass), pgshadow.file_purge(text);
+-- Every function 0.2.0 has goes (the ones triggers call are replaced
+-- below); the code of 0.1.1 then comes back whole.
+DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.prokind = 'f'
+                AND p.proname NOT IN ('capture', 'capture_key', 'capture_sync', 'sync_commit', '_on_drop') LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
+    END LOOP;
+END
+$$;
 DROP TABLE pgshadow.history;
 
 DROP POLICY readable ON pgshadow.subscription;
@@ -2044,4 +2052,4 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-GRANT SELECT ON shadow_status TO PUBLIC;
+GRANT SELECT ON shadow_status, shadow_errors, shadow_conflicts TO PUBLIC;

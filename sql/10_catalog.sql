@@ -35,7 +35,7 @@ CREATE TABLE pgshadow.subscription (
     dest_schema  name NOT NULL,
     dest_table   name NOT NULL,
     columns      name[] NOT NULL,              -- shipped columns, primary key included
-    row_filter   text,                         -- boolean SQL expression over the source row
+    row_filter   text,                         -- canonical boolean expression over the source row (pgshadow._filter)
     mode         text NOT NULL DEFAULT 'batch' CHECK (mode IN ('batch', 'async', 'sync')),
     on_conflict  text NOT NULL DEFAULT 'source_wins'
                  CHECK (on_conflict IN ('source_wins', 'target_wins', 'latest', 'error')),

@@ -100,7 +100,9 @@ BEGIN
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
             snapshot, needs_copy, created_by)
-    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, p_row_filter, p_mode, p_on_conflict,
+    -- only a canonical filter is ever stored (it is pasted into every
+    -- exporter's SQL), also when this helper is called directly
+    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
             pgshadow._snapshot(), p_needs_copy, v_caller)
     RETURNING * INTO v_sub;
     PERFORM pgshadow._refresh_notify(p_tbl);

@@ -58,7 +58,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('SELECT %s FROM %s t WHERE (%s)', 
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                   p_sub.tbl,
-                  coalesce(p_sub.row_filter, 'true'))
+                  pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter))
         || CASE WHEN p_keys_rel IS NOT NULL THEN
                format(' AND (%s) IN (SELECT %s FROM %s)',
                       (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
@@ -314,7 +314,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(p_sub.columns) c),
                   (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),
                   p_sub.tbl,
-                  coalesce(p_sub.row_filter, 'true'),
+                  pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter),
                   CASE WHEN p_keys_sql IS NULL THEN '' ELSE
                       format(' AND (%s) IN (SELECT %s FROM (%s) k)',
                              (SELECT string_agg('t.' || quote_ident(c), ', ') FROM unnest(t.key_cols) c),

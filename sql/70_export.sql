@@ -174,6 +174,7 @@ DECLARE
     v_old     pgshadow.subscription;
     v_copy    record;
     v_defer   boolean;
+    v_filter  text;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     SELECT * INTO v_target FROM pgshadow.target t WHERE t.name = shadow_subscribe.target;
@@ -219,21 +220,14 @@ BEGIN
 
     v_cols := pgshadow._columns(tbl, columns, v_tr.key_cols);
 
-    IF row_filter IS NOT NULL THEN
-        BEGIN
-            EXECUTE format('SELECT FROM %s t WHERE (%s) LIMIT 0', tbl, row_filter);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION 'pgshadow: invalid row_filter for %: %', tbl, SQLERRM
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'A boolean SQL expression over the table''s columns; qualify non-catalog functions with their schema.';
-        END;
-    END IF;
+    -- parsed, never executed as given: the canonical form is what is stored and run
+    v_filter := pgshadow._filter(tbl, row_filter);
 
     SELECT * INTO v_old FROM pgshadow.subscription s
      WHERE s.target = shadow_subscribe.target AND s.tbl = shadow_subscribe.tbl;
     IF FOUND THEN
         IF (v_old.dest_schema, v_old.dest_table, v_old.columns, v_old.row_filter, v_old.mode, v_old.on_conflict)
-           IS NOT DISTINCT FROM (v_schema, v_table, v_cols, row_filter, mode, on_conflict) THEN
+           IS NOT DISTINCT FROM (v_schema, v_table, v_cols, v_filter, mode, on_conflict) THEN
             RETURN 0;  -- idempotent
         END IF;
         RAISE EXCEPTION 'pgshadow: % is already subscribed to target "%" with other settings', tbl, shadow_subscribe.target
@@ -245,7 +239,7 @@ BEGIN
     -- this transaction ends; a copy now would keep them waiting for all of
     -- it. Then the first export copies instead, in a transaction of its own.
     v_defer := initial_copy AND v_target.server IS NOT NULL AND pgshadow._blocks_writers(tbl);
-    v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, row_filter,
+    v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, v_filter,
                                         mode, on_conflict, initial_copy AND (v_target.server IS NULL OR v_defer));
     IF mode = 'sync' THEN
         IF v_target.server IS NULL THEN

@@ -72,14 +72,14 @@ BEGIN
                        (SELECT string_agg(format('%I::text', c), ', ') FROM unnest(v_tr.key_cols) c),
                        (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
                        (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_tr.key_cols) c),
-                       tbl, coalesce(v_sub.row_filter, 'true'))
+                       tbl, pgshadow._filter_sql(tbl, v_sub.row_filter))
            INTO v_bounds USING chunk_rows;
         v_bounds := coalesce(v_bounds, '{}');
         FOR v_i IN 0 .. cardinality(v_bounds) LOOP
             v_lo := CASE WHEN v_i = 0 THEN NULL ELSE v_bounds[v_i]::text[] END;
             v_hi := CASE WHEN v_i = cardinality(v_bounds) THEN NULL ELSE v_bounds[v_i + 1]::text[] END;
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
-                        format('(%s) AND %s', coalesce(v_sub.row_filter, 'true'), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
+                        format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
             EXECUTE format('SELECT n, h FROM %I.dblink(%L, %L) AS r(n bigint, h text)', v_dbl, 'pgshadow',
                            pgshadow._hash_sql(v_sub.columns, v_types,
@@ -94,7 +94,7 @@ BEGIN
                 v_where := pgshadow._range_sql(v_tr, 't.', v_lo, v_hi);
                 EXECUTE format('SELECT count(*), ARRAY[%s] FROM %s t WHERE (%s) AND %s',
                                (SELECT string_agg(format('array_agg(t.%I::text)::text', c), ', ') FROM unnest(v_sub.columns) c),
-                               tbl, coalesce(v_sub.row_filter, 'true'), v_where)
+                               tbl, pgshadow._filter_sql(tbl, v_sub.row_filter), v_where)
                    INTO v_n, v_rows;
                 PERFORM pgshadow._remote(v_sub,
                     pgshadow._remote_begin()

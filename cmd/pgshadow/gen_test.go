@@ -28,7 +28,8 @@ func TestGenPrintsTheTrackingAndExportSQLAndChangesNothing(t *testing.T) {
 		`CREATE TABLE IF NOT EXISTS pgshadow."public__Orders" (region text, id integer`,
 		`CREATE TRIGGER pgshadow_capture_upd AFTER UPDATE ON public."Orders" REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new FOR EACH STATEMENT`,
 		`GROUP BY region, id ORDER BY region, id`,
-		`WHERE (id > 0) AND (t.region, t.id) IN`,
+		// the row filter as stored: its canonical rendering (pgshadow._filter)
+		`WHERE (((t.id OPERATOR(pg_catalog.>) CAST('0' AS integer)))) AND (t.region, t.id) IN`,
 		`DELETE FROM public."Orders" d USING unnest($s${...}$s$::text[], $s${...}$s$::integer[]) AS k(region, id) WHERE d.region = k.region AND d.id = k.id;`,
 		`INSERT INTO public."Orders" (region, id) OVERRIDING SYSTEM VALUE SELECT unnest($s${...}$s$::text[]), unnest($s${...}$s$::integer[]);`,
 		`SELECT shadow_resync('files', '"Orders"')`,

@@ -50,3 +50,26 @@ DROP FUNCTION pgshadow._pending(bigint);
 -- #include code
 
 GRANT SELECT ON shadow_status TO PUBLIC;
+
+-- Row filters are stored canonical now (pgshadow._filter parses, never runs
+-- them). One that 0.2.0 refuses stops the upgrade, naming it: dropping it
+-- would ship rows it kept out.
+DO $$
+DECLARE
+    v     record;
+    v_bad text := '';
+BEGIN
+    FOR v IN SELECT s.id, s.target, s.tbl, s.row_filter FROM pgshadow.subscription s
+              WHERE s.row_filter IS NOT NULL ORDER BY s.id LOOP
+        BEGIN
+            UPDATE pgshadow.subscription SET row_filter = pgshadow._filter(v.tbl, v.row_filter) WHERE id = v.id;
+        EXCEPTION WHEN OTHERS THEN
+            v_bad := v_bad || format(E'\n  %s to target "%s": %s', v.tbl, v.target, SQLERRM);
+        END;
+    END LOOP;
+    IF v_bad <> '' THEN
+        RAISE EXCEPTION 'pgshadow: cannot update to 0.2.0: row filters it no longer accepts:%', v_bad
+            USING HINT = 'Row filters may hold only columns of built-in types, constants and built-in immutable functions and operators. shadow_unsubscribe() these and subscribe them again with such a filter, then update.';
+    END IF;
+END
+$$;
