@@ -26,9 +26,6 @@ DROP POLICY readable ON pgshadow.skipped;
 ALTER TABLE pgshadow.skipped DISABLE ROW LEVEL SECURITY;
 DROP POLICY readable ON pgshadow.conflict;
 ALTER TABLE pgshadow.conflict DISABLE ROW LEVEL SECURITY;
--- views: 0.1.1's have no options
-ALTER VIEW shadow_errors RESET (security_barrier);
-ALTER VIEW shadow_conflicts RESET (security_barrier);
 
 -- #include code from pgshadow--0.1.1.sql
 
