@@ -411,7 +411,8 @@ BEGIN
         LOOP
             v_n := v_n + 1;
             v_failed := v_failed || v_id;
-            v_errors := v_errors || v_down;
+            v_errors := v_errors || format('pgshadow: %s not shipped: %s',
+                                           (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id), v_down);
             v_states := v_states || v_down_state;
         END LOOP;
     END IF;

@@ -42,6 +42,9 @@ type Options struct {
 	// BaseDir is the parent of the server's private directory; empty means
 	// the system temp dir. The private directory is removed by Stop.
 	BaseDir string
+	// Env is extra environment for the server's programs (local servers
+	// only), e.g. LOCPATH for a locale built by the test.
+	Env []string
 }
 
 // Server is one running (or killed) PostgreSQL server.
@@ -71,6 +74,7 @@ type backend interface {
 	kill() error
 	restart(ctx context.Context) error
 	applySettings(settings map[string]string) error
+	pause(stop bool) error
 	logTail(n int) string
 }
 
@@ -123,6 +127,18 @@ func (s *Server) Kill() error {
 // server that is still running is shut down (fast) first.
 func (s *Server) Restart(ctx context.Context) error {
 	return s.locked("restart", func() error { return s.backend.restart(ctx) })
+}
+
+// Pause stops every process of the server (SIGSTOP; a paused container)
+// without closing a socket: the kernel still accepts connections and data, and
+// nothing answers, like a hung server or a half-open link. Resume continues it.
+func (s *Server) Pause() error {
+	return s.locked("pause", func() error { return s.backend.pause(true) })
+}
+
+// Resume continues a server stopped by Pause.
+func (s *Server) Resume() error {
+	return s.locked("resume", func() error { return s.backend.pause(false) })
 }
 
 // Reload merges settings into the server's configuration and restarts it if
