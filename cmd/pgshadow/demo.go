@@ -348,7 +348,6 @@ func (d *demo) section(title string) {
 	fmt.Fprintf(d.out, "\n== %d. %s\n", d.step, title)
 }
 
-
 func (d *demo) connect(ctx context.Context, s *pgserver.Server, db string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(s.ConnString(db))
 	if err != nil {
