@@ -405,6 +405,115 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS x) c
 $$;
 
+-- The session settings values travel under, on both ends (push apply,
+-- compare, sync, and the CLI's file mode, whose Go copy a test keeps equal):
+-- they fix how dates, times, intervals, floats, bytea and money print, so the
+-- text one server writes is read back as the same values by another whatever
+-- either server's defaults or locale are. The functions that render values
+-- get them as SET clauses from pgshadow._pin_settings (89_settings.sql).
+CREATE FUNCTION pgshadow._settings() RETURNS TABLE (name text, setting text)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'), ('TimeZone', 'UTC'),
+           ('extra_float_digits', '3'), ('bytea_output', 'hex'), ('lc_monetary', 'C')
+$$;
+
+-- A duration setting of pgshadow (pgshadow.remote_timeout,
+-- pgshadow.connect_timeout): '30s', '2min', '500ms', or a plain number of
+-- milliseconds as for PostgreSQL's own timeouts; 0 means no limit.
+CREATE FUNCTION pgshadow._duration(p_name text, p_default text) RETURNS interval
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_text text := coalesce(nullif(btrim(current_setting(p_name, true)), ''), p_default);
+    v      interval;
+BEGIN
+    BEGIN
+        v := CASE WHEN v_text ~ '^[0-9]+$' THEN v_text::bigint * interval '1 millisecond' ELSE v_text::interval END;
+    EXCEPTION WHEN OTHERS THEN
+        v := NULL;
+    END;
+    IF v IS NULL OR v < interval '0' THEN
+        RAISE EXCEPTION 'pgshadow: invalid % %', p_name, quote_literal(v_text)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A duration such as 30s, 2min or 500ms, or a number of milliseconds; 0 for no limit.';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- How long one remote statement (or one connection's answer) may take before
+-- pgshadow gives the target up: pgshadow.remote_timeout, default 1min.
+CREATE FUNCTION pgshadow._remote_timeout() RETURNS interval
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._duration('pgshadow.remote_timeout', '1min')
+$$;
+
+-- The libpq connection string pgshadow opens a target's foreign server with:
+-- what dblink_connect(name, server) would use (the server's libpq options
+-- and the user, password and sslpassword of the caller's user mapping, or of
+-- the PUBLIC one), preceded by defaults that the server's own options
+-- override: connect_timeout (pgshadow.connect_timeout, default 10s; libpq
+-- would otherwise wait for ever on a target that accepts TCP but never
+-- answers), TCP keepalives (a peer that vanished), and tcp_user_timeout at
+-- pgshadow.remote_timeout (a send to a target that stopped reading fails
+-- instead of blocking). Runs with the caller's rights: it reads only what
+-- pg_user_mappings shows the caller. Where that hides the mapping (a PUBLIC
+-- mapping of a server the caller does not own), it returns the server's name
+-- and dblink builds the string itself, without the defaults.
+CREATE FUNCTION pgshadow._connstr(p_server name) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_srv     record;
+    v_um      record;
+    v_connect interval := pgshadow._duration('pgshadow.connect_timeout', '10s');
+    v_remote  interval := pgshadow._remote_timeout();
+    v_str     text;
+BEGIN
+    SELECT s.oid, s.srvowner, s.srvoptions INTO v_srv FROM pg_foreign_server s WHERE s.srvname = p_server;
+    IF NOT FOUND OR NOT has_server_privilege(v_srv.oid, 'USAGE') THEN
+        RETURN p_server;  -- dblink raises its own clear error
+    END IF;
+    SELECT m.umuser, m.umoptions INTO v_um FROM pg_user_mappings m
+     WHERE m.srvid = v_srv.oid
+       AND (m.umuser = 0 OR m.umuser = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user))
+     ORDER BY m.umuser = 0 LIMIT 1;
+    IF NOT FOUND
+       OR (v_um.umuser = 0 AND NOT pg_has_role(v_srv.srvowner, 'USAGE')
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) THEN
+        RETURN p_server;  -- no mapping (dblink says so), or one hidden from the caller
+    END IF;
+    -- libpq keeps the last value of a keyword: defaults first
+    SELECT string_agg(format('%s=''%s''', k, replace(replace(v, '\', '\\'), '''', '\''')), ' ' ORDER BY o, n)
+      INTO v_str
+      FROM (
+        SELECT 1, 1, 'connect_timeout', greatest(ceil(extract(epoch FROM v_connect)), 2)::bigint::text
+         WHERE v_connect > interval '0'
+        UNION ALL SELECT 1, 2, 'keepalives', '1'
+        UNION ALL SELECT 1, 3, 'keepalives_idle', '15'
+        UNION ALL SELECT 1, 4, 'keepalives_interval', '5'
+        UNION ALL SELECT 1, 5, 'keepalives_count', '3'
+        UNION ALL SELECT 1, 6, 'tcp_user_timeout', ceil(extract(epoch FROM v_remote) * 1000)::bigint::text
+         WHERE v_remote > interval '0'
+        -- as dblink: user and secrets only from the mapping, the rest only from the server
+        UNION ALL
+        SELECT 2, ord, split_part(opt, '=', 1), substr(opt, strpos(opt, '=') + 1)
+          FROM unnest(v_srv.srvoptions) WITH ORDINALITY AS u(opt, ord)
+         WHERE split_part(opt, '=', 1) IN (
+               'host', 'hostaddr', 'port', 'dbname', 'passfile', 'channel_binding', 'connect_timeout',
+               'client_encoding', 'options', 'application_name', 'fallback_application_name', 'keepalives',
+               'keepalives_idle', 'keepalives_interval', 'keepalives_count', 'tcp_user_timeout', 'sslmode',
+               'sslnegotiation', 'sslcompression', 'sslcert', 'sslkey', 'sslcertmode', 'sslrootcert', 'sslcrl',
+               'sslcrldir', 'sslsni', 'requirepeer', 'require_auth', 'ssl_min_protocol_version',
+               'ssl_max_protocol_version', 'min_protocol_version', 'max_protocol_version', 'gssencmode',
+               'krbsrvname', 'gsslib', 'gssdelegation', 'service', 'target_session_attrs', 'load_balance_hosts')
+        UNION ALL
+        SELECT 3, ord, split_part(opt, '=', 1), substr(opt, strpos(opt, '=') + 1)
+          FROM unnest(v_um.umoptions) WITH ORDINALITY AS u(opt, ord)
+         WHERE split_part(opt, '=', 1) IN ('user', 'password', 'sslpassword')
+      ) AS x(o, n, k, v);
+    RETURN v_str;
+END
+$$;
+
 -- source: sql/25_filter.sql
 -- Row filters: parsed, never executed as given.
 --
@@ -1968,8 +2077,8 @@ $$;
 -- dblink; file export (the CLI) runs the same read queries through COPY.
 --
 -- Values travel as text produced by each type's output function under fixed
--- settings (DateStyle ISO, IntervalStyle postgres, TimeZone UTC,
--- extra_float_digits 3, bytea_output hex) and are parsed by the same type's
+-- settings (pgshadow._settings: DateStyle ISO, IntervalStyle postgres, TimeZone
+-- UTC, extra_float_digits 3, bytea_output hex, lc_monetary C) and are parsed by the same type's
 -- input function on the target under the same settings, so they round-trip
 -- exactly whatever either server's defaults are. Rows go column by column as
 -- text arrays, so one statement of a few literals carries a whole chunk (up to
@@ -2081,13 +2190,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             FROM unnest(p_sub.columns) c) c
 $$;
 
--- Settings every apply on a target runs under; pgshadow.origin marks the
--- session as applying replicated changes (a custom setting, so it works on
--- targets that do not have pgshadow installed).
+-- Settings every apply on a target runs under: the fixed value settings
+-- (pgshadow._settings), and statement_timeout at pgshadow.remote_timeout, so
+-- a statement stuck on the target (a lock it waits for) ends there too.
+-- pgshadow.origin marks the session as applying replicated changes (a custom
+-- setting, so it works on targets that do not have pgshadow installed).
 CREATE FUNCTION pgshadow._remote_begin() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL DateStyle = ''ISO, YMD'';'
-        || ' SET LOCAL IntervalStyle = ''postgres''; SET LOCAL TimeZone = ''UTC''; SET LOCAL extra_float_digits = 3;'
+    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp;'
+        || (SELECT string_agg(format(' SET LOCAL %I = %L;', name, setting), '') FROM pgshadow._settings())
+        || format(' SET LOCAL statement_timeout = %L;',
+                  (extract(epoch FROM pgshadow._remote_timeout()) * 1000)::bigint::text)
         || format(' SET LOCAL pgshadow.origin = %L;', pgshadow._node())
 $$;
 
@@ -2097,11 +2210,101 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
 $$;
 
+-- Waits until the next result of dblink connection p_conn (to target
+-- p_target) has arrived. dblink's own waits (dblink_exec, dblink_get_result,
+-- dblink() on PostgreSQL before 17) block in libpq, where neither
+-- statement_timeout nor pg_cancel_backend nor pg_terminate_backend reach
+-- them, so a target that accepts TCP but never answers (a stopped process, a
+-- half-open link) would hang the caller for ever. Here the wait is short
+-- pg_sleeps, which a cancel interrupts, and after pgshadow.remote_timeout the
+-- connection is closed and the call fails naming the target. Closing is the
+-- end that cannot hang itself: a cancel request waits for the stopped
+-- server's answer. The target rolls the transaction back when it sees the
+-- connection gone.
+CREATE FUNCTION pgshadow._remote_ready(p_conn text, p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl   name := pgshadow._dblink();
+    v_limit interval := pgshadow._remote_timeout();
+    v_start timestamptz := clock_timestamp();
+    v_nap   float8 := 0.0002;  -- doubling to 10ms: a short apply is not slowed down by the polling
+    v_busy  integer;
+BEGIN
+    LOOP
+        EXECUTE format('SELECT %I.dblink_is_busy(%L)', v_dbl, p_conn) INTO v_busy;
+        EXIT WHEN v_busy = 0;
+        IF v_limit > interval '0' AND clock_timestamp() - v_start >= v_limit THEN
+            EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+            RAISE EXCEPTION 'target "%" did not answer within % (pgshadow.remote_timeout); the connection was closed',
+                p_target, v_limit
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'A stopped or unreachable target, or a remote statement that takes longer: raise pgshadow.remote_timeout for the latter.';
+        END IF;
+        PERFORM pg_sleep(v_nap);
+        v_nap := least(v_nap * 2, 0.01);
+    END LOOP;
+EXCEPTION WHEN query_canceled THEN
+    -- a cancel or statement_timeout here: leave nothing in flight on the
+    -- connection (the next call would find it busy)
+    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+    RAISE;
+END
+$$;
+
+-- Runs SQL (one or several statements, results discarded) on dblink
+-- connection p_conn, waiting interruptibly and at most
+-- pgshadow.remote_timeout for each result; a remote error is raised as is.
+CREATE FUNCTION pgshadow._remote_exec(p_conn text, p_target text, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_sent integer;
+    v_n    bigint;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send the statements to target "%" (connection lost?)', p_target
+            USING ERRCODE = 'connection_failure';
+    END IF;
+    LOOP
+        PERFORM pgshadow._remote_ready(p_conn, p_target);
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, p_conn) INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+END
+$$;
+
+-- The one value (as text) of a one-column query run on dblink connection
+-- p_conn, waiting as _remote_exec does.
+CREATE FUNCTION pgshadow._remote_value(p_conn text, p_target text, p_sql text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_sent integer;
+    v      text;
+    v_n    bigint;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send a query to target "%" (connection lost?)', p_target
+            USING ERRCODE = 'connection_failure';
+    END IF;
+    PERFORM pgshadow._remote_ready(p_conn, p_target);
+    EXECUTE format('SELECT min(v) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v;
+    LOOP  -- collect the end of the results, so the connection is free again
+        PERFORM pgshadow._remote_ready(p_conn, p_target);
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+    RETURN v;
+END
+$$;
+
 -- Runs SQL on the open target connection, naming target and table on failure.
 CREATE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format('SELECT %I.dblink_exec(%L, $1)', pgshadow._dblink(), 'pgshadow') USING p_sql;
+    PERFORM pgshadow._remote_exec('pgshadow', p_sub.target, p_sql);
 EXCEPTION WHEN OTHERS THEN
     PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
 END
@@ -2110,7 +2313,8 @@ $$;
 -- Sends SQL on the open target connection and returns at once, so the caller
 -- builds the next chunk while the target applies this one. At most one
 -- statement string is in flight: _remote_wait must collect it before the
--- connection is used again.
+-- connection is used again. (A send itself blocks only while the target does
+-- not read; the connection's tcp_user_timeout, see _connstr, bounds that.)
 CREATE FUNCTION pgshadow._remote_send(p_sub pgshadow.subscription, p_sql text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2135,6 +2339,7 @@ DECLARE
     v_n   bigint;
 BEGIN
     LOOP
+        PERFORM pgshadow._remote_ready('pgshadow', p_sub.target);
         EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, 'pgshadow') INTO v_n;
         EXIT WHEN v_n = 0;
     END LOOP;
@@ -2153,13 +2358,20 @@ BEGIN
 END
 $$;
 
--- Opens the target connection (named "pgshadow") with the caller's user mapping.
+-- Opens the target connection (named "pgshadow") with the caller's user
+-- mapping, within connect_timeout (see _connstr). A refusal keeps the
+-- server's reason (dblink puts it in the DETAIL: a failed password, a
+-- missing SCRAM secret) in the message, where shadow_status and the export's
+-- summary show it, and in the DETAIL.
 CREATE FUNCTION pgshadow._connect(p_target text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl    name := pgshadow._dblink();
     v_server name;
-    v_peer   boolean;
+    v_peer   text;
+    v_msg    text;
+    v_detail text;
+    v_hint   text;
 BEGIN
     SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
     IF NOT FOUND THEN
@@ -2171,16 +2383,24 @@ BEGIN
     END IF;
     PERFORM pgshadow._disconnect();
     BEGIN
-        EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
         -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
-        EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
-                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL')
-           INTO v_peer;
+        v_peer := pgshadow._remote_value('pgshadow', p_target,
+            'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
     EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
-            USING ERRCODE = SQLSTATE;
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        PERFORM pgshadow._disconnect();
+        v_msg := format('pgshadow: cannot connect to target "%s" (foreign server "%s"): %s', p_target, v_server, v_msg)
+              || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END;
+        IF v_detail = '' AND v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE;
+        ELSIF v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail;
+        ELSE
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
+        END IF;
     END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer THEN 'on' ELSE 'off' END, true);
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer::boolean THEN 'on' ELSE 'off' END, true);
 END
 $$;
 
@@ -2319,9 +2539,7 @@ CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$
@@ -2883,6 +3101,8 @@ DECLARE
     v_states  text[] := '{}';
     v_n       integer := 0;
     v_i       integer;
+    v_down    text;
+    v_down_state text;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
@@ -2915,10 +3135,30 @@ BEGIN
             v_failed := v_failed || v_id;
             v_errors := v_errors || SQLERRM;
             v_states := v_states || SQLSTATE;
-            -- the remote transaction may be left aborted: go on afresh
-            PERFORM pgshadow._connect(target);
+            -- the remote transaction may be left aborted: go on afresh. A
+            -- target that cannot be reached now fails the tables left with
+            -- that reason, and this table keeps its own error.
+            BEGIN
+                PERFORM pgshadow._connect(target);
+            EXCEPTION WHEN OTHERS THEN
+                v_down := SQLERRM;
+                v_down_state := SQLSTATE;
+                EXIT;
+            END;
         END;
     END LOOP;
+    IF v_down IS NOT NULL THEN
+        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' AND s.id > v_failed[cardinality(v_failed)]
+                     ORDER BY s.id
+        LOOP
+            v_n := v_n + 1;
+            v_failed := v_failed || v_id;
+            v_errors := v_errors || format('pgshadow: %s not shipped: %s',
+                                           (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id), v_down);
+            v_states := v_states || v_down_state;
+        END LOOP;
+    END IF;
     PERFORM pgshadow._disconnect();
     IF cardinality(v_failed) > 0 AND cardinality(v_failed) = v_n THEN
         RAISE EXCEPTION '%', array_to_string(v_errors, E'\n')
@@ -3424,7 +3664,7 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
+        PERFORM pgshadow._remote_exec(pgshadow._sync_conn(NEW.target), NEW.target, 'COMMIT');
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: sync target "%" failed to commit: %', NEW.target, SQLERRM
             USING ERRCODE = SQLSTATE;
@@ -3440,9 +3680,7 @@ CREATE CONSTRAINT TRIGGER sync_commit AFTER INSERT ON pgshadow.sync_open
 -- The sync capture: runs with the writer's rights (its user mapping, its reads).
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;
@@ -3459,6 +3697,7 @@ DECLARE
     v_karr   text[];
     v_rarr   text[];
     v_at     timestamptz[];
+    v_detail text;
 BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
@@ -3480,18 +3719,26 @@ BEGIN
                 -- end what a transaction this session rolled back left open
                 -- there; a connection that died meanwhile is opened afresh
                 BEGIN
-                    EXECUTE format('SELECT %I.dblink_exec(%L, ''ROLLBACK'')', v_dbl, v_conn);
+                    PERFORM pgshadow._remote_exec(v_conn, v_sub.target, 'ROLLBACK');
                 EXCEPTION WHEN OTHERS THEN
-                    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    -- (a target that did not answer is disconnected already)
+                    EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
+                       INTO STRICT v_open;
+                    IF v_open THEN
+                        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    END IF;
                     v_open := false;
                 END;
             END IF;
             IF NOT v_open THEN
                 SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
                 BEGIN
-                    EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, v_conn, v_server);
+                    EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, v_conn) USING pgshadow._connstr(v_server);
                 EXCEPTION WHEN OTHERS THEN
+                    -- dblink gives the server's reason as the DETAIL: keep it
+                    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
                     RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
+                        || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END
                         USING ERRCODE = SQLSTATE;
                 END;
             END IF;
@@ -3522,7 +3769,7 @@ BEGIN
             END IF;
         END IF;
         BEGIN
-            EXECUTE format('SELECT %I.dblink_exec(%L, $1)', v_dbl, v_conn) USING v_sql;
+            PERFORM pgshadow._remote_exec(v_conn, v_sub.target, v_sql);
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
                 TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
@@ -3591,9 +3838,7 @@ $$;
 CREATE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
@@ -3620,9 +3865,9 @@ BEGIN
     PERFORM pgshadow._connect(target);
     v_dbl := pgshadow._dblink();
     BEGIN
-        EXECUTE format('SELECT %I.dblink_exec(%L, %L)', v_dbl, 'pgshadow',
-            'SET DateStyle = ''ISO, YMD''; SET IntervalStyle = ''postgres''; SET TimeZone = ''UTC'';'
-            ' SET extra_float_digits = 3; SET bytea_output = ''hex''; SET search_path = pg_catalog, pg_temp');
+        PERFORM pgshadow._remote_exec('pgshadow', target,
+            (SELECT string_agg(format('SET %I = %L; ', name, setting), '') FROM pgshadow._settings())
+            || 'SET search_path = pg_catalog, pg_temp');
         -- every chunk_rows-th key of the source starts a range; the first range is open below
         -- and the last open above, so target rows outside the source's key span are counted too
         EXECUTE format('SELECT array_agg(b ORDER BY rn) FROM (SELECT ARRAY[%s]::text AS b, rn FROM'
@@ -3640,11 +3885,13 @@ BEGIN
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
                         format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
-            EXECUTE format('SELECT n, h FROM %I.dblink(%L, %L) AS r(n bigint, h text)', v_dbl, 'pgshadow',
-                           pgshadow._hash_sql(v_sub.columns, v_types,
-                               format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
-                               pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
-               INTO target_rows, v_rh;
+            v_rows := pgshadow._remote_value('pgshadow', target,
+                          format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
+                                 pgshadow._hash_sql(v_sub.columns, v_types,
+                                     format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
+                                     pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            target_rows := v_rows[1]::bigint;
+            v_rh := v_rows[2];
             CONTINUE WHEN source_rows = target_rows AND v_lh = v_rh;
             range_from := v_lo;
             range_to := v_hi;
@@ -3962,12 +4209,10 @@ DECLARE
     v   record;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    EXECUTE format('SELECT n FROM %I.dblink(%L, $1) AS r(n bigint)', pgshadow._dblink(), 'pgshadow')
-       INTO v_n
-      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text);
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
@@ -3975,3 +4220,28 @@ EXCEPTION WHEN OTHERS THEN
         USING ERRCODE = SQLSTATE;
 END
 $$;
+
+-- source: sql/89_settings.sql
+-- The functions that render values as text for a target, or compare them,
+-- run under the fixed value settings of pgshadow._settings(), their one home:
+-- given here as SET clauses, which PostgreSQL restores when the function
+-- returns, so the caller's session keeps its own settings. A function
+-- replaced later (CREATE OR REPLACE drops its SET clauses) must be pinned
+-- again: upgrade scripts end with the same calls.
+CREATE FUNCTION pgshadow._pin_settings(p_fn regprocedure) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    FOR v IN SELECT * FROM pgshadow._settings() LOOP
+        EXECUTE format('ALTER FUNCTION %s SET %I = %L', p_fn, v.name, v.setting);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
+
+SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
+    'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
+    'pgshadow.capture_sync()',
+    'shadow_compare(text, regclass, integer, boolean)'
+]::regprocedure[]) AS f;

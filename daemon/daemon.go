@@ -28,6 +28,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
 // Channel is the NOTIFY channel capture signals async changes on.
@@ -51,7 +53,16 @@ type Config struct {
 	// Logf receives one line per run that shipped something or failed,
 	// every WARNING shadow_run raised, and connection trouble. Nil discards.
 	Logf func(format string, args ...any)
+	// RunTimeout is the longest one CALL shadow_run may take (default 30
+	// min): a source server that stops answering is then cancelled, the
+	// connection closed and opened again. The remote waits inside the call
+	// are bounded by pgshadow.remote_timeout on the server.
+	RunTimeout time.Duration
 }
+
+// queryTimeout bounds the daemon's own short statements (LISTEN, reading
+// the subscription state).
+const queryTimeout = time.Minute
 
 func (c *Config) defaults() {
 	if c.Interval <= 0 {
@@ -65,6 +76,9 @@ func (c *Config) defaults() {
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
+	}
+	if c.RunTimeout <= 0 {
+		c.RunTimeout = 30 * time.Minute
 	}
 }
 
@@ -85,6 +99,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, ok := pcfg.RuntimeParams["application_name"]; !ok {
 		pcfg.RuntimeParams["application_name"] = "pgshadow run"
 	}
+	// bounded connect, keepalives, search_path pinned: shadow_run is called
+	// by its schema, so no object another role created is ever resolved
+	pgsession.Configure(pcfg)
 	backoff := cfg.MinBackoff
 	for {
 		s := &session{cfg: cfg}
@@ -114,6 +131,7 @@ type session struct {
 	failures  int      // WARNINGs of the current run: shadow_run raises one per failed subscription
 	succeeded bool     // a run completed on this connection
 	shipped   map[string]counts
+	schema    string // of pgshadow's public API, quoted
 }
 
 // counts are a target's async totals from pgshadow.subscription.
@@ -132,7 +150,12 @@ func (s *session) loop(ctx context.Context, pcfg *pgx.ConnConfig) error {
 	}
 	s.conn = conn
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	if s.schema, err = pgsession.APISchema(qctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(qctx, "LISTEN "+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Totals before the first run, so that it is logged only if it ships.
@@ -159,7 +182,9 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	took := time.Since(start)
-	after, retryIn, err := s.state(ctx)
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	after, retryIn, err := s.state(qctx)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
@@ -196,21 +221,31 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 	return wait, nil
 }
 
-// call runs shadow_run. The statement is not bound to ctx: on cancellation
-// the server is asked to cancel it, so the connection stays usable and the
-// server does not go on shipping for a client that has left.
+// call runs shadow_run. On cancellation, or after RunTimeout, the server is
+// asked to cancel it, so the connection stays usable and the server does not
+// go on shipping for a client that has left; a server that does not end it
+// within pgsession.CancelGrace (one that stopped answering) is given up, and
+// the connection with it.
 func (s *session) call(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	run, stopRun := context.WithTimeout(ctx, s.cfg.RunTimeout)
+	defer stopRun()
+	wait, giveUp := context.WithCancel(context.WithoutCancel(ctx))
+	defer giveUp()
+	stop := context.AfterFunc(run, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), pgsession.CancelGrace)
 		defer cancel()
 		_ = s.conn.PgConn().CancelRequest(cctx)
+		time.AfterFunc(pgsession.CancelGrace, giveUp)
 	})
 	defer stop()
 	var target any
 	if s.cfg.Target != "" {
 		target = s.cfg.Target
 	}
-	if _, err := s.conn.Exec(context.WithoutCancel(ctx), "CALL shadow_run($1)", target); err != nil {
+	if _, err := s.conn.Exec(wait, "CALL "+s.schema+".shadow_run($1)", target); err != nil {
+		if run.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			return fmt.Errorf("CALL shadow_run: no answer within %s (RunTimeout): %w", s.cfg.RunTimeout, err)
+		}
 		return fmt.Errorf("CALL shadow_run: %w", err)
 	}
 	return nil

@@ -26,7 +26,9 @@ const ManifestName = "manifest.json"
 
 // fixedSettings are the session settings both sides run COPY under: they fix
 // how dates, intervals, floats, bytea and money print, so the text written by
-// one server is read back as the same values by another.
+// one server is read back as the same values by another. They are the Go home
+// of the settings pgshadow._settings() holds for the SQL side (a test keeps
+// the two equal).
 var fixedSettings = [][2]string{
 	{"DateStyle", "ISO, YMD"},
 	{"IntervalStyle", "postgres"},
@@ -34,6 +36,12 @@ var fixedSettings = [][2]string{
 	{"extra_float_digits", "3"},
 	{"bytea_output", "hex"},
 	{"lc_monetary", "C"},
+}
+
+// FixedSettings returns the settings values travel under, as name/value
+// pairs (a copy).
+func FixedSettings() [][2]string {
+	return append([][2]string(nil), fixedSettings...)
 }
 
 // Manifest describes one export run.

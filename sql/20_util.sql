@@ -128,3 +128,112 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
            END
       FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS x) c
 $$;
+
+-- The session settings values travel under, on both ends (push apply,
+-- compare, sync, and the CLI's file mode, whose Go copy a test keeps equal):
+-- they fix how dates, times, intervals, floats, bytea and money print, so the
+-- text one server writes is read back as the same values by another whatever
+-- either server's defaults or locale are. The functions that render values
+-- get them as SET clauses from pgshadow._pin_settings (89_settings.sql).
+CREATE FUNCTION pgshadow._settings() RETURNS TABLE (name text, setting text)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'), ('TimeZone', 'UTC'),
+           ('extra_float_digits', '3'), ('bytea_output', 'hex'), ('lc_monetary', 'C')
+$$;
+
+-- A duration setting of pgshadow (pgshadow.remote_timeout,
+-- pgshadow.connect_timeout): '30s', '2min', '500ms', or a plain number of
+-- milliseconds as for PostgreSQL's own timeouts; 0 means no limit.
+CREATE FUNCTION pgshadow._duration(p_name text, p_default text) RETURNS interval
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_text text := coalesce(nullif(btrim(current_setting(p_name, true)), ''), p_default);
+    v      interval;
+BEGIN
+    BEGIN
+        v := CASE WHEN v_text ~ '^[0-9]+$' THEN v_text::bigint * interval '1 millisecond' ELSE v_text::interval END;
+    EXCEPTION WHEN OTHERS THEN
+        v := NULL;
+    END;
+    IF v IS NULL OR v < interval '0' THEN
+        RAISE EXCEPTION 'pgshadow: invalid % %', p_name, quote_literal(v_text)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A duration such as 30s, 2min or 500ms, or a number of milliseconds; 0 for no limit.';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- How long one remote statement (or one connection's answer) may take before
+-- pgshadow gives the target up: pgshadow.remote_timeout, default 1min.
+CREATE FUNCTION pgshadow._remote_timeout() RETURNS interval
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._duration('pgshadow.remote_timeout', '1min')
+$$;
+
+-- The libpq connection string pgshadow opens a target's foreign server with:
+-- what dblink_connect(name, server) would use (the server's libpq options
+-- and the user, password and sslpassword of the caller's user mapping, or of
+-- the PUBLIC one), preceded by defaults that the server's own options
+-- override: connect_timeout (pgshadow.connect_timeout, default 10s; libpq
+-- would otherwise wait for ever on a target that accepts TCP but never
+-- answers), TCP keepalives (a peer that vanished), and tcp_user_timeout at
+-- pgshadow.remote_timeout (a send to a target that stopped reading fails
+-- instead of blocking). Runs with the caller's rights: it reads only what
+-- pg_user_mappings shows the caller. Where that hides the mapping (a PUBLIC
+-- mapping of a server the caller does not own), it returns the server's name
+-- and dblink builds the string itself, without the defaults.
+CREATE FUNCTION pgshadow._connstr(p_server name) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_srv     record;
+    v_um      record;
+    v_connect interval := pgshadow._duration('pgshadow.connect_timeout', '10s');
+    v_remote  interval := pgshadow._remote_timeout();
+    v_str     text;
+BEGIN
+    SELECT s.oid, s.srvowner, s.srvoptions INTO v_srv FROM pg_foreign_server s WHERE s.srvname = p_server;
+    IF NOT FOUND OR NOT has_server_privilege(v_srv.oid, 'USAGE') THEN
+        RETURN p_server;  -- dblink raises its own clear error
+    END IF;
+    SELECT m.umuser, m.umoptions INTO v_um FROM pg_user_mappings m
+     WHERE m.srvid = v_srv.oid
+       AND (m.umuser = 0 OR m.umuser = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user))
+     ORDER BY m.umuser = 0 LIMIT 1;
+    IF NOT FOUND
+       OR (v_um.umuser = 0 AND NOT pg_has_role(v_srv.srvowner, 'USAGE')
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) THEN
+        RETURN p_server;  -- no mapping (dblink says so), or one hidden from the caller
+    END IF;
+    -- libpq keeps the last value of a keyword: defaults first
+    SELECT string_agg(format('%s=''%s''', k, replace(replace(v, '\', '\\'), '''', '\''')), ' ' ORDER BY o, n)
+      INTO v_str
+      FROM (
+        SELECT 1, 1, 'connect_timeout', greatest(ceil(extract(epoch FROM v_connect)), 2)::bigint::text
+         WHERE v_connect > interval '0'
+        UNION ALL SELECT 1, 2, 'keepalives', '1'
+        UNION ALL SELECT 1, 3, 'keepalives_idle', '15'
+        UNION ALL SELECT 1, 4, 'keepalives_interval', '5'
+        UNION ALL SELECT 1, 5, 'keepalives_count', '3'
+        UNION ALL SELECT 1, 6, 'tcp_user_timeout', ceil(extract(epoch FROM v_remote) * 1000)::bigint::text
+         WHERE v_remote > interval '0'
+        -- as dblink: user and secrets only from the mapping, the rest only from the server
+        UNION ALL
+        SELECT 2, ord, split_part(opt, '=', 1), substr(opt, strpos(opt, '=') + 1)
+          FROM unnest(v_srv.srvoptions) WITH ORDINALITY AS u(opt, ord)
+         WHERE split_part(opt, '=', 1) IN (
+               'host', 'hostaddr', 'port', 'dbname', 'passfile', 'channel_binding', 'connect_timeout',
+               'client_encoding', 'options', 'application_name', 'fallback_application_name', 'keepalives',
+               'keepalives_idle', 'keepalives_interval', 'keepalives_count', 'tcp_user_timeout', 'sslmode',
+               'sslnegotiation', 'sslcompression', 'sslcert', 'sslkey', 'sslcertmode', 'sslrootcert', 'sslcrl',
+               'sslcrldir', 'sslsni', 'requirepeer', 'require_auth', 'ssl_min_protocol_version',
+               'ssl_max_protocol_version', 'min_protocol_version', 'max_protocol_version', 'gssencmode',
+               'krbsrvname', 'gsslib', 'gssdelegation', 'service', 'target_session_attrs', 'load_balance_hosts')
+        UNION ALL
+        SELECT 3, ord, split_part(opt, '=', 1), substr(opt, strpos(opt, '=') + 1)
+          FROM unnest(v_um.umoptions) WITH ORDINALITY AS u(opt, ord)
+         WHERE split_part(opt, '=', 1) IN ('user', 'password', 'sslpassword')
+      ) AS x(o, n, k, v);
+    RETURN v_str;
+END
+$$;

@@ -3,8 +3,8 @@
 -- dblink; file export (the CLI) runs the same read queries through COPY.
 --
 -- Values travel as text produced by each type's output function under fixed
--- settings (DateStyle ISO, IntervalStyle postgres, TimeZone UTC,
--- extra_float_digits 3, bytea_output hex) and are parsed by the same type's
+-- settings (pgshadow._settings: DateStyle ISO, IntervalStyle postgres, TimeZone
+-- UTC, extra_float_digits 3, bytea_output hex, lc_monetary C) and are parsed by the same type's
 -- input function on the target under the same settings, so they round-trip
 -- exactly whatever either server's defaults are. Rows go column by column as
 -- text arrays, so one statement of a few literals carries a whole chunk (up to
@@ -116,13 +116,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             FROM unnest(p_sub.columns) c) c
 $$;
 
--- Settings every apply on a target runs under; pgshadow.origin marks the
--- session as applying replicated changes (a custom setting, so it works on
--- targets that do not have pgshadow installed).
+-- Settings every apply on a target runs under: the fixed value settings
+-- (pgshadow._settings), and statement_timeout at pgshadow.remote_timeout, so
+-- a statement stuck on the target (a lock it waits for) ends there too.
+-- pgshadow.origin marks the session as applying replicated changes (a custom
+-- setting, so it works on targets that do not have pgshadow installed).
 CREATE FUNCTION pgshadow._remote_begin() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL DateStyle = ''ISO, YMD'';'
-        || ' SET LOCAL IntervalStyle = ''postgres''; SET LOCAL TimeZone = ''UTC''; SET LOCAL extra_float_digits = 3;'
+    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp;'
+        || (SELECT string_agg(format(' SET LOCAL %I = %L;', name, setting), '') FROM pgshadow._settings())
+        || format(' SET LOCAL statement_timeout = %L;',
+                  (extract(epoch FROM pgshadow._remote_timeout()) * 1000)::bigint::text)
         || format(' SET LOCAL pgshadow.origin = %L;', pgshadow._node())
 $$;
 
@@ -132,11 +136,101 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
 $$;
 
+-- Waits until the next result of dblink connection p_conn (to target
+-- p_target) has arrived. dblink's own waits (dblink_exec, dblink_get_result,
+-- dblink() on PostgreSQL before 17) block in libpq, where neither
+-- statement_timeout nor pg_cancel_backend nor pg_terminate_backend reach
+-- them, so a target that accepts TCP but never answers (a stopped process, a
+-- half-open link) would hang the caller for ever. Here the wait is short
+-- pg_sleeps, which a cancel interrupts, and after pgshadow.remote_timeout the
+-- connection is closed and the call fails naming the target. Closing is the
+-- end that cannot hang itself: a cancel request waits for the stopped
+-- server's answer. The target rolls the transaction back when it sees the
+-- connection gone.
+CREATE FUNCTION pgshadow._remote_ready(p_conn text, p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl   name := pgshadow._dblink();
+    v_limit interval := pgshadow._remote_timeout();
+    v_start timestamptz := clock_timestamp();
+    v_nap   float8 := 0.0002;  -- doubling to 10ms: a short apply is not slowed down by the polling
+    v_busy  integer;
+BEGIN
+    LOOP
+        EXECUTE format('SELECT %I.dblink_is_busy(%L)', v_dbl, p_conn) INTO v_busy;
+        EXIT WHEN v_busy = 0;
+        IF v_limit > interval '0' AND clock_timestamp() - v_start >= v_limit THEN
+            EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+            RAISE EXCEPTION 'target "%" did not answer within % (pgshadow.remote_timeout); the connection was closed',
+                p_target, v_limit
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'A stopped or unreachable target, or a remote statement that takes longer: raise pgshadow.remote_timeout for the latter.';
+        END IF;
+        PERFORM pg_sleep(v_nap);
+        v_nap := least(v_nap * 2, 0.01);
+    END LOOP;
+EXCEPTION WHEN query_canceled THEN
+    -- a cancel or statement_timeout here: leave nothing in flight on the
+    -- connection (the next call would find it busy)
+    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+    RAISE;
+END
+$$;
+
+-- Runs SQL (one or several statements, results discarded) on dblink
+-- connection p_conn, waiting interruptibly and at most
+-- pgshadow.remote_timeout for each result; a remote error is raised as is.
+CREATE FUNCTION pgshadow._remote_exec(p_conn text, p_target text, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_sent integer;
+    v_n    bigint;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send the statements to target "%" (connection lost?)', p_target
+            USING ERRCODE = 'connection_failure';
+    END IF;
+    LOOP
+        PERFORM pgshadow._remote_ready(p_conn, p_target);
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, p_conn) INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+END
+$$;
+
+-- The one value (as text) of a one-column query run on dblink connection
+-- p_conn, waiting as _remote_exec does.
+CREATE FUNCTION pgshadow._remote_value(p_conn text, p_target text, p_sql text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_sent integer;
+    v      text;
+    v_n    bigint;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send a query to target "%" (connection lost?)', p_target
+            USING ERRCODE = 'connection_failure';
+    END IF;
+    PERFORM pgshadow._remote_ready(p_conn, p_target);
+    EXECUTE format('SELECT min(v) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v;
+    LOOP  -- collect the end of the results, so the connection is free again
+        PERFORM pgshadow._remote_ready(p_conn, p_target);
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+    RETURN v;
+END
+$$;
+
 -- Runs SQL on the open target connection, naming target and table on failure.
 CREATE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format('SELECT %I.dblink_exec(%L, $1)', pgshadow._dblink(), 'pgshadow') USING p_sql;
+    PERFORM pgshadow._remote_exec('pgshadow', p_sub.target, p_sql);
 EXCEPTION WHEN OTHERS THEN
     PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
 END
@@ -145,7 +239,8 @@ $$;
 -- Sends SQL on the open target connection and returns at once, so the caller
 -- builds the next chunk while the target applies this one. At most one
 -- statement string is in flight: _remote_wait must collect it before the
--- connection is used again.
+-- connection is used again. (A send itself blocks only while the target does
+-- not read; the connection's tcp_user_timeout, see _connstr, bounds that.)
 CREATE FUNCTION pgshadow._remote_send(p_sub pgshadow.subscription, p_sql text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -170,6 +265,7 @@ DECLARE
     v_n   bigint;
 BEGIN
     LOOP
+        PERFORM pgshadow._remote_ready('pgshadow', p_sub.target);
         EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, 'pgshadow') INTO v_n;
         EXIT WHEN v_n = 0;
     END LOOP;
@@ -188,13 +284,20 @@ BEGIN
 END
 $$;
 
--- Opens the target connection (named "pgshadow") with the caller's user mapping.
+-- Opens the target connection (named "pgshadow") with the caller's user
+-- mapping, within connect_timeout (see _connstr). A refusal keeps the
+-- server's reason (dblink puts it in the DETAIL: a failed password, a
+-- missing SCRAM secret) in the message, where shadow_status and the export's
+-- summary show it, and in the DETAIL.
 CREATE FUNCTION pgshadow._connect(p_target text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl    name := pgshadow._dblink();
     v_server name;
-    v_peer   boolean;
+    v_peer   text;
+    v_msg    text;
+    v_detail text;
+    v_hint   text;
 BEGIN
     SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
     IF NOT FOUND THEN
@@ -206,16 +309,24 @@ BEGIN
     END IF;
     PERFORM pgshadow._disconnect();
     BEGIN
-        EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, 'pgshadow', v_server);
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
         -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
-        EXECUTE format('SELECT ok FROM %I.dblink(%L, %L) AS r(ok boolean)', v_dbl, 'pgshadow',
-                       'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL')
-           INTO v_peer;
+        v_peer := pgshadow._remote_value('pgshadow', p_target,
+            'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
     EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'pgshadow: cannot connect to target "%" (foreign server "%"): %', p_target, v_server, SQLERRM
-            USING ERRCODE = SQLSTATE;
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        PERFORM pgshadow._disconnect();
+        v_msg := format('pgshadow: cannot connect to target "%s" (foreign server "%s"): %s', p_target, v_server, v_msg)
+              || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END;
+        IF v_detail = '' AND v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE;
+        ELSIF v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail;
+        ELSE
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
+        END IF;
     END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer THEN 'on' ELSE 'off' END, true);
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer::boolean THEN 'on' ELSE 'off' END, true);
 END
 $$;
 
@@ -354,9 +465,7 @@ CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$

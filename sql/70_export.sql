@@ -405,6 +405,8 @@ DECLARE
     v_states  text[] := '{}';
     v_n       integer := 0;
     v_i       integer;
+    v_down    text;
+    v_down_state text;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'pgshadow: batch_size must be a positive number of keys' USING ERRCODE = 'invalid_parameter_value';
@@ -437,10 +439,30 @@ BEGIN
             v_failed := v_failed || v_id;
             v_errors := v_errors || SQLERRM;
             v_states := v_states || SQLSTATE;
-            -- the remote transaction may be left aborted: go on afresh
-            PERFORM pgshadow._connect(target);
+            -- the remote transaction may be left aborted: go on afresh. A
+            -- target that cannot be reached now fails the tables left with
+            -- that reason, and this table keeps its own error.
+            BEGIN
+                PERFORM pgshadow._connect(target);
+            EXCEPTION WHEN OTHERS THEN
+                v_down := SQLERRM;
+                v_down_state := SQLSTATE;
+                EXIT;
+            END;
         END;
     END LOOP;
+    IF v_down IS NOT NULL THEN
+        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' AND s.id > v_failed[cardinality(v_failed)]
+                     ORDER BY s.id
+        LOOP
+            v_n := v_n + 1;
+            v_failed := v_failed || v_id;
+            v_errors := v_errors || format('pgshadow: %s not shipped: %s',
+                                           (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id), v_down);
+            v_states := v_states || v_down_state;
+        END LOOP;
+    END IF;
     PERFORM pgshadow._disconnect();
     IF cardinality(v_failed) > 0 AND cardinality(v_failed) = v_n THEN
         RAISE EXCEPTION '%', array_to_string(v_errors, E'\n')

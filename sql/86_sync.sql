@@ -42,7 +42,7 @@ BEGIN
         RETURN NULL;
     END IF;
     BEGIN
-        EXECUTE format('SELECT %I.dblink_exec(%L, ''COMMIT'')', pgshadow._dblink(), pgshadow._sync_conn(NEW.target));
+        PERFORM pgshadow._remote_exec(pgshadow._sync_conn(NEW.target), NEW.target, 'COMMIT');
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'pgshadow: sync target "%" failed to commit: %', NEW.target, SQLERRM
             USING ERRCODE = SQLSTATE;
@@ -58,9 +58,7 @@ CREATE CONSTRAINT TRIGGER sync_commit AFTER INSERT ON pgshadow.sync_open
 -- The sync capture: runs with the writer's rights (its user mapping, its reads).
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;
@@ -77,6 +75,7 @@ DECLARE
     v_karr   text[];
     v_rarr   text[];
     v_at     timestamptz[];
+    v_detail text;
 BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
@@ -98,18 +97,26 @@ BEGIN
                 -- end what a transaction this session rolled back left open
                 -- there; a connection that died meanwhile is opened afresh
                 BEGIN
-                    EXECUTE format('SELECT %I.dblink_exec(%L, ''ROLLBACK'')', v_dbl, v_conn);
+                    PERFORM pgshadow._remote_exec(v_conn, v_sub.target, 'ROLLBACK');
                 EXCEPTION WHEN OTHERS THEN
-                    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    -- (a target that did not answer is disconnected already)
+                    EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), ''{}''))', v_conn, v_dbl)
+                       INTO STRICT v_open;
+                    IF v_open THEN
+                        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, v_conn);
+                    END IF;
                     v_open := false;
                 END;
             END IF;
             IF NOT v_open THEN
                 SELECT server INTO v_server FROM pgshadow.target WHERE name = v_sub.target;
                 BEGIN
-                    EXECUTE format('SELECT %I.dblink_connect(%L, %L)', v_dbl, v_conn, v_server);
+                    EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, v_conn) USING pgshadow._connstr(v_server);
                 EXCEPTION WHEN OTHERS THEN
+                    -- dblink gives the server's reason as the DETAIL: keep it
+                    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
                     RAISE EXCEPTION 'pgshadow: sync target "%" (foreign server "%") is unreachable: %', v_sub.target, v_server, SQLERRM
+                        || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END
                         USING ERRCODE = SQLSTATE;
                 END;
             END IF;
@@ -140,7 +147,7 @@ BEGIN
             END IF;
         END IF;
         BEGIN
-            EXECUTE format('SELECT %I.dblink_exec(%L, $1)', v_dbl, v_conn) USING v_sql;
+            PERFORM pgshadow._remote_exec(v_conn, v_sub.target, v_sql);
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
                 TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM

@@ -32,9 +32,7 @@ $$;
 CREATE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
@@ -61,9 +59,9 @@ BEGIN
     PERFORM pgshadow._connect(target);
     v_dbl := pgshadow._dblink();
     BEGIN
-        EXECUTE format('SELECT %I.dblink_exec(%L, %L)', v_dbl, 'pgshadow',
-            'SET DateStyle = ''ISO, YMD''; SET IntervalStyle = ''postgres''; SET TimeZone = ''UTC'';'
-            ' SET extra_float_digits = 3; SET bytea_output = ''hex''; SET search_path = pg_catalog, pg_temp');
+        PERFORM pgshadow._remote_exec('pgshadow', target,
+            (SELECT string_agg(format('SET %I = %L; ', name, setting), '') FROM pgshadow._settings())
+            || 'SET search_path = pg_catalog, pg_temp');
         -- every chunk_rows-th key of the source starts a range; the first range is open below
         -- and the last open above, so target rows outside the source's key span are counted too
         EXECUTE format('SELECT array_agg(b ORDER BY rn) FROM (SELECT ARRAY[%s]::text AS b, rn FROM'
@@ -81,11 +79,13 @@ BEGIN
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
                         format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
-            EXECUTE format('SELECT n, h FROM %I.dblink(%L, %L) AS r(n bigint, h text)', v_dbl, 'pgshadow',
-                           pgshadow._hash_sql(v_sub.columns, v_types,
-                               format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
-                               pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
-               INTO target_rows, v_rh;
+            v_rows := pgshadow._remote_value('pgshadow', target,
+                          format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
+                                 pgshadow._hash_sql(v_sub.columns, v_types,
+                                     format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
+                                     pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            target_rows := v_rows[1]::bigint;
+            v_rh := v_rows[2];
             CONTINUE WHEN source_rows = target_rows AND v_lh = v_rh;
             range_from := v_lo;
             range_to := v_hi;

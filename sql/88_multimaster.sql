@@ -287,12 +287,10 @@ DECLARE
     v   record;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    EXECUTE format('SELECT n FROM %I.dblink(%L, $1) AS r(n bigint)', pgshadow._dblink(), 'pgshadow')
-       INTO v_n
-      USING format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text);
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,13 +62,43 @@ func runDemo(ctx context.Context, args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	start := time.Now()
-	d := &demo{out: os.Stdout}
+	// A closed output (make demo | head) must stop the demo and its
+	// servers, not kill the process and leave them running: a write to a
+	// broken pipe then fails with EPIPE instead of raising SIGPIPE, and the
+	// first failed write cancels the run, whose defers stop the servers.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &cancelOnError{w: os.Stdout, cancel: cancel}
+	d := &demo{out: out}
 	err := d.run(ctx)
 	fmt.Fprintf(d.out, "\n(%.1fs)\n", time.Since(start).Seconds())
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case out.err != nil:
+		return fmt.Errorf("output closed (%v): servers stopped and their files removed", out.err)
+	case err != nil && ctx.Err() != nil:
 		return errors.New("interrupted: servers stopped and their files removed")
 	}
 	return err
+}
+
+// cancelOnError writes to w until a write fails, then cancels the run and
+// discards the rest.
+type cancelOnError struct {
+	w      io.Writer
+	cancel context.CancelFunc
+	err    error
+}
+
+func (c *cancelOnError) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return len(p), nil
+	}
+	if _, err := c.w.Write(p); err != nil {
+		c.err = err
+		c.cancel()
+	}
+	return len(p), nil
 }
 
 func (d *demo) run(ctx context.Context) (err error) {
@@ -316,20 +348,15 @@ func (d *demo) section(title string) {
 	fmt.Fprintf(d.out, "\n== %d. %s\n", d.step, title)
 }
 
-// demoSettings fix how values print on every demo connection, so rows
-// compare as text across servers.
-var demoSettings = map[string]string{
-	"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres",
-	"extra_float_digits": "3", "bytea_output": "hex",
-}
-
 func (d *demo) connect(ctx context.Context, s *pgserver.Server, db string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(s.ConnString(db))
 	if err != nil {
 		return nil, err
 	}
-	for k, v := range demoSettings {
-		cfg.RuntimeParams[k] = v
+	// values print the same on every demo connection, so rows compare as
+	// text across servers
+	for _, kv := range filemode.FixedSettings() {
+		cfg.RuntimeParams[kv[0]] = kv[1]
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

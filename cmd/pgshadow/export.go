@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshadow/pgshadow/filemode"
+	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
 func init() {
@@ -22,13 +24,16 @@ func init() {
 const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
 
 func runExport(ctx context.Context, args []string) error {
-	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME -dir DIR")
+	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME -dir DIR [-timeout D]")
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
 	dir := fs.String("dir", "", "export root: the batch is written to DIR/NAME/<batch>")
+	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -63,17 +68,26 @@ func runExport(ctx context.Context, args []string) error {
 }
 
 // connectDB opens a connection from a libpq connection string or URL; an
-// empty one means the PG* environment variables (and libpq's defaults).
+// empty one means the PG* environment variables (and libpq's defaults). The
+// session is pinned as package pgsession describes (connect_timeout 10s
+// unless the string sets one, keepalives, search_path pg_catalog, pg_temp).
 func connectDB(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, oneLine(fmt.Errorf("connection string: %w", err))
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgsession.Connect(ctx, dsn)
 	if err != nil {
 		return nil, oneLine(err)
 	}
 	return conn, nil
+}
+
+// timeoutHelp documents -timeout for the commands that take it.
+const timeoutHelp = "give up after this long (e.g. 30s, 10m; 0: no limit); a server that stops answering otherwise holds the command until then"
+
+// withTimeout bounds ctx by d (none when d is 0).
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // oneLine flattens an error onto a single line: every failure of the CLI is

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
 func init() {
@@ -40,11 +42,30 @@ func runGen(ctx context.Context, args []string) error {
 	if o.table == "" {
 		return errors.New("-table is required")
 	}
-	conn, err := pgx.Connect(ctx, o.conn)
+	cfg, err := pgx.ParseConfig(o.conn)
+	if err != nil {
+		return fmt.Errorf("connection string: %w", err)
+	}
+	pgsession.Configure(cfg)
+	// -table is named as the user would name it in their own sessions: it is
+	// resolved under the role's own search_path (a name lookup, which runs
+	// nothing); everything after runs pinned to pg_catalog, pg_temp
+	delete(cfg.RuntimeParams, "search_path")
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	var oid uint32
+	if err := conn.QueryRow(ctx, "SELECT $1::pg_catalog.regclass::pg_catalog.oid", o.table).Scan(&oid); err != nil {
+		return fmt.Errorf("table %s: %w", o.table, err)
+	}
+	if _, err := conn.Exec(ctx, "SET search_path = "+pgsession.SearchPath); err != nil {
+		return err
+	}
+	if err := conn.QueryRow(ctx, "SELECT $1::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text", oid).Scan(&o.table); err != nil {
+		return fmt.Errorf("table %s: %w", o.table, err)
+	}
 	return writePlan(ctx, conn, os.Stdout, o)
 }
 
@@ -99,7 +120,9 @@ func writePlan(ctx context.Context, conn *pgx.Conn, w io.Writer, o genOptions) e
 	}
 	if subscribed {
 		fmt.Fprintf(w, "\n-- %s is already subscribed to %s; showing its export\n", o.table, o.target)
-	} else if _, err := tx.Exec(ctx, `SELECT shadow_subscribe($1, $2::regclass, dest => $3, columns => $4, row_filter => $5,
+	} else if schema, err := pgsession.APISchema(ctx, tx.Conn()); err != nil {
+		return err
+	} else if _, err := tx.Exec(ctx, `SELECT `+schema+`.shadow_subscribe($1, $2::regclass, dest => $3, columns => $4, row_filter => $5,
 	                                                  initial_copy => false, mode => $6)`,
 		o.target, o.table, dest, columns, filter, o.mode); err != nil {
 		return fmt.Errorf("plan subscription of %s to %s: %w", o.table, o.target, err)

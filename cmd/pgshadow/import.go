@@ -16,12 +16,15 @@ func init() {
 }
 
 func runImport(ctx context.Context, args []string) error {
-	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] -dir BATCHDIR")
+	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] -dir BATCHDIR [-timeout D]")
 	dsn := fs.String("d", "", dsnHelp)
 	dir := fs.String("dir", "", "one batch directory written by pgshadow export (it holds manifest.json)")
+	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}

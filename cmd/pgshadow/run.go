@@ -18,10 +18,11 @@ func init() {
 }
 
 func runDaemon(ctx context.Context, args []string) error {
-	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s]")
+	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m]")
 	dsn := fs.String("d", "", "connection string (DSN or URL) of the source database; empty: the PG* environment variables")
 	target := fs.String("target", "", "ship to this target only (default: every target)")
 	interval := fs.Duration("interval", 5*time.Second, "longest wait between runs when no NOTIFY arrives")
+	runTimeout := fs.Duration("timeout", 30*time.Minute, "longest one run (CALL shadow_run) may take before it is cancelled and the connection opened again")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +38,7 @@ func runDaemon(ctx context.Context, args []string) error {
 		ConnString: *dsn,
 		Target:     *target,
 		Interval:   *interval,
+		RunTimeout: *runTimeout,
 		Logf:       logger.Printf,
 	})
 	if err == nil {

@@ -18,13 +18,16 @@ func init() {
 }
 
 func runShip(ctx context.Context, args []string) error {
-	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME")
+	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D]")
 	source := fs.String("source", "", "source database: "+dsnHelp)
 	dest := fs.String("dest", "", "target database, where the batch is applied: connection string or URL (PG* environment variables fill in the rest)")
 	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
+	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}

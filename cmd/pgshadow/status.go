@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
 func init() {
@@ -18,12 +21,15 @@ func init() {
 }
 
 func runStatus(ctx context.Context, args []string) error {
-	fs := newFlagSet("status", "pgshadow status [-d CONNSTR] [-target NAME]")
+	fs := newFlagSet("status", "pgshadow status [-d CONNSTR] [-target NAME] [-timeout D]")
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "show only this target")
+	timeout := fs.Duration("timeout", time.Minute, timeoutHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -32,8 +38,12 @@ func runStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	schema, err := pgsession.APISchema(ctx, conn)
+	if err != nil {
+		return oneLine(err)
+	}
 	header, rows, right, err := queryText(ctx, conn,
-		`SELECT * FROM shadow_status WHERE $1 = '' OR target = $1 ORDER BY target, "table"::text`, *target)
+		`SELECT * FROM `+schema+`.shadow_status WHERE $1 = '' OR target = $1 ORDER BY target, "table"::text`, *target)
 	if err != nil {
 		return oneLine(fmt.Errorf("read shadow_status (is pgshadow installed in this database?): %w", err))
 	}

@@ -51,6 +51,14 @@ DROP FUNCTION pgshadow._pending(bigint);
 
 GRANT SELECT ON shadow_status TO PUBLIC;
 
+-- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
+-- (CREATE OR REPLACE above has none)
+SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
+    'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
+    'pgshadow.capture_sync()',
+    'shadow_compare(text, regclass, integer, boolean)'
+]::regprocedure[]) AS f;
+
 -- Row filters are stored canonical now (pgshadow._filter parses, never runs
 -- them). One that 0.2.0 refuses stops the upgrade, naming it: dropping it
 -- would ship rows it kept out.

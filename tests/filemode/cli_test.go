@@ -112,8 +112,9 @@ func TestCLIExportImportStatus(t *testing.T) {
 
 	e.Src.Exec(t, "UPDATE t SET v = 'x' WHERE id <= 10")
 	r = cli(t, bin, nil, "status", "-d", src)
-	r.wantOK(t, "status", "target | table | dest")
-	if !regexp.MustCompile(`(?m)^files +\| t +\| public\.t +\| batch +\| +10 \|`).MatchString(r.stdout) {
+	// (the session's search_path is pinned to pg_catalog, so tables print schema-qualified)
+	r.wantOK(t, "status", "target | table    | dest")
+	if !regexp.MustCompile(`(?m)^files +\| public\.t +\| public\.t +\| batch +\| +10 \|`).MatchString(r.stdout) {
 		t.Errorf("status does not show 10 pending keys for the file target:\n%s", r.stdout)
 	}
 	cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir).wantOK(t, "second export", "batch 2: 10 changed keys, 10 rows")
@@ -159,6 +160,67 @@ func TestDemoPasses(t *testing.T) {
 	for _, m := range left {
 		if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
 			t.Errorf("demo left %s behind (stat: %v)", m[1], err)
+		}
+	}
+}
+
+// A demo whose output is closed early (make demo | head) stops: its servers
+// are shut down and their files removed, none is left running.
+func TestDemoClosedOutputLeavesNoServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two servers of its own")
+	}
+	t.Parallel()
+	bin := pgshadowBinary(t)
+	cmd := exec.Command(bin, "demo")
+	cmd.Env = os.Environ()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	// read until both servers are named, as `head` would, then close
+	dirs := regexp.MustCompile(`(?m)^demo-\w+: \S+, files in (\S+)$`)
+	var got []byte
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(dirs.FindAllSubmatch(got, -1)) < 2 && time.Now().Before(deadline) {
+		n, err := stdout.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	stdout.Close()
+	found := dirs.FindAllSubmatch(got, -1)
+	if len(found) < 2 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("demo never named its two servers; output: %s; stderr: %s", got, stderr.String())
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("demo exited 0 with its output closed")
+		}
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("demo still running 90s after its output was closed")
+	}
+	t.Logf("stderr: %s", strings.TrimSpace(stderr.String()))
+	for _, m := range found {
+		dir := string(m[1])
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("demo left server directory %s behind (stat: %v)", dir, err)
+		}
+		if out, _ := exec.Command("pgrep", "-f", "postgres -D "+dir).Output(); len(out) > 0 {
+			t.Errorf("a server of the demo still runs from %s: pids %s", dir, strings.Fields(string(out)))
 		}
 	}
 }

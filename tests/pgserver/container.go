@@ -182,6 +182,16 @@ func (c *container) restart(ctx context.Context) error {
 	return c.waitReady(ctx)
 }
 
+func (c *container) pause(stop bool) error {
+	if c.removed {
+		return errStopped
+	}
+	if stop {
+		return c.pool.Client.PauseContainer(c.res.Container.ID)
+	}
+	return c.pool.Client.UnpauseContainer(c.res.Container.ID)
+}
+
 func (c *container) applySettings(settings map[string]string) error {
 	if c.removed {
 		return errStopped

@@ -36,6 +36,7 @@ type local struct {
 	cred      *syscall.Credential
 	extraDirs []string // removed with BaseDir (a socket dir outside it)
 	settings  map[string]string
+	env       []string
 	removed   bool
 }
 
@@ -66,7 +67,7 @@ func startLocal(ctx context.Context, s *Server, o Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("create base dir: %w", err)
 	}
-	l := &local{s: s, bin: bin, cred: cred, settings: defaultSettings()}
+	l := &local{s: s, bin: bin, cred: cred, settings: defaultSettings(), env: o.Env}
 	mergeSettings(l.settings, o.Settings)
 	s.backend = l
 	s.BaseDir = base
@@ -253,6 +254,56 @@ func (l *local) kill() error {
 	return l.shutdown("immediate")
 }
 
+// pause signals the postmaster and every backend, found as the processes
+// whose parent is the postmaster (they need not share its process group).
+func (l *local) pause(stop bool) error {
+	if l.removed {
+		return errStopped
+	}
+	data, err := os.ReadFile(filepath.Join(l.s.DataDir, "postmaster.pid"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]))
+	if err != nil {
+		return fmt.Errorf("postmaster.pid: %w", err)
+	}
+	sig := syscall.SIGSTOP
+	if !stop {
+		sig = syscall.SIGCONT
+	}
+	pids := []int{pid}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			pids = append(pids, child)
+		}
+	}
+	if stop { // the postmaster first, so it forks nothing new meanwhile
+		for _, p := range pids {
+			_ = syscall.Kill(p, sig)
+		}
+		return nil
+	}
+	for i := len(pids) - 1; i >= 0; i-- {
+		_ = syscall.Kill(pids[i], sig)
+	}
+	return nil
+}
+
 func (l *local) restart(ctx context.Context) error {
 	if l.removed {
 		return errStopped
@@ -290,7 +341,7 @@ func (l *local) logTail(n int) string {
 func (l *local) run(ctx context.Context, prog string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(l.bin, prog), args...)
 	cmd.Dir = l.s.BaseDir
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), l.env...)
 	cmd.WaitDelay = 5 * time.Second
 	if l.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.cred}

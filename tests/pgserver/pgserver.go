@@ -46,6 +46,9 @@ type Options struct {
 	// that (local) server, from a pg_basebackup instead of initdb; Promote
 	// turns it into a primary.
 	StandbyOf *Server
+	// Env is extra environment for the server's programs (local servers
+	// only), e.g. LOCPATH for a locale built by the test.
+	Env []string
 }
 
 // Server is one running (or killed) PostgreSQL server.
@@ -76,6 +79,7 @@ type backend interface {
 	restart(ctx context.Context) error
 	promote(ctx context.Context) error
 	applySettings(settings map[string]string) error
+	pause(stop bool) error
 	logTail(n int) string
 }
 
@@ -137,6 +141,18 @@ func (s *Server) Restart(ctx context.Context) error {
 // accepts writes.
 func (s *Server) Promote(ctx context.Context) error {
 	return s.locked("promote", func() error { return s.backend.promote(ctx) })
+}
+
+// Pause stops every process of the server (SIGSTOP; a paused container)
+// without closing a socket: the kernel still accepts connections and data, and
+// nothing answers, like a hung server or a half-open link. Resume continues it.
+func (s *Server) Pause() error {
+	return s.locked("pause", func() error { return s.backend.pause(true) })
+}
+
+// Resume continues a server stopped by Pause.
+func (s *Server) Resume() error {
+	return s.locked("resume", func() error { return s.backend.pause(false) })
 }
 
 // Reload merges settings into the server's configuration and restarts it if

@@ -1,0 +1,313 @@
+// A target that hangs (a server stopped with SIGSTOP accepts TCP and data
+// and never answers; a remote statement that never ends): every export ends
+// within the bounds the user set, a cancel ends a waiting export at once,
+// nothing moves, and the next export after the target is back ships
+// everything.
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
+
+// pausable starts a server of the test's own that the test may Pause; it is
+// resumed before it is stopped.
+func pausable(t *testing.T, name string) *pgserver.Server {
+	t.Helper()
+	s := startServer(t, name)
+	t.Cleanup(func() { _ = s.Resume() })
+	return s
+}
+
+// exportVia runs shadow_export('t1') on c (a session of its own, with the
+// settings the test made there) and returns its error, a table's error row
+// included, and how long it took.
+func exportVia(c *pgx.Conn) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	rows, err := c.Query(ctx, exportSQL(0))
+	if err != nil {
+		return time.Since(start), err
+	}
+	res, err := pgx.CollectRows(rows, pgx.RowToStructByPos[exported])
+	took := time.Since(start)
+	if err != nil {
+		return took, err
+	}
+	for _, r := range res {
+		if r.Error != nil {
+			return took, fmt.Errorf("%s: %s", r.Tbl, *r.Error)
+		}
+	}
+	return took, nil
+}
+
+// wantFailure checks that an export failed, naming the target, within limit.
+func wantFailure(t *testing.T, what string, took time.Duration, err error, limit time.Duration, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: export succeeded, want an error", what)
+	}
+	msg := describe(err)
+	t.Logf("%s: failed after %s: %s", what, took.Round(time.Millisecond), msg)
+	if took > limit {
+		t.Errorf("%s: export took %s to fail, want under %s", what, took.Round(time.Millisecond), limit)
+	}
+	for _, w := range append([]string{`target "` + targetName + `"`}, want...) {
+		if !strings.Contains(msg, w) {
+			t.Errorf("%s: error does not contain %q: %s", what, w, msg)
+		}
+	}
+}
+
+// A target stopped before the export connects: the connect gives up after
+// connect_timeout (10 s by default, pgshadow.connect_timeout, or the foreign
+// server's own option), nothing moves, and after SIGCONT the next export
+// ships everything.
+func TestHungTargetBeforeConnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server of its own")
+	}
+	t.Parallel()
+	s := pausable(t, "hung-connect")
+	p := newPairOn(t, s)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+	before := p.watermark(t, "tbl")
+	c := conn(t, p.Src)
+
+	if err := s.Pause(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	took, err := exportVia(c)
+	wantFailure(t, "default connect_timeout", took, err, 14*time.Second, "cannot connect", "timeout")
+	if took < 9*time.Second {
+		t.Errorf("default connect_timeout: gave up after %s, want about 10s", took)
+	}
+
+	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
+	took, err = exportVia(c)
+	wantFailure(t, "pgshadow.connect_timeout = 2s", took, err, 5*time.Second, "cannot connect")
+
+	// the server's own option wins over the default
+	mustExec(t, c, "RESET pgshadow.connect_timeout")
+	p.Src.Exec(t, "ALTER SERVER tgt OPTIONS (ADD connect_timeout '3')")
+	took, err = exportVia(c)
+	wantFailure(t, "server option connect_timeout 3", took, err, 6*time.Second, "cannot connect")
+	if took < 2500*time.Millisecond {
+		t.Errorf("server option connect_timeout 3: gave up after %s, want about 3s", took)
+	}
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by an export to a hung target: before %s, after %s", before, got)
+	}
+
+	if err := s.Resume(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	if _, err := exportVia(c); err != nil {
+		t.Fatalf("export after SIGCONT: %s", describe(err))
+	}
+	p.Same(t, "tbl", "tbl")
+}
+
+// A remote statement that never ends (a trigger on the target sleeps): the
+// export ends after pgshadow.remote_timeout naming the target; with a long
+// timeout, pg_cancel_backend ends the waiting export at once. Nothing moves,
+// and the connection left behind does not disturb the next export.
+func TestHungRemoteStatement(t *testing.T) {
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
+	p.Dst.Exec(t, stallSQL)
+	before := p.watermark(t, "tbl")
+	c := conn(t, p.Src)
+
+	mustExec(t, c, "SET pgshadow.remote_timeout = '2s'")
+	took, err := exportVia(c)
+	wantFailure(t, "remote_timeout 2s", took, err, 6*time.Second)
+	if took < 1900*time.Millisecond {
+		t.Errorf("remote_timeout 2s: gave up after %s", took)
+	}
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by a timed-out export: before %s, after %s", before, got)
+	}
+
+	mustExec(t, c, "SET pgshadow.remote_timeout = '5min'")
+	pid := mustQueryString(t, c, "SELECT pg_backend_pid()::text")
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		took, err := exportVia(c)
+		done <- result{took, err}
+	}()
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+		return n > 0, "the export never reached the stalling key on the target"
+	})
+	time.Sleep(500 * time.Millisecond)
+	cancelled := time.Now()
+	p.Src.Exec(t, "SELECT pg_cancel_backend($1::int)", pid)
+	select {
+	case r := <-done:
+		if r.err == nil || !strings.Contains(describe(r.err), "canceling statement") {
+			t.Errorf("cancelled export: want a cancel error, got %v", r.err)
+		}
+		if d := time.Since(cancelled); d > 2*time.Second {
+			t.Errorf("cancelled export ended %s after pg_cancel_backend, want at once", d.Round(time.Millisecond))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("export still running 30s after pg_cancel_backend")
+	}
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by a cancelled export: before %s, after %s", before, got)
+	}
+
+	// the target's session would sleep on for minutes holding its locks
+	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+	p.Dst.Exec(t, "DROP TRIGGER stall ON tbl")
+	if _, err := exportVia(c); err != nil {
+		t.Fatalf("export after the stall: %s", describe(err))
+	}
+	p.Same(t, "tbl", "tbl")
+}
+
+// A target stopped while a large batch is being applied (statements in
+// flight, sends filling the socket buffers): the export ends within
+// pgshadow.remote_timeout (the wait, or tcp_user_timeout on a blocked send)
+// plus connect_timeout for the reconnect, nothing moves, and after SIGCONT
+// the next export ships everything.
+func TestHungTargetMidApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server of its own")
+	}
+	t.Parallel()
+	s := pausable(t, "hung-apply")
+	p := newPairOn(t, s)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g")
+	before := p.watermark(t, "tbl")
+	c := conn(t, p.Src)
+	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
+	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
+
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		took, err := exportVia(c)
+		done <- result{took, err}
+	}()
+	// stop it once rows are in flight and the source waits for the target
+	// (not while it reads the batch, local work no remote timeout bounds)
+	pgtest.Eventually(t, 90*time.Second, func() (bool, string) {
+		rows := p.Dst.QueryInt(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE '%INSERT INTO%' AND pid <> pg_backend_pid()`)
+		waits := p.Src.QueryInt(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE '%shadow_export%' AND wait_event = 'PgSleep'`)
+		return rows > 0 && waits > 0, "the export never waited for the target while applying rows"
+	})
+	paused := time.Now()
+	if err := s.Pause(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	select {
+	case r := <-done:
+		wantFailure(t, "target stopped mid-apply", time.Since(paused), r.err, 14*time.Second)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("export still running 60s after its target was stopped")
+	}
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark moved by an export to a hung target: before %s, after %s", before, got)
+	}
+
+	if err := s.Resume(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	// the source's next export may take its time on this busy a table
+	mustExec(t, c, "RESET pgshadow.remote_timeout")
+	p.Src.Exec(t, "UPDATE tbl SET v = 'after' WHERE id % 1000 = 0")
+	if _, err := exportVia(c); err != nil {
+		t.Fatalf("export after SIGCONT: %s", describe(err))
+	}
+	p.Same(t, "tbl", "tbl")
+}
+
+// One table fails (its remote statement hangs) and the target is stopped
+// before the export reconnects for the next table: the result keeps the
+// first table's own error, and the next table fails as unreachable.
+func TestFirstErrorKeptWhenTargetGoesDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server of its own")
+	}
+	t.Parallel()
+	s := pausable(t, "hung-reconnect")
+	p := newPairOn(t, s)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Subscribe(t, "other")
+	p.Dst.Exec(t, stallSQL)
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
+	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+	c := conn(t, p.Src)
+	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
+	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
+
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		took, err := exportVia(c)
+		done <- result{took, err}
+	}()
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+		return n > 0, "the export never reached the stalling key on the target"
+	})
+	if err := s.Pause(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	select {
+	case r := <-done:
+		wantFailure(t, "first table hung, then target down", r.took, r.err, 12*time.Second,
+			"did not answer within", "cannot connect", "tbl", "other")
+	case <-time.After(60 * time.Second):
+		t.Fatalf("export still running 60s after its target was stopped")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+}
+
+// A refused connection names the server's reason (dblink's DETAIL), in the
+// error and in shadow_status.
+func TestConnectErrorKeepsReason(t *testing.T) {
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p.Src.Exec(t, "ALTER USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (SET password 'wrong')")
+	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'a')")
+	_, err := p.ExportErr(0)
+	if err == nil {
+		t.Fatalf("export with a wrong password succeeded")
+	}
+	if msg := describe(err); !strings.Contains(msg, "cannot connect") || !strings.Contains(msg, "password authentication failed") {
+		t.Errorf("connect error lost the server's reason: %s", msg)
+	}
+}
