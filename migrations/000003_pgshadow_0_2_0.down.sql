@@ -10,8 +10,8 @@ SET LOCAL check_function_bodies = false;
 -- added go, the tables lose what 0.2.0 gave them, and the code of the
 -- released 0.1.1 script comes back.
 
--- Every function 0.2.0 has goes (the ones triggers call are replaced
--- below); the code of 0.1.1 then comes back whole.
+-- Every function 0.2.0 has goes (those triggers and the drop watch call are
+-- replaced below instead); the code of 0.1.1 then comes back whole.
 DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
 DO $$
 DECLARE
@@ -19,7 +19,7 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.prokind = 'f'
-                AND p.proname NOT IN ('capture', 'capture_key', 'capture_sync', 'sync_commit', '_on_drop') LOOP
+                AND p.proname NOT IN ('capture', 'capture_key', 'capture_sync', 'sync_commit', '_on_drop', '_forget') LOOP
         EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
     END LOOP;
 END
