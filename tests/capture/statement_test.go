@@ -32,10 +32,11 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 		fn               string
 	}
 	want := map[string]trig{
-		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.capture()"},
-		"pgshadow_capture_upd":   {trigUpdate, true, true, "pgshadow.capture()"},
-		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.capture()"},
-		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.capture()"},
+		// the table's own capture function (pgshadow.<shadow>_fn)
+		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_upd":   {trigUpdate, true, true, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.public__t_fn()"},
 		// UPDATE OF the key columns: only flags that old keys must be recorded
 		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.capture_key()"},
 	}
@@ -90,7 +91,7 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	calls := func() int64 {
 		run(t, c, "SELECT pg_stat_clear_snapshot()")
 		n, _ := strconv.ParseInt(text(t, c, `SELECT coalesce(
-			(SELECT calls FROM pg_stat_user_functions WHERE funcid = 'pgshadow.capture()'::regprocedure), 0)::text`), 10, 64)
+			(SELECT calls FROM pg_stat_user_functions WHERE funcid = 'pgshadow.public__big_fn()'::regprocedure), 0)::text`), 10, 64)
 		return n
 	}
 	before := calls()
@@ -100,13 +101,13 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	run(t, c, "UPDATE big SET v = v + 1")
 	took := time.Since(start)
 	inTx := text(t, c, `SELECT coalesce(
-		(SELECT calls FROM pg_stat_xact_user_functions WHERE funcid = 'pgshadow.capture()'::regprocedure), 0)::text`)
+		(SELECT calls FROM pg_stat_xact_user_functions WHERE funcid = 'pgshadow.public__big_fn()'::regprocedure), 0)::text`)
 	xid := text(t, c, "SELECT pg_current_xact_id()::text")
 	run(t, c, "COMMIT")
 	t.Logf("UPDATE of %d rows with capture took %s", millionRows, took)
 
 	if inTx != "1" {
-		t.Errorf("pgshadow.capture() was called %s times in the updating transaction, want 1", inTx)
+		t.Errorf("pgshadow.public__big_fn() was called %s times in the updating transaction, want 1", inTx)
 	}
 	if limit := 60 * time.Second; took > limit {
 		t.Errorf("UPDATE of %d tracked rows took %s, want under %s", millionRows, took, limit)
@@ -125,10 +126,10 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	var after int64
 	pgtest.Eventually(t, 15*time.Second, func() (bool, string) {
 		after = calls()
-		return after != before, fmt.Sprintf("pg_stat_user_functions.calls for pgshadow.capture() still %d", after)
+		return after != before, fmt.Sprintf("pg_stat_user_functions.calls for pgshadow.public__big_fn() still %d", after)
 	})
 	if after != before+1 {
-		t.Errorf("pg_stat_user_functions.calls for pgshadow.capture() went from %d to %d for one UPDATE of %d rows, want +1",
+		t.Errorf("pg_stat_user_functions.calls for pgshadow.public__big_fn() went from %d to %d for one UPDATE of %d rows, want +1",
 			before, after, millionRows)
 	}
 }
