@@ -6,7 +6,7 @@
 #   make test             run the Go tests against a private PostgreSQL $(PG) (default 15) holding
 #                         this checkout's extension (TESTFLAGS passes flags to go test)
 #   make check-generated  fail if the committed generated files are stale
-#   make demo | bench     (QUICK=1 for a short benchmark run)
+#   make demo | bench     (QUICK=1 for a short benchmark run; bench uses the private installation like test)
 #
 # PGXS defines many variables of its own, so the Go side uses GO_* names only.
 
@@ -59,7 +59,8 @@ test: generate
 demo:
 	$(GO) run ./cmd/pgshadow demo
 
-# bench measures the installed extension, so install the current sources first
-bench:
-	$(MAKE) install
+# bench measures this checkout's extension in the same private installation
+# as `make test` (never the shared system directory other servers may use)
+bench: generate
+	PGSHADOW_BINDIR=$$(tests/pgroot $(PG) $(PG_ROOT)) && export PGSHADOW_BINDIR && \
 	$(GO) run ./bench $(if $(QUICK),-quick)

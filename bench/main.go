@@ -6,8 +6,9 @@
 //
 // Every figure is a median of at least three repetitions, with pgshadow and
 // its baseline interleaved (the order rotates each repetition) so that drift
-// of the machine hits both. The extension must be installed (make install;
-// `make bench` does it first).
+// of the machine hits both. The servers run from $PGSHADOW_BINDIR, the private
+// installation with this checkout's extension that `make bench` prepares
+// (tests/pgroot), as `make test` does.
 package main
 
 import (
