@@ -95,6 +95,7 @@ func run(ctx context.Context, cfg config) error {
 		{[]int{6}, b.figScale},
 		{[]int{7}, b.figBloat},
 		{[]int{8}, b.figLag},
+		{[]int{9}, b.figTPCB},
 	}
 	for _, s := range steps {
 		wanted := false
