@@ -225,10 +225,13 @@ DECLARE
     v_notify boolean;
     v_before boolean;
 BEGIN
-    -- replicated changes applied by the table owner's session are not captured again
-    IF pg_catalog.current_setting('pgshadow.origin', true) OPERATOR(pg_catalog.<>) ''
-       AND pgshadow._origin_skips(TG_RELID) THEN
-        RETURN NULL;
+    -- replicated changes applied by the table owner's session are not captured
+    -- again; the setting is tested first, and apart (NULL when never set: an
+    -- AND would go on to call the check), so writers do not pay for it
+    IF pg_catalog.current_setting('pgshadow.origin', true) OPERATOR(pg_catalog.<>) '' THEN
+        IF pgshadow._origin_skips(TG_RELID) THEN
+            RETURN NULL;
+        END IF;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
         -- a BEFORE ROW UPDATE trigger may change a key without naming it
