@@ -64,8 +64,8 @@ func parseOnly(s string) (map[int]bool, error) {
 	m := map[int]bool{}
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 8 {
-			return nil, fmt.Errorf("-only: %q is not a figure number 1..8", f)
+		if err != nil || n < 1 || n > 9 {
+			return nil, fmt.Errorf("-only: %q is not a figure number 1..9", f)
 		}
 		m[n] = true
 	}
