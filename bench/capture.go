@@ -95,7 +95,7 @@ CREATE TRIGGER capture AFTER INSERT OR UPDATE OR DELETE ON %[5]s FOR EACH STATEM
 var oltpOps = []struct{ name, script string }{
 	{"update", "\\set id random(1, %[4]d)\nUPDATE %[1]s SET i = i + 1 WHERE id = :id;\n"},
 	{"insert", "INSERT INTO %[1]s VALUES (nextval('%[2]s'), 1, 'abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx', now(), 1);\n"},
-	{"delete", "DELETE FROM %[1]s WHERE id = nextval('%[3]s');\n"},
+	{"delete", "DELETE FROM %[1]s WHERE id = (SELECT nextval('%[3]s'));\n"},
 }
 
 func (b *bench) figOLTP() error {

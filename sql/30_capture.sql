@@ -39,27 +39,45 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_shadow || '_fn'
 $$;
 
+-- Raised by a capture function whose table has no catalog row with its
+-- shadow (untracked, or the function attached to another table).
+CREATE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
+END
+$$;
+
 CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
-    v_old   text := (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(p_cols) c);
-    v_match text := (SELECT string_agg(format('n.%1$I OPERATOR(pg_catalog.=) o.%1$I', c), ' AND ') FROM unnest(p_cols) c);
+    v_old   text := (SELECT string_agg(format('OLD.%I', c), ', ') FROM unnest(p_cols) c);
     v_ins   text;
+    v_gen   text;
 BEGIN
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
-    -- The body below is a template: %1$s .. %6$s are filled in at the end.
-    -- Every name in it is schema-qualified (and the search_path pinned), and
-    -- the function finds its table's catalog row by TG_RELID *and* its shadow
-    -- name, so attached to another table it refuses instead of writing.
+    -- The generation writers append to, from the table's catalog row, found
+    -- by TG_RELID *and* the shadow name: attached to another table, the
+    -- function refuses (pgshadow._not_tracked, called only when no row is
+    -- found). A table with an async subscription also sends NOTIFY pgshadow
+    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
+    -- subquery: planned once per session, run once per statement, and only
+    -- when the statement has keys to append, with no query of its own.
+    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
+                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
+                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
+                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+    -- The body below is a template: %1$s .. %7$s are filled in at the end.
+    -- Every name in it is schema-qualified (and the search_path pinned).
+    -- Each event is one INSERT ... SELECT with static SQL, planned once per
+    -- session: no EXECUTE, no other query.
     RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
 -- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
 -- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
-DECLARE
-    v_gen    smallint;
-    v_notify boolean;
-    v_before boolean;
 BEGIN
     -- replicated changes applied by the table owner's session are not captured
     -- again; the setting is tested first, and apart (NULL when never set: an
@@ -69,54 +87,25 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        -- a BEFORE ROW UPDATE trigger may change a key without naming it
-        SELECT t.gen, t.notify,
-               EXISTS (SELECT FROM pg_catalog.pg_trigger g
-                        WHERE g.tgrelid OPERATOR(pg_catalog.=) TG_RELID
-                          AND (g.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 19) OPERATOR(pg_catalog.=) 19
-                          AND g.tgenabled OPERATOR(pg_catalog.<>) 'D')
-          INTO v_gen, v_notify, v_before
-          FROM pgshadow.tracked t
-         WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %3$L;
-    ELSE
-        SELECT t.gen, t.notify INTO v_gen, v_notify
-          FROM pgshadow.tracked t
-         WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %3$L;
-    END IF;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: table %%.%% is not tracked with shadow table pgshadow.%%',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME, %3$L
-            USING HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        %4$s SELECT %5$s, 'I', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+        -- the key trigger: this row's key changed (by the SET list, a BEFORE
+        -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
+        INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
+        VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        -- The anti-join that finds old keys costs more than the rest of the
-        -- capture; skip it when no key can have changed: the key trigger
-        -- (UPDATE OF the key columns) did not fire for this table in this
-        -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
-        IF v_before OR pg_catalog.current_setting('pgshadow.key_update', true) OPERATOR(pg_catalog.=) TG_RELID::pg_catalog.text THEN
-            %4$s SELECT %5$s, 'U', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new
-            UNION ALL SELECT %6$s, 'D', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp()
-                        FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %7$s);
-        ELSE
-            %4$s SELECT %5$s, 'U', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
-        END IF;
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        %4$s SELECT %5$s, 'D', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
+        %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
         INSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
-        VALUES ('T', v_gen, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
-    END IF;
-    IF v_notify THEN
-        -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
-        PERFORM pg_catalog.pg_notify('pgshadow', '');
+        SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, p_shadow, v_ins, v_list, v_old, v_match);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
 END
 $fn$;
 
@@ -132,13 +121,6 @@ BEGIN
 END
 $$;
 
--- Fires (AFTER UPDATE OF the key columns, before pgshadow_capture_upd: triggers
--- fire in name order) when an UPDATE names a key column: tells capture that
--- old keys must be recorded. Stays set until the transaction ends.
-CREATE FUNCTION pgshadow.capture_key() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM set_config('pgshadow.key_update', TG_RELID::text, true);
-    RETURN NULL;
-END
-$$;
+-- pgshadow.capture_key(), the statement-level key trigger of earlier
+-- versions, is gone: the table's own function records old keys itself, from
+-- a row trigger that fires only for rows whose key changed.

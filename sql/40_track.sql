@@ -178,24 +178,38 @@ BEGIN
     kind := 'trigger';
     FOR v_rel IN
         SELECT * FROM (VALUES
-            ('pgshadow_capture_key', 'UPDATE OF ' || v_list, '', 'pgshadow.capture_key'),
+            ('pgshadow_capture_key', 'UPDATE', '', 'pgshadow.' || quote_ident(v_fn)),
             ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
+            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would fill
+            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
             ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', 'pgshadow.' || quote_ident(v_fn)),
             ('pgshadow_capture_trunc', 'TRUNCATE', '', 'pgshadow.' || quote_ident(v_fn))) AS t(name, event, referencing, fn)
     LOOP
-        -- a trigger of an earlier version (the generic pgshadow.capture()) is
-        -- replaced in the same transaction, so no write goes uncaptured
+        -- a trigger of an earlier version (the generic pgshadow.capture(), the
+        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
+        -- same transaction, so no write goes uncaptured
         CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name
-                                                     AND g.tgfoid = to_regproc(v_rel.fn));
+                                                     AND g.tgfoid = to_regproc(v_rel.fn)
+                                                     AND (v_rel.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
+                                                     AND (v_rel.name <> 'pgshadow_capture_upd' OR g.tgoldtable IS NULL));
         IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name) THEN
             step := step + 1;
             sql := format('DROP TRIGGER %I ON %s', v_rel.name, p_tbl);
             RETURN NEXT;
         END IF;
         step := step + 1;
-        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
-                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
+        IF v_rel.name = 'pgshadow_capture_key' THEN
+            -- fires only for rows whose key changed, however (SET list, BEFORE
+            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
+            -- equality, resolved in pg_catalog
+            sql := format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                          v_rel.name, p_tbl,
+                          (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(v_cols) c),
+                          v_rel.fn);
+        ELSE
+            sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+                          v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
+        END IF;
         RETURN NEXT;
     END LOOP;
 END

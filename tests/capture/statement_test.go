@@ -34,11 +34,11 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 	want := map[string]trig{
 		// the table's own capture function (pgshadow.<shadow>_fn)
 		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.public__t_fn()"},
-		"pgshadow_capture_upd":   {trigUpdate, true, true, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_upd":   {trigUpdate, false, true, "pgshadow.public__t_fn()"},
 		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.public__t_fn()"},
 		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.public__t_fn()"},
-		// UPDATE OF the key columns: only flags that old keys must be recorded
-		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.capture_key()"},
+		// a row trigger WHEN a row's key changed: records the old key
+		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.public__t_fn()"},
 	}
 	rows := db.QueryStrings(t, `
 		SELECT format('%s|%s|%s|%s|%s', tgname, tgtype, tgoldtable IS NOT NULL, tgnewtable IS NOT NULL, tgfoid::regprocedure)
@@ -58,8 +58,8 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 			t.Errorf("unexpected trigger %s on t", r)
 			continue
 		}
-		if tgtype&trigRow != 0 {
-			t.Errorf("%s is FOR EACH ROW (tgtype %d), want FOR EACH STATEMENT", name, tgtype)
+		if isRow, wantRow := tgtype&trigRow != 0, name == "pgshadow_capture_key"; isRow != wantRow {
+			t.Errorf("%s: FOR EACH ROW is %t (tgtype %d), want %t", name, isRow, tgtype, wantRow)
 		}
 		if tgtype&(trigBefore|trigInstead) != 0 {
 			t.Errorf("%s is not an AFTER trigger (tgtype %d)", name, tgtype)
