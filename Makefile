@@ -8,7 +8,7 @@
 #                         PG_TARGET=18 runs the servers that play the target role on another major;
 #                         TESTPKGS limits the packages (e.g. "./tests/replication ./tests/filemode")
 #   make check-generated  fail if the committed generated files are stale
-#   make demo | bench     (QUICK=1 for a short benchmark run)
+#   make demo | bench     (QUICK=1 for a short benchmark run; bench uses the private installation like test)
 #
 # PGXS defines many variables of its own, so the Go side uses GO_* names only.
 
@@ -66,7 +66,8 @@ test: generate
 demo:
 	$(GO) run ./cmd/pgshadow demo
 
-# bench measures the installed extension, so install the current sources first
-bench:
-	$(MAKE) install
+# bench measures this checkout's extension in the same private installation
+# as `make test` (never the shared system directory other servers may use)
+bench: generate
+	PGSHADOW_BINDIR=$$(tests/pgroot $(PG) $(PG_ROOT)) && export PGSHADOW_BINDIR && \
 	$(GO) run ./bench $(if $(QUICK),-quick)

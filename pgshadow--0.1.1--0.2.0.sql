@@ -46,6 +46,11 @@ COMMENT ON TABLE pgshadow.history IS
 GRANT SELECT ON pgshadow.history TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 
+-- Capture: each tracked table gets a function of its own (converted below);
+-- the precomputed statements of the generic function go.
+ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
+    DROP COLUMN del_sql, DROP COLUMN trunc_sql;
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
@@ -1294,67 +1299,106 @@ END
 $$;
 
 -- code of: sql/30_capture.sql
-CREATE OR REPLACE FUNCTION pgshadow.capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v record;
+CREATE OR REPLACE FUNCTION pgshadow._origin_skips(p_tbl oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(current_setting('pgshadow.origin', true), '') <> ''
+       AND coalesce(pg_has_role(pgshadow._caller(),
+                                (SELECT c.relowner FROM pg_class c WHERE c.oid = p_tbl), 'USAGE'), false)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._capture_fn_name(p_shadow text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- shadow names are at most 60 bytes (the partitions add _g0/_g1)
+    SELECT p_shadow || '_fn'
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    -- This runs once per statement on every tracked table: each IF below is a
-    -- plain expression (PL/pgSQL evaluates those without the executor), and
-    -- everything that needs a query is fetched by the one catalog lookup.
-
-    -- Sessions applying replicated changes mark themselves; their writes are
-    -- not captured again (loop prevention without session_replication_role).
-    -- Only the table's owner may skip capture so: the owner could drop the
-    -- triggers anyway, a mere writer must not hide its writes from replication.
-    IF current_setting('pgshadow.origin', true) <> '' THEN
-        IF pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
+    v_old   text := (SELECT string_agg(format('OLD.%I', c), ', ') FROM unnest(p_cols) c);
+    v_ins   text;
+    v_gen   text;
+BEGIN
+    v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
+    -- The generation writers append to, from the table's catalog row, found
+    -- by TG_RELID *and* the shadow name: attached to another table, the
+    -- function refuses (pgshadow._not_tracked, called only when no row is
+    -- found). A table with an async subscription also sends NOTIFY pgshadow
+    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
+    -- subquery: planned once per session, run once per statement, and only
+    -- when the statement has keys to append, with no query of its own.
+    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
+                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
+                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
+                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+    -- The body below is a template: %1$s .. %7$s are filled in at the end.
+    -- Every name in it is schema-qualified (and the search_path pinned).
+    -- Each event is one INSERT ... SELECT with static SQL, planned once per
+    -- session: no EXECUTE, no other query.
+    RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
+-- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+BEGIN
+    -- replicated changes applied by the table owner's session are not captured
+    -- again; the setting is tested first, and apart (NULL when never set: an
+    -- AND would go on to call the check), so writers do not pay for it
+    IF pg_catalog.current_setting('pgshadow.origin', true) OPERATOR(pg_catalog.<>) '' THEN
+        IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
     END IF;
-    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify, t.gen,
-           -- a BEFORE ROW UPDATE trigger may change a key without naming it
-           (TG_OP = 'UPDATE' AND EXISTS (SELECT FROM pg_trigger g
-                                          WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D')) AS before_update
-      INTO v FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: table %.% has pgshadow capture triggers but is not tracked',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE v.ins_sql USING v.gen;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- The anti-join that finds old keys costs more than the rest of the
-        -- capture; skip it when no key can have changed: the key trigger
-        -- (UPDATE OF the key columns) did not fire for this table in this
-        -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
-        IF v.before_update OR current_setting('pgshadow.key_update', true) = TG_RELID::text THEN
-            EXECUTE v.upd_sql USING v.gen;
-        ELSE
-            EXECUTE v.upd_new_sql USING v.gen;
-        END IF;
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE v.del_sql USING v.gen;
+    IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+        -- the key trigger: this row's key changed (by the SET list, a BEFORE
+        -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
+        INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
+        VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        EXECUTE v.trunc_sql USING v.gen;
-    END IF;
-    IF v.notify THEN
-        -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
-        PERFORM pg_notify('pgshadow', '');
+        INSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow.capture_key() RETURNS trigger
+$pgshadow$$template$,
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pgshadow.capture() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM set_config('pgshadow.key_update', TG_RELID::text, true);
-    RETURN NULL;
+    RAISE EXCEPTION 'pgshadow: table %.% has a capture trigger of pgshadow.capture(), which no longer captures',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING HINT = 'Run shadow_track() on it (its owner), or drop its pgshadow_capture_* triggers.';
 END
 $$;
 
 -- code of: sql/40_track.sql
+CREATE OR REPLACE FUNCTION pgshadow._key(p_tbl regclass, OUT cols name[], OUT types text[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(a.attname ORDER BY k.ord),
+           array_agg(format_type(a.atttypid, a.atttypmod)
+                     || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+                     ORDER BY k.ord)
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      JOIN pg_type t ON t.oid = a.atttypid
+     WHERE i.indrelid = p_tbl AND i.indisprimary
+$$;
 CREATE OR REPLACE FUNCTION pgshadow.track_plan(p_tbl regclass) RETURNS TABLE (step integer, kind text, sql text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1366,6 +1410,9 @@ DECLARE
     v_old       pgshadow.tracked%ROWTYPE;
     v_other     regclass;
     v_known     boolean;
+    v_fn        text;
+    v_def       text;
+    v_proc      record;
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner
@@ -1392,18 +1439,7 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
 
-    -- primary key columns in key order, with their exact types and collations
-    SELECT array_agg(a.attname ORDER BY k.ord),
-           array_agg(format_type(a.atttypid, a.atttypmod)
-                     || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-                             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-                     ORDER BY k.ord)
-      INTO v_cols, v_types
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      JOIN pg_type t ON t.oid = a.atttypid
-     WHERE i.indrelid = p_tbl AND i.indisprimary;
+    SELECT k.cols, k.types INTO v_cols, v_types FROM pgshadow._key(p_tbl) k;
     IF v_cols IS NULL THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: it has no primary key', p_tbl
             USING ERRCODE = 'invalid_table_definition',
@@ -1471,47 +1507,84 @@ BEGIN
     RETURN NEXT;
     END IF;
     IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL
-       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT')
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'INSERT') THEN
         step := step + 1;
-        -- the owner reads pending keys when exporting with its own rights
-        sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+        -- the owner reads pending keys when exporting with its own rights, and
+        -- the capture function (the owner's, SECURITY DEFINER) appends keys
+        sql := format('GRANT SELECT, INSERT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
         RETURN NEXT;
     END IF;
-    step := step + 1;
-    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, upd_new_sql, del_sql, trunc_sql, tracked_by)'
-                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
-                  ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
-                  ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
-        p_tbl::oid, v_shadow, v_cols, v_types,
-        -- $1: the current generation (pgshadow.tracked.gen). xid and time are
-        -- given, not left to the column defaults: planning the INSERT (every
-        -- statement: EXECUTE caches no plan) then need not load and parse them.
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''I'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
-        -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
-               v_shadow, v_list, v_list,
-               (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
-               (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen, shadow_xid, shadow_at) VALUES (''T'', $1, pg_current_xact_id(), statement_timestamp())', v_shadow));
-    RETURN NEXT;
+    IF NOT v_known THEN
+        step := step + 1;
+        sql := format('INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)'
+                      ' VALUES (%L::regclass, %L, %L, %L, pgshadow._caller())',
+                      p_tbl::oid, v_shadow, v_cols, v_types);
+        RETURN NEXT;
+    END IF;
+
+    -- The table's capture function (see sql/30_capture.sql), created or
+    -- replaced by pgshadow's owner and handed to the table's owner: it runs
+    -- with her rights, and writers need none on the shadow table.
+    v_fn := pgshadow._capture_fn_name(v_shadow);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols);
+    SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
+      FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
+    -- rerun only when the body differs: CREATE OR REPLACE would need the
+    -- function's owner's rights, which a non-superuser pgshadow owner may lack
+    IF v_proc.oid IS NULL OR v_proc.prosrc IS DISTINCT FROM substring(v_def FROM '\$pgshadow\$(.*)\$pgshadow\$') THEN
+        step := step + 1;
+        sql := v_def;
+        RETURN NEXT;
+    END IF;
+    IF v_proc.oid IS NULL THEN
+        step := step + 1;
+        -- trigger functions need no EXECUTE to fire; without it no one else can
+        -- attach this function to a table of theirs (it would refuse anyway)
+        sql := format('REVOKE ALL ON FUNCTION pgshadow.%I() FROM PUBLIC', v_fn);
+        RETURN NEXT;
+    END IF;
+    IF v_proc.oid IS NULL OR v_proc.proowner IS DISTINCT FROM v_rel.owner THEN
+        step := step + 1;
+        sql := format('ALTER FUNCTION pgshadow.%I() OWNER TO %I', v_fn, v_rel.owner);
+        RETURN NEXT;
+    END IF;
 
     kind := 'trigger';
     FOR v_rel IN
         SELECT * FROM (VALUES
-            ('pgshadow_capture_key', 'UPDATE OF ' || v_list, ''),
-            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+            ('pgshadow_capture_key', 'UPDATE', '', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
+            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would fill
+            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_trunc', 'TRUNCATE', '', 'pgshadow.' || quote_ident(v_fn))) AS t(name, event, referencing, fn)
     LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v_rel.name);
+        -- a trigger of an earlier version (the generic pgshadow.capture(), the
+        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
+        -- same transaction, so no write goes uncaptured
+        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name
+                                                     AND g.tgfoid = to_regproc(v_rel.fn)
+                                                     AND (v_rel.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
+                                                     AND (v_rel.name <> 'pgshadow_capture_upd' OR g.tgoldtable IS NULL));
+        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name) THEN
+            step := step + 1;
+            sql := format('DROP TRIGGER %I ON %s', v_rel.name, p_tbl);
+            RETURN NEXT;
+        END IF;
         step := step + 1;
-        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.%s()',
-                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing,
-                      CASE WHEN v_rel.name = 'pgshadow_capture_key' THEN 'capture_key' ELSE 'capture' END);
+        IF v_rel.name = 'pgshadow_capture_key' THEN
+            -- fires only for rows whose key changed, however (SET list, BEFORE
+            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
+            -- equality, resolved in pg_catalog
+            sql := format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                          v_rel.name, p_tbl,
+                          (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(v_cols) c),
+                          v_rel.fn);
+        ELSE
+            sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+                          v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
+        END IF;
         RETURN NEXT;
     END LOOP;
 END
@@ -1519,11 +1592,32 @@ $$;
 CREATE OR REPLACE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_sql text;
+    v_sql   text;
+    v_owner name;
+    v_super boolean;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     PERFORM pgshadow._gc();
+    SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
+    SELECT r.rolsuper INTO v_super FROM pg_roles r WHERE r.rolname = current_user;
     FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
+        IF v_sql LIKE 'ALTER FUNCTION %' AND NOT v_super THEN
+            -- A non-superuser pgshadow owner may give the function away only
+            -- to a role it is a member of, and only if that role may create
+            -- in schema pgshadow: granted for this one statement.
+            IF NOT pg_has_role(current_user, v_owner, 'MEMBER') THEN
+                RAISE EXCEPTION 'pgshadow: cannot track %: pgshadow''s owner % is neither a superuser nor a member of the table''s owner %',
+                    p_tbl, current_user, v_owner
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'The capture function must belong to the table''s owner; install pgshadow as a superuser, or GRANT the table''s owner to pgshadow''s owner.';
+            END IF;
+            IF NOT has_schema_privilege(v_owner, 'pgshadow', 'CREATE') THEN
+                EXECUTE format('GRANT CREATE ON SCHEMA pgshadow TO %I', v_owner);
+                EXECUTE v_sql;
+                EXECUTE format('REVOKE CREATE ON SCHEMA pgshadow FROM %I', v_owner);
+                CONTINUE;
+            END IF;
+        END IF;
         EXECUTE v_sql;
     END LOOP;
     RETURN (SELECT format('pgshadow.%I', shadow)::regclass FROM pgshadow.tracked WHERE tbl = p_tbl);
@@ -1549,6 +1643,8 @@ CREATE OR REPLACE FUNCTION pgshadow._forget(p_tracked pgshadow.tracked) RETURNS 
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM pgshadow.tracked WHERE tbl = p_tracked.tbl;
+    -- with the capture triggers that use it, if the table still has them
+    EXECUTE format('DROP FUNCTION IF EXISTS pgshadow.%I() CASCADE', pgshadow._capture_fn_name(p_tracked.shadow));
     EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.shadow);
     IF p_tracked.versions IS NOT NULL THEN
         EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.versions);
@@ -1583,6 +1679,23 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION shadow_track(regclass) IS
     'pgshadow: start capturing the keys of changed rows of a table (idempotent)';
+CREATE OR REPLACE FUNCTION pgshadow._install_capture(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    PERFORM pgshadow._track(p_tbl);
+    SELECT to_regprocedure(format('pgshadow.%I()', pgshadow._capture_fn_name(t.shadow))) INTO v_fn
+      FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    -- Run from an extension script, the new function would join the
+    -- extension: DROP EXTENSION would take the triggers along, and pg_dump
+    -- would dump triggers whose function it leaves out. It belongs to the table.
+    IF EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = v_fn AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pgshadow DROP FUNCTION %s', v_fn);
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._install_capture(regclass) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shadow_untrack(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1614,6 +1727,32 @@ BEGIN
     PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
       JOIN pg_event_trigger_dropped_objects() d
         ON d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._on_alter() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+BEGIN
+    IF to_regclass('pgshadow.tracked') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR v IN
+        SELECT t.tbl, t.key_cols, t.key_types, k.cols, k.types
+          FROM pgshadow.tracked t
+          CROSS JOIN LATERAL pgshadow._key(t.tbl) k
+         WHERE t.tbl::oid IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                               WHERE d.classid = 'pg_class'::regclass)
+    LOOP
+        IF v.cols IS DISTINCT FROM v.key_cols OR v.types IS DISTINCT FROM v.key_types THEN
+            RAISE EXCEPTION 'pgshadow: cannot change the primary key of tracked table % (tracked as (%), would be (%))',
+                v.tbl,
+                (SELECT string_agg(format('%I %s', c, y), ', ') FROM unnest(v.key_cols, v.key_types) u(c, y)),
+                coalesce((SELECT string_agg(format('%I %s', c, y), ', ') FROM unnest(v.cols, v.types) u(c, y)), 'no primary key')
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'Ship its pending changes, shadow_untrack() it, change the key, then shadow_track() it again.';
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -3075,8 +3214,7 @@ BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
     -- SECURITY DEFINER function would lend a plain writer) must own the table
-    IF current_setting('pgshadow.origin', true) <> ''
-       AND pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+    IF current_setting('pgshadow.origin', true) <> '' AND pgshadow._origin_skips(TG_RELID) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
@@ -3533,6 +3671,23 @@ SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
     'pgshadow.capture_sync()',
     'shadow_compare(text, regclass, integer, boolean)'
 ]::regprocedure[]) AS f;
+
+-- Every tracked table to its own capture function, in place: shadow table,
+-- pending keys and watermarks stay (needs a superuser, or an extension owner
+-- that is a member of every table owner's role). Until then the old
+-- triggers call the stub pgshadow.capture(), which refuses writes rather
+-- than lose them.
+SELECT pgshadow._install_capture(t.tbl) FROM pgshadow.tracked t ORDER BY t.tbl::oid;
+DROP FUNCTION pgshadow.capture_key();
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_key_watch') THEN
+        CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION pgshadow._on_alter();
+    END IF;
+END
+$$;
 
 -- Row filters are stored canonical now (pgshadow._filter parses, never runs
 -- them). One that 0.2.0 refuses stops the upgrade, naming it: dropping it

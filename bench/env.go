@@ -207,6 +207,12 @@ func (b *bench) close() {
 }
 
 func pgBinDir() (string, error) {
+	// the private installation `make bench` prepares (tests/pgroot)
+	if dir := os.Getenv("PGSHADOW_BINDIR"); dir != "" {
+		if _, err := os.Stat(dir + "/pgbench"); err == nil {
+			return dir, nil
+		}
+	}
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		dir := strings.TrimSpace(string(out))
 		if _, err := os.Stat(dir + "/pgbench"); err == nil {

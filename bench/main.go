@@ -6,8 +6,9 @@
 //
 // Every figure is a median of at least three repetitions, with pgshadow and
 // its baseline interleaved (the order rotates each repetition) so that drift
-// of the machine hits both. The extension must be installed (make install;
-// `make bench` does it first).
+// of the machine hits both. The servers run from $PGSHADOW_BINDIR, the private
+// installation with this checkout's extension that `make bench` prepares
+// (tests/pgroot), as `make test` does.
 package main
 
 import (
@@ -63,8 +64,8 @@ func parseOnly(s string) (map[int]bool, error) {
 	m := map[int]bool{}
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 8 {
-			return nil, fmt.Errorf("-only: %q is not a figure number 1..8", f)
+		if err != nil || n < 1 || n > 9 {
+			return nil, fmt.Errorf("-only: %q is not a figure number 1..9", f)
 		}
 		m[n] = true
 	}
@@ -94,6 +95,7 @@ func run(ctx context.Context, cfg config) error {
 		{[]int{6}, b.figScale},
 		{[]int{7}, b.figBloat},
 		{[]int{8}, b.figLag},
+		{[]int{9}, b.figTPCB},
 	}
 	for _, s := range steps {
 		wanted := false

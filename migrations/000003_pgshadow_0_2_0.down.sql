@@ -10,6 +10,26 @@ SET LOCAL check_function_bodies = false;
 -- added go, the tables lose what 0.2.0 gave them, and the code of the
 -- released 0.1.1 script comes back.
 
+-- Tracked tables go back to the generic capture function: their own
+-- functions go with their triggers, and 0.1.1's _track (below) puts its
+-- triggers and statements back.
+DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname LIKE '%\_\_%\_fn' LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s CASCADE', f);
+    END LOOP;
+END
+$$;
+ALTER TABLE pgshadow.tracked ADD COLUMN ins_sql text NOT NULL DEFAULT '', ADD COLUMN upd_sql text NOT NULL DEFAULT '',
+    ADD COLUMN upd_new_sql text NOT NULL DEFAULT '', ADD COLUMN del_sql text NOT NULL DEFAULT '',
+    ADD COLUMN trunc_sql text NOT NULL DEFAULT '';
+ALTER TABLE pgshadow.tracked ALTER COLUMN ins_sql DROP DEFAULT, ALTER COLUMN upd_sql DROP DEFAULT,
+    ALTER COLUMN upd_new_sql DROP DEFAULT, ALTER COLUMN del_sql DROP DEFAULT, ALTER COLUMN trunc_sql DROP DEFAULT;
+
 -- Every function 0.2.0 has goes (those triggers and the drop watch call are
 -- replaced below instead); the code of 0.1.1 then comes back whole.
 DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
@@ -2050,3 +2070,4 @@ END
 $$;
 
 GRANT SELECT ON shadow_status, shadow_errors, shadow_conflicts TO PUBLIC;
+SELECT pgshadow._track(t.tbl) FROM pgshadow.tracked t ORDER BY t.tbl::oid;

@@ -7,13 +7,7 @@ CREATE TABLE pgshadow.tracked (
     shadow      name NOT NULL UNIQUE,          -- table in schema pgshadow holding the changed keys
     key_cols    name[] NOT NULL,               -- primary key columns, in key order
     key_types   text[] NOT NULL,               -- their types as format_type() prints them (qualified)
-    -- capture statements run by pgshadow.capture(); precomputed so the hot path
-    -- does one catalog lookup and one EXECUTE per statement
-    ins_sql     text NOT NULL,
-    upd_sql     text NOT NULL,                 -- new keys + old keys that vanished (primary key updates)
-    upd_new_sql text NOT NULL,                 -- new keys only: statements that cannot have changed a key
-    del_sql     text NOT NULL,
-    trunc_sql   text NOT NULL,
+    -- capture: the table's own trigger function, pgshadow.<shadow>_fn() (sql/30_capture.sql)
     notify      boolean NOT NULL DEFAULT false, -- an async subscription waits: capture sends NOTIFY pgshadow
     versions    name,                          -- multi-master: table of the last version (time, node) of each key
     gen         smallint NOT NULL DEFAULT 0,   -- the shadow partition writers append to (0 or 1)

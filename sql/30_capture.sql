@@ -1,70 +1,126 @@
--- The one capture trigger function every tracked table uses. Statement-level
--- AFTER triggers with transition tables call it, so a statement touching a
--- million rows costs one INSERT ... SELECT into the shadow table, not a million
--- trigger calls. It is SECURITY DEFINER because writers of a tracked table need
--- no rights on its shadow table; it finds the shadow by TG_RELID in the catalog
--- (never from trigger arguments), so attaching it to another table cannot write
--- into someone else's shadow.
-CREATE FUNCTION pgshadow.capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v record;
-BEGIN
-    -- This runs once per statement on every tracked table: each IF below is a
-    -- plain expression (PL/pgSQL evaluates those without the executor), and
-    -- everything that needs a query is fetched by the one catalog lookup.
+-- Capture. Each tracked table gets a trigger function of its own,
+-- pgshadow.<shadow>_fn(), made by shadow_track from the template in
+-- pgshadow._capture_fn() below: static SQL naming the table's shadow and key
+-- columns, which PL/pgSQL plans once per session, where a generic function
+-- would have to EXECUTE (plan anew) on every statement. No user writes or
+-- maintains it; it is replaced whenever the table is tracked again.
+--
+-- Statement-level AFTER triggers with transition tables call it, so a
+-- statement touching a million rows costs one INSERT ... SELECT into the
+-- shadow table, not a million trigger calls.
+--
+-- Rights: the function is SECURITY DEFINER and owned by the *table's owner*,
+-- who gets INSERT on her own shadow table (and nothing else). Writers of the
+-- table need no rights on the shadow, and whatever code the table owner
+-- controls that capture may reach (a key domain's CHECK, a cast into the
+-- shadow's key type after the key's type changed, an equality operator) runs
+-- as the table owner, never as pgshadow's owner. See docs/DESIGN.md.
 
-    -- Sessions applying replicated changes mark themselves; their writes are
-    -- not captured again (loop prevention without session_replication_role).
-    -- Only the table's owner may skip capture so: the owner could drop the
-    -- triggers anyway, a mere writer must not hide its writes from replication.
-    IF current_setting('pgshadow.origin', true) <> '' THEN
-        IF pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+-- Loop prevention, the one rule every capture path uses: a session that
+-- marked itself as applying replicated changes (pgshadow.origin set) skips
+-- capture of p_tbl only if the session's role (SET ROLE role, else the login
+-- role: pgshadow._caller()) is a member of the role owning p_tbl. The owner
+-- could drop the triggers anyway; a mere writer must not hide its writes from
+-- replication, and current_user does not count (inside a SECURITY DEFINER
+-- function of the owner it is the owner, whoever called).
+CREATE FUNCTION pgshadow._origin_skips(p_tbl oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(current_setting('pgshadow.origin', true), '') <> ''
+       AND coalesce(pg_has_role(pgshadow._caller(),
+                                (SELECT c.relowner FROM pg_class c WHERE c.oid = p_tbl), 'USAGE'), false)
+$$;
+
+-- The capture function of a table: its name (in schema pgshadow) and the
+-- CREATE statement shadow_track runs. p_shadow is the table's shadow table,
+-- p_cols its key columns (the shadow's key columns have the same names).
+CREATE FUNCTION pgshadow._capture_fn_name(p_shadow text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- shadow names are at most 60 bytes (the partitions add _g0/_g1)
+    SELECT p_shadow || '_fn'
+$$;
+
+-- Raised by a capture function whose table has no catalog row with its
+-- shadow (untracked, or the function attached to another table).
+CREATE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
+END
+$$;
+
+CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
+    v_old   text := (SELECT string_agg(format('OLD.%I', c), ', ') FROM unnest(p_cols) c);
+    v_ins   text;
+    v_gen   text;
+BEGIN
+    v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
+    -- The generation writers append to, from the table's catalog row, found
+    -- by TG_RELID *and* the shadow name: attached to another table, the
+    -- function refuses (pgshadow._not_tracked, called only when no row is
+    -- found). A table with an async subscription also sends NOTIFY pgshadow
+    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
+    -- subquery: planned once per session, run once per statement, and only
+    -- when the statement has keys to append, with no query of its own.
+    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
+                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
+                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
+                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+    -- The body below is a template: %1$s .. %7$s are filled in at the end.
+    -- Every name in it is schema-qualified (and the search_path pinned).
+    -- Each event is one INSERT ... SELECT with static SQL, planned once per
+    -- session: no EXECUTE, no other query.
+    RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
+-- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+BEGIN
+    -- replicated changes applied by the table owner's session are not captured
+    -- again; the setting is tested first, and apart (NULL when never set: an
+    -- AND would go on to call the check), so writers do not pay for it
+    IF pg_catalog.current_setting('pgshadow.origin', true) OPERATOR(pg_catalog.<>) '' THEN
+        IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
     END IF;
-    SELECT t.ins_sql, t.upd_sql, t.upd_new_sql, t.del_sql, t.trunc_sql, t.notify, t.gen,
-           -- a BEFORE ROW UPDATE trigger may change a key without naming it
-           (TG_OP = 'UPDATE' AND EXISTS (SELECT FROM pg_trigger g
-                                          WHERE g.tgrelid = TG_RELID AND g.tgtype & 19 = 19 AND g.tgenabled <> 'D')) AS before_update
-      INTO v FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: table %.% has pgshadow capture triggers but is not tracked',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-    END IF;
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE v.ins_sql USING v.gen;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- The anti-join that finds old keys costs more than the rest of the
-        -- capture; skip it when no key can have changed: the key trigger
-        -- (UPDATE OF the key columns) did not fire for this table in this
-        -- transaction, and no BEFORE ROW UPDATE trigger could have changed NEW.
-        IF v.before_update OR current_setting('pgshadow.key_update', true) = TG_RELID::text THEN
-            EXECUTE v.upd_sql USING v.gen;
-        ELSE
-            EXECUTE v.upd_new_sql USING v.gen;
-        END IF;
-    ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE v.del_sql USING v.gen;
+    IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+        -- the key trigger: this row's key changed (by the SET list, a BEFORE
+        -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
+        INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
+        VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+        %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        EXECUTE v.trunc_sql USING v.gen;
-    END IF;
-    IF v.notify THEN
-        -- wakes `pgshadow run`; notifications are sent at commit, one per transaction
-        PERFORM pg_notify('pgshadow', '');
+        INSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
+END
+$pgshadow$$template$,
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+END
+$fn$;
+
+-- The generic capture function of earlier versions, which a table's triggers
+-- may still name until pgshadow._install_capture() converts the table. It no
+-- longer captures anything, and refuses the write so no change goes unrecorded.
+CREATE FUNCTION pgshadow.capture() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'pgshadow: table %.% has a capture trigger of pgshadow.capture(), which no longer captures',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING HINT = 'Run shadow_track() on it (its owner), or drop its pgshadow_capture_* triggers.';
 END
 $$;
 
--- Fires (AFTER UPDATE OF the key columns, before pgshadow_capture_upd: triggers
--- fire in name order) when an UPDATE names a key column: tells capture() that
--- old keys must be recorded. Stays set until the transaction ends.
-CREATE FUNCTION pgshadow.capture_key() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM set_config('pgshadow.key_update', TG_RELID::text, true);
-    RETURN NULL;
-END
-$$;
+-- pgshadow.capture_key(), the statement-level key trigger of earlier
+-- versions, is gone: the table's own function records old keys itself, from
+-- a row trigger that fires only for rows whose key changed.

@@ -3,6 +3,23 @@
 -- (writers need no rights on it); the triggers are created with the caller's
 -- own rights, since only the table's owner may put triggers on it.
 
+-- The primary key columns of p_tbl in key order, with their exact types and
+-- collations (as format_type prints them); NULLs when it has none. The
+-- catalog keeps what tracking found, capture and exports rely on it.
+CREATE FUNCTION pgshadow._key(p_tbl regclass, OUT cols name[], OUT types text[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(a.attname ORDER BY k.ord),
+           array_agg(format_type(a.atttypid, a.atttypmod)
+                     || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+                             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+                     ORDER BY k.ord)
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      JOIN pg_type t ON t.oid = a.atttypid
+     WHERE i.indrelid = p_tbl AND i.indisprimary
+$$;
+
 -- Everything tracking p_tbl executes, in order (leaving out what exists
 -- already), after checking that it can be tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
 -- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
@@ -18,6 +35,9 @@ DECLARE
     v_old       pgshadow.tracked%ROWTYPE;
     v_other     regclass;
     v_known     boolean;
+    v_fn        text;
+    v_def       text;
+    v_proc      record;
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner
@@ -44,18 +64,7 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
 
-    -- primary key columns in key order, with their exact types and collations
-    SELECT array_agg(a.attname ORDER BY k.ord),
-           array_agg(format_type(a.atttypid, a.atttypmod)
-                     || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-                             THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-                     ORDER BY k.ord)
-      INTO v_cols, v_types
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      JOIN pg_type t ON t.oid = a.atttypid
-     WHERE i.indrelid = p_tbl AND i.indisprimary;
+    SELECT k.cols, k.types INTO v_cols, v_types FROM pgshadow._key(p_tbl) k;
     IF v_cols IS NULL THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: it has no primary key', p_tbl
             USING ERRCODE = 'invalid_table_definition',
@@ -123,61 +132,120 @@ BEGIN
     RETURN NEXT;
     END IF;
     IF to_regclass(format('pgshadow.%I', v_shadow)) IS NULL
-       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'SELECT')
+       OR NOT has_table_privilege(v_rel.owner, format('pgshadow.%I', v_shadow), 'INSERT') THEN
         step := step + 1;
-        -- the owner reads pending keys when exporting with its own rights
-        sql := format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
+        -- the owner reads pending keys when exporting with its own rights, and
+        -- the capture function (the owner's, SECURITY DEFINER) appends keys
+        sql := format('GRANT SELECT, INSERT ON pgshadow.%I TO %I', v_shadow, v_rel.owner);
         RETURN NEXT;
     END IF;
-    step := step + 1;
-    sql := format('INSERT INTO pgshadow.tracked AS t (tbl, shadow, key_cols, key_types, ins_sql, upd_sql, upd_new_sql, del_sql, trunc_sql, tracked_by)'
-                  ' VALUES (%L::regclass, %L, %L, %L, %L, %L, %L, %L, %L, pgshadow._caller())'
-                  ' ON CONFLICT (tbl) DO UPDATE SET ins_sql = EXCLUDED.ins_sql, upd_sql = EXCLUDED.upd_sql,'
-                  ' upd_new_sql = EXCLUDED.upd_new_sql, del_sql = EXCLUDED.del_sql, trunc_sql = EXCLUDED.trunc_sql',
-        p_tbl::oid, v_shadow, v_cols, v_types,
-        -- $1: the current generation (pgshadow.tracked.gen). xid and time are
-        -- given, not left to the column defaults: planning the INSERT (every
-        -- statement: EXECUTE caches no plan) then need not load and parse them.
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''I'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
-        -- new keys, plus old keys that no longer exist (primary key updates)
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new'
-               ' UNION ALL SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old o WHERE NOT EXISTS (SELECT FROM pgshadow_new n WHERE %s)',
-               v_shadow, v_list, v_list,
-               (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(v_cols) c),
-               (SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') FROM unnest(v_cols) c)),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''U'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_new', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at) SELECT %s, ''D'', $1, pg_current_xact_id(), statement_timestamp() FROM pgshadow_old', v_shadow, v_list, v_list),
-        format('INSERT INTO pgshadow.%I (shadow_op, shadow_gen, shadow_xid, shadow_at) VALUES (''T'', $1, pg_current_xact_id(), statement_timestamp())', v_shadow));
-    RETURN NEXT;
+    IF NOT v_known THEN
+        step := step + 1;
+        sql := format('INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)'
+                      ' VALUES (%L::regclass, %L, %L, %L, pgshadow._caller())',
+                      p_tbl::oid, v_shadow, v_cols, v_types);
+        RETURN NEXT;
+    END IF;
+
+    -- The table's capture function (see sql/30_capture.sql), created or
+    -- replaced by pgshadow's owner and handed to the table's owner: it runs
+    -- with her rights, and writers need none on the shadow table.
+    v_fn := pgshadow._capture_fn_name(v_shadow);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols);
+    SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
+      FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
+    -- rerun only when the body differs: CREATE OR REPLACE would need the
+    -- function's owner's rights, which a non-superuser pgshadow owner may lack
+    IF v_proc.oid IS NULL OR v_proc.prosrc IS DISTINCT FROM substring(v_def FROM '\$pgshadow\$(.*)\$pgshadow\$') THEN
+        step := step + 1;
+        sql := v_def;
+        RETURN NEXT;
+    END IF;
+    IF v_proc.oid IS NULL THEN
+        step := step + 1;
+        -- trigger functions need no EXECUTE to fire; without it no one else can
+        -- attach this function to a table of theirs (it would refuse anyway)
+        sql := format('REVOKE ALL ON FUNCTION pgshadow.%I() FROM PUBLIC', v_fn);
+        RETURN NEXT;
+    END IF;
+    IF v_proc.oid IS NULL OR v_proc.proowner IS DISTINCT FROM v_rel.owner THEN
+        step := step + 1;
+        sql := format('ALTER FUNCTION pgshadow.%I() OWNER TO %I', v_fn, v_rel.owner);
+        RETURN NEXT;
+    END IF;
 
     kind := 'trigger';
     FOR v_rel IN
         SELECT * FROM (VALUES
-            ('pgshadow_capture_key', 'UPDATE OF ' || v_list, ''),
-            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+            ('pgshadow_capture_key', 'UPDATE', '', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
+            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would fill
+            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', 'pgshadow.' || quote_ident(v_fn)),
+            ('pgshadow_capture_trunc', 'TRUNCATE', '', 'pgshadow.' || quote_ident(v_fn))) AS t(name, event, referencing, fn)
     LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v_rel.name);
+        -- a trigger of an earlier version (the generic pgshadow.capture(), the
+        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
+        -- same transaction, so no write goes uncaptured
+        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name
+                                                     AND g.tgfoid = to_regproc(v_rel.fn)
+                                                     AND (v_rel.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
+                                                     AND (v_rel.name <> 'pgshadow_capture_upd' OR g.tgoldtable IS NULL));
+        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name) THEN
+            step := step + 1;
+            sql := format('DROP TRIGGER %I ON %s', v_rel.name, p_tbl);
+            RETURN NEXT;
+        END IF;
         step := step + 1;
-        sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.%s()',
-                      v_rel.name, v_rel.event, p_tbl, v_rel.referencing,
-                      CASE WHEN v_rel.name = 'pgshadow_capture_key' THEN 'capture_key' ELSE 'capture' END);
+        IF v_rel.name = 'pgshadow_capture_key' THEN
+            -- fires only for rows whose key changed, however (SET list, BEFORE
+            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
+            -- equality, resolved in pg_catalog
+            sql := format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                          v_rel.name, p_tbl,
+                          (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(v_cols) c),
+                          v_rel.fn);
+        ELSE
+            sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
+                          v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
+        END IF;
         RETURN NEXT;
     END LOOP;
 END
 $$;
 
--- Runs the 'shadow' steps of the plan: shadow table and catalog entry.
+-- Runs the 'shadow' steps of the plan: shadow table, catalog entry and the
+-- table's capture function (created here, then handed to the table's owner).
 CREATE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_sql text;
+    v_sql   text;
+    v_owner name;
+    v_super boolean;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     PERFORM pgshadow._gc();
+    SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
+    SELECT r.rolsuper INTO v_super FROM pg_roles r WHERE r.rolname = current_user;
     FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
+        IF v_sql LIKE 'ALTER FUNCTION %' AND NOT v_super THEN
+            -- A non-superuser pgshadow owner may give the function away only
+            -- to a role it is a member of, and only if that role may create
+            -- in schema pgshadow: granted for this one statement.
+            IF NOT pg_has_role(current_user, v_owner, 'MEMBER') THEN
+                RAISE EXCEPTION 'pgshadow: cannot track %: pgshadow''s owner % is neither a superuser nor a member of the table''s owner %',
+                    p_tbl, current_user, v_owner
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'The capture function must belong to the table''s owner; install pgshadow as a superuser, or GRANT the table''s owner to pgshadow''s owner.';
+            END IF;
+            IF NOT has_schema_privilege(v_owner, 'pgshadow', 'CREATE') THEN
+                EXECUTE format('GRANT CREATE ON SCHEMA pgshadow TO %I', v_owner);
+                EXECUTE v_sql;
+                EXECUTE format('REVOKE CREATE ON SCHEMA pgshadow FROM %I', v_owner);
+                CONTINUE;
+            END IF;
+        END IF;
         EXECUTE v_sql;
     END LOOP;
     RETURN (SELECT format('pgshadow.%I', shadow)::regclass FROM pgshadow.tracked WHERE tbl = p_tbl);
@@ -209,6 +277,8 @@ CREATE FUNCTION pgshadow._forget(p_tracked pgshadow.tracked) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM pgshadow.tracked WHERE tbl = p_tracked.tbl;
+    -- with the capture triggers that use it, if the table still has them
+    EXECUTE format('DROP FUNCTION IF EXISTS pgshadow.%I() CASCADE', pgshadow._capture_fn_name(p_tracked.shadow));
     EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.shadow);
     IF p_tracked.versions IS NOT NULL THEN
         EXECUTE format('DROP TABLE IF EXISTS pgshadow.%I', p_tracked.versions);
@@ -249,6 +319,31 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION shadow_track(regclass) IS
     'pgshadow: start capturing the keys of changed rows of a table (idempotent)';
+
+-- Converts a tracked table to the capture of this version in place: its
+-- own capture function, the shadow's INSERT grant to the table's owner, and
+-- triggers that call the function (those of an earlier version, which call
+-- the generic pgshadow.capture(), are replaced in the same transaction). The
+-- shadow table, its pending keys and every watermark stay. Idempotent: it is
+-- shadow_track. For upgrade scripts, run by a superuser, or by pgshadow's
+-- owner if it is a member of the table's owning role.
+CREATE FUNCTION pgshadow._install_capture(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    PERFORM pgshadow._track(p_tbl);
+    SELECT to_regprocedure(format('pgshadow.%I()', pgshadow._capture_fn_name(t.shadow))) INTO v_fn
+      FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    -- Run from an extension script, the new function would join the
+    -- extension: DROP EXTENSION would take the triggers along, and pg_dump
+    -- would dump triggers whose function it leaves out. It belongs to the table.
+    IF EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = v_fn AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pgshadow DROP FUNCTION %s', v_fn);
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._install_capture(regclass) FROM PUBLIC;
 
 CREATE FUNCTION shadow_untrack(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -80,8 +80,7 @@ BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
     -- SECURITY DEFINER function would lend a plain writer) must own the table
-    IF current_setting('pgshadow.origin', true) <> ''
-       AND pg_has_role(pgshadow._caller(), (SELECT c.relowner FROM pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+    IF current_setting('pgshadow.origin', true) <> '' AND pgshadow._origin_skips(TG_RELID) THEN
         RETURN NULL;
     END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;

@@ -1,6 +1,8 @@
 -- Removes what the migrations installed (the extension path uses DROP EXTENSION).
--- Capture triggers on user tables depend on pgshadow.capture(); CASCADE drops them.
+-- Capture triggers on user tables depend on the capture functions in schema
+-- pgshadow; CASCADE drops them.
 DROP EVENT TRIGGER IF EXISTS pgshadow_drop_watch;
+DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
 DROP VIEW IF EXISTS shadow_status, shadow_errors, shadow_conflicts;
 DROP PROCEDURE IF EXISTS shadow_run(text, integer), shadow_retry(text);
 DROP FUNCTION IF EXISTS shadow_track(regclass), shadow_untrack(regclass),

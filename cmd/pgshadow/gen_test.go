@@ -26,7 +26,10 @@ func TestGenPrintsTheTrackingAndExportSQLAndChangesNothing(t *testing.T) {
 	plan := out.String()
 	for _, want := range []string{
 		`CREATE TABLE IF NOT EXISTS pgshadow."public__Orders" (region text, id integer`,
-		`CREATE TRIGGER pgshadow_capture_upd AFTER UPDATE ON public."Orders" REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new FOR EACH STATEMENT`,
+		// the table's own capture function, and the triggers that call it
+		`CREATE OR REPLACE FUNCTION pgshadow."public__Orders_fn"() RETURNS trigger`,
+		`ALTER FUNCTION pgshadow."public__Orders_fn"() OWNER TO`,
+		`CREATE TRIGGER pgshadow_capture_upd AFTER UPDATE ON public."Orders" REFERENCING NEW TABLE AS pgshadow_new FOR EACH STATEMENT EXECUTE FUNCTION pgshadow."public__Orders_fn"()`,
 		`GROUP BY region, id ORDER BY region, id`,
 		// the row filter as stored: its canonical rendering (pgshadow._filter)
 		`WHERE (((t.id OPERATOR(pg_catalog.>) CAST('0' AS integer)))) AND (t.region, t.id) IN`,

@@ -43,6 +43,11 @@ GRANT SELECT ON pgshadow.history TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 -- #endif
 
+-- Capture: each tracked table gets a function of its own (converted below);
+-- the precomputed statements of the generic function go.
+ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
+    DROP COLUMN del_sql, DROP COLUMN trunc_sql;
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
@@ -58,6 +63,23 @@ SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
     'pgshadow.capture_sync()',
     'shadow_compare(text, regclass, integer, boolean)'
 ]::regprocedure[]) AS f;
+
+-- Every tracked table to its own capture function, in place: shadow table,
+-- pending keys and watermarks stay (needs a superuser, or an extension owner
+-- that is a member of every table owner's role). Until then the old
+-- triggers call the stub pgshadow.capture(), which refuses writes rather
+-- than lose them.
+SELECT pgshadow._install_capture(t.tbl) FROM pgshadow.tracked t ORDER BY t.tbl::oid;
+DROP FUNCTION pgshadow.capture_key();
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_key_watch') THEN
+        CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION pgshadow._on_alter();
+    END IF;
+END
+$$;
 
 -- Row filters are stored canonical now (pgshadow._filter parses, never runs
 -- them). One that 0.2.0 refuses stops the upgrade, naming it: dropping it

@@ -1,7 +1,8 @@
 package capture_test
 
-// capture() records old keys (the anti-join) only when a key can have
-// changed; these tests pin every way a key can change.
+// Capture records old keys only for rows whose key changed (the key trigger,
+// a row trigger whose WHEN compares OLD and NEW keys); these tests pin every
+// way a key can change.
 
 import "testing"
 
@@ -38,4 +39,15 @@ func TestKeyChangedByUpsertRecordsTheOldKey(t *testing.T) {
 	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'); SELECT shadow_track('t')")
 	db.Exec(t, "INSERT INTO t VALUES (1, 'b') ON CONFLICT (id) DO UPDATE SET id = 7")
 	assertShadowRows(t, db, "t", []string{"id"}, []string{"(7,U)", "(1,D)"}, "")
+}
+
+// Key changes in two tables of one transaction each record their old keys.
+func TestKeyUpdatesOfTwoTablesInOneTransaction(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+		INSERT INTO a VALUES (1, 'a'), (2, 'b'); INSERT INTO b VALUES (1, 'a');
+		SELECT shadow_track('a'), shadow_track('b')`)
+	db.Exec(t, `BEGIN; UPDATE a SET id = id + 10; UPDATE b SET id = 5; UPDATE a SET id = 30 WHERE id = 11; COMMIT`)
+	assertShadowRows(t, db, "a", []string{"id"}, []string{"(11,U)", "(12,U)", "(1,D)", "(2,D)", "(30,U)", "(11,D)"}, "")
+	assertShadowRows(t, db, "b", []string{"id"}, []string{"(5,U)", "(1,D)"}, "")
 }

@@ -184,13 +184,13 @@ func assertShadowRows(t *testing.T, db *pgtest.DB, tbl string, keys []string, wa
 	}
 }
 
-// captureTriggers lists the triggers of tbl that run pgshadow's capture
-// function or are named like it, as "name: definition".
+// captureTriggers lists the triggers of tbl that run a pgshadow function or
+// are named like pgshadow's, as "name: definition".
 func captureTriggers(t *testing.T, db *pgtest.DB, tbl string) []string {
 	t.Helper()
 	return db.QueryStrings(t, `
 		SELECT format('%s: %s', tgname, pg_get_triggerdef(oid)) FROM pg_trigger
 		 WHERE tgrelid = $1::regclass AND NOT tgisinternal
-		   AND (tgname LIKE 'pgshadow%' OR tgfoid = to_regprocedure('pgshadow.capture()'))
+		   AND (tgname LIKE 'pgshadow%' OR tgfoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'pgshadow'::regnamespace))
 		 ORDER BY tgname`, tbl)
 }

@@ -50,9 +50,13 @@ func newPrivFixture(t *testing.T) *privFixture {
 func (f *privFixture) aliceState(t *testing.T) []string {
 	t.Helper()
 	state := f.db.QueryStrings(t, `
-		SELECT format('tracked %s shadow=%s by=%s ins=%s upd=%s del=%s trunc=%s',
-		              tbl, shadow, tracked_by, ins_sql, upd_sql, del_sql, trunc_sql)
+		SELECT format('tracked %s shadow=%s by=%s keys=%s types=%s gen=%s notify=%s',
+		              tbl, shadow, tracked_by, key_cols, key_types, gen, notify)
 		  FROM pgshadow.tracked
+		UNION ALL
+		SELECT format('capture function %s owner=%s secdef=%s config=%s acl=%s body=%s',
+		              p.oid::regprocedure, p.proowner::regrole, p.prosecdef, p.proconfig, p.proacl, md5(p.prosrc))
+		  FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname LIKE '%\_fn'
 		UNION ALL
 		SELECT format('subscription %s %s -> %s.%s snapshot=%s copy=%s batches=%s shipped=%s error=%s mode=%s',
 		              target, tbl, dest_schema, dest_table, snapshot, needs_copy, batch_no, keys_shipped, last_error, mode)
@@ -136,6 +140,7 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"capture":        "trigger function: TestCaptureTriggerOnAnUntrackedTableCannotWriteAnyShadow",
 	"sync_commit":    "constraint trigger on pgshadow.sync_open: commits only the calling session's own dblink connection",
 	"_on_drop":       "event trigger function: cannot be called directly",
+	"_on_alter":      "event trigger function: cannot be called directly",
 	"_gc":            "takes no argument: forgets only tables that no longer exist",
 	"_pending":       "read-only: counts of pending keys, public by design (shadow_status)",
 	"_has_pending":   "read-only: whether keys are pending, public by design",
@@ -209,12 +214,12 @@ func TestNonOwnerCannotReadOrWriteAnotherTablesShadow(t *testing.T) {
 	}
 }
 
-// capture() runs with pgshadow's rights the statements stored in the catalog:
-// whoever could write them would run SQL as the extension's owner.
+// Capture functions trust the catalog (which shadow table, which generation);
+// whoever could write it would redirect other tables' keys.
 func TestTableOwnerCannotWriteThePgshadowCatalog(t *testing.T) {
 	f := newPrivFixture(t)
 	for _, tc := range []struct{ name, sql string }{
-		{"tracked", "UPDATE pgshadow.tracked SET ins_sql = 'SELECT 1' WHERE tbl = 'alice_orders'::regclass"},
+		{"tracked", "UPDATE pgshadow.tracked SET shadow = 'public__alice_log' WHERE tbl = 'alice_orders'::regclass"},
 		{"subscription", "UPDATE pgshadow.subscription SET snapshot = pg_current_snapshot()"},
 		{"target", "DELETE FROM pgshadow.target"},
 	} {

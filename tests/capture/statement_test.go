@@ -32,12 +32,13 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 		fn               string
 	}
 	want := map[string]trig{
-		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.capture()"},
-		"pgshadow_capture_upd":   {trigUpdate, true, true, "pgshadow.capture()"},
-		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.capture()"},
-		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.capture()"},
-		// UPDATE OF the key columns: only flags that old keys must be recorded
-		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.capture_key()"},
+		// the table's own capture function (pgshadow.<shadow>_fn)
+		"pgshadow_capture_ins":   {trigInsert, false, true, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_upd":   {trigUpdate, false, true, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_del":   {trigDelete, true, false, "pgshadow.public__t_fn()"},
+		"pgshadow_capture_trunc": {trigTruncate, false, false, "pgshadow.public__t_fn()"},
+		// a row trigger WHEN a row's key changed: records the old key
+		"pgshadow_capture_key": {trigUpdate, false, false, "pgshadow.public__t_fn()"},
 	}
 	rows := db.QueryStrings(t, `
 		SELECT format('%s|%s|%s|%s|%s', tgname, tgtype, tgoldtable IS NOT NULL, tgnewtable IS NOT NULL, tgfoid::regprocedure)
@@ -57,8 +58,8 @@ func TestCaptureTriggersAreAfterStatementTriggersWithTransitionTables(t *testing
 			t.Errorf("unexpected trigger %s on t", r)
 			continue
 		}
-		if tgtype&trigRow != 0 {
-			t.Errorf("%s is FOR EACH ROW (tgtype %d), want FOR EACH STATEMENT", name, tgtype)
+		if isRow, wantRow := tgtype&trigRow != 0, name == "pgshadow_capture_key"; isRow != wantRow {
+			t.Errorf("%s: FOR EACH ROW is %t (tgtype %d), want %t", name, isRow, tgtype, wantRow)
 		}
 		if tgtype&(trigBefore|trigInstead) != 0 {
 			t.Errorf("%s is not an AFTER trigger (tgtype %d)", name, tgtype)
@@ -90,7 +91,7 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	calls := func() int64 {
 		run(t, c, "SELECT pg_stat_clear_snapshot()")
 		n, _ := strconv.ParseInt(text(t, c, `SELECT coalesce(
-			(SELECT calls FROM pg_stat_user_functions WHERE funcid = 'pgshadow.capture()'::regprocedure), 0)::text`), 10, 64)
+			(SELECT calls FROM pg_stat_user_functions WHERE funcid = 'pgshadow.public__big_fn()'::regprocedure), 0)::text`), 10, 64)
 		return n
 	}
 	before := calls()
@@ -100,13 +101,13 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	run(t, c, "UPDATE big SET v = v + 1")
 	took := time.Since(start)
 	inTx := text(t, c, `SELECT coalesce(
-		(SELECT calls FROM pg_stat_xact_user_functions WHERE funcid = 'pgshadow.capture()'::regprocedure), 0)::text`)
+		(SELECT calls FROM pg_stat_xact_user_functions WHERE funcid = 'pgshadow.public__big_fn()'::regprocedure), 0)::text`)
 	xid := text(t, c, "SELECT pg_current_xact_id()::text")
 	run(t, c, "COMMIT")
 	t.Logf("UPDATE of %d rows with capture took %s", millionRows, took)
 
 	if inTx != "1" {
-		t.Errorf("pgshadow.capture() was called %s times in the updating transaction, want 1", inTx)
+		t.Errorf("pgshadow.public__big_fn() was called %s times in the updating transaction, want 1", inTx)
 	}
 	if limit := 60 * time.Second; took > limit {
 		t.Errorf("UPDATE of %d tracked rows took %s, want under %s", millionRows, took, limit)
@@ -129,10 +130,10 @@ func TestMillionRowUpdateIsCapturedByOneTriggerCall(t *testing.T) {
 	var after int64
 	pgtest.Eventually(t, 15*time.Second, func() (bool, string) {
 		after = calls()
-		return after != before, fmt.Sprintf("pg_stat_user_functions.calls for pgshadow.capture() still %d", after)
+		return after != before, fmt.Sprintf("pg_stat_user_functions.calls for pgshadow.public__big_fn() still %d", after)
 	})
 	if after != before+1 {
-		t.Errorf("pg_stat_user_functions.calls for pgshadow.capture() went from %d to %d for one UPDATE of %d rows, want +1",
+		t.Errorf("pg_stat_user_functions.calls for pgshadow.public__big_fn() went from %d to %d for one UPDATE of %d rows, want +1",
 			before, after, millionRows)
 	}
 }

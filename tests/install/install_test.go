@@ -102,7 +102,7 @@ func TestExtensionAndMigrationsInstallTheSameObjects(t *testing.T) {
 
 func TestMigrationDownRemovesEverything(t *testing.T) {
 	db, m := newMigratedDB(t)
-	// tracked tables have capture triggers that depend on pgshadow.capture()
+	// tracked tables have capture triggers that depend on their capture functions in schema pgshadow
 	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text);
 		INSERT INTO t VALUES (1, 'a');
 		SELECT shadow_track('t');
