@@ -313,6 +313,7 @@ func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
 			if got := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription"); got != watermark {
 				t.Fatalf("the update moved the watermark from %s to %s", watermark, got)
 			}
+			assertOwnCaptureFunction(t, src, "t")
 			if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 26000 {
 				t.Errorf("first export after the update shipped %d keys, want the 26000 pending from before it", n)
 			}
@@ -326,4 +327,51 @@ func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
 	if older == 0 {
 		t.Skip("no older version in the repository: nothing to update from")
 	}
+}
+
+// assertOwnCaptureFunction fails unless every capture trigger of tbl calls
+// the table's own capture function (0.2.0), none the generic one of 0.1.x.
+func assertOwnCaptureFunction(t *testing.T, db *pgtest.DB, tbl string) {
+	t.Helper()
+	got := db.QueryStrings(t, `SELECT DISTINCT g.tgfoid::regproc::text FROM pg_trigger g
+		 WHERE g.tgrelid = $1::regclass AND g.tgname LIKE 'pgshadow\_capture%'`, tbl)
+	want := db.QueryString(t, `SELECT 'pgshadow.' || pgshadow._capture_fn_name(shadow) FROM pgshadow.tracked WHERE tbl = $1::regclass`, tbl)
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("after the update the capture triggers of %s call %v, want only %s", tbl, got, want)
+	}
+}
+
+// The same through the migrations: a table tracked and subscribed at
+// migration 2 (0.1.1), with changes pending, ships them after migrate up, and
+// its captures then use its own capture function.
+func TestMigrateUpKeepsPendingChangesAndWatermarks(t *testing.T) {
+	s := pgtest.Server("source")
+	src, dst := pgtest.NewDB(t, s), pgtest.NewDB(t, s)
+	src.Exec(t, "CREATE EXTENSION postgres_fdw; CREATE EXTENSION dblink")
+	m := newMigrate(t, src)
+	if err := m.Steps(2); err != nil {
+		t.Fatalf("migrate up to 0.1.1: %v", err)
+	}
+	src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
+		install.Literal(s.Host), install.Literal(fmt.Sprint(s.Port)), install.Literal(dst.Name)))
+	src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
+		install.Literal(s.User), install.Literal(s.Password)))
+	const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
+	src.Exec(t, ddl)
+	dst.Exec(t, ddl)
+	src.Exec(t, `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g;
+		SELECT shadow_add_target('t1', 'tgt'); SELECT shadow_subscribe('t1', 't')`)
+	src.Exec(t, "UPDATE t SET v = 'old version' WHERE id <= 2500; DELETE FROM t WHERE id > 2900")
+	if err := m.Up(); err != nil {
+		t.Fatalf("migrate up from 0.1.1: %v", err)
+	}
+	assertOwnCaptureFunction(t, src, "t")
+	if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 2600 {
+		t.Errorf("first export after migrate up shipped %d keys, want the 2600 pending from before it", n)
+	}
+	src.Exec(t, "UPDATE t SET v = 'new version' WHERE id % 100 = 0")
+	if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 29 {
+		t.Errorf("export of changes made after migrate up shipped %d keys, want 29", n)
+	}
+	pgtest.AssertSameRows(t, src, "t", dst, "t")
 }
