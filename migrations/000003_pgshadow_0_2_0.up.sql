@@ -3304,7 +3304,10 @@ BEGIN
             ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
     LOOP
         IF NOT p_on THEN
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v.name, p_tbl);
+            -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v.name, p_tbl);
+            END IF;
         ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
             EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
                            v.name, v.event, p_tbl, v.referencing);

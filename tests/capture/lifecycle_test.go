@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgshadow/pgshadow/tests/install"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
@@ -167,5 +170,30 @@ func TestUntrackAndDropRemoveTheVersionsTable(t *testing.T) {
 			t.Errorf("after %s, versions table %s still exists", end, versions)
 		}
 		db.Exec(t, "DROP TABLE IF EXISTS t")
+	}
+}
+
+// Unsubscribing a table that never had a sync subscription says nothing about
+// sync triggers that do not exist (0.1.1 sent four NOTICEs).
+func TestUnsubscribeSendsNoNotices(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY); SELECT shadow_add_target('files', NULL)")
+	cfg, err := pgx.ParseConfig(db.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx(t))
+	run(t, c, "SELECT shadow_track('t')")
+	run(t, c, "SELECT shadow_subscribe('files', 't')")
+	run(t, c, "SELECT shadow_unsubscribe('files', 't')")
+	run(t, c, "SELECT shadow_subscribe('files', 't')")
+	if len(notices) != 0 {
+		t.Fatalf("subscribe and unsubscribe sent notices: %q", notices)
 	}
 }
