@@ -176,7 +176,8 @@ BEGIN
     FOR v_tr IN SELECT t.tbl, t.shadow FROM pgshadow.tracked t
                  WHERE (p_tbl IS NULL OR t.tbl = p_tbl)
                    AND to_regclass(format('pgshadow.%I', t.shadow)) IS NOT NULL LOOP
-        EXECUTE format('SELECT max(shadow_xid) FROM pgshadow.%I', v_tr.shadow) INTO v_max;
+        -- ORDER BY/LIMIT, not max(): PostgreSQL 13 and 14 have no max(xid8)
+        EXECUTE format('SELECT shadow_xid FROM pgshadow.%I ORDER BY shadow_xid DESC LIMIT 1', v_tr.shadow) INTO v_max;
         IF v_max >= v_xmax THEN
             RETURN format('changes of %s carry transaction id %s, in the future of this server (next %s)',
                           v_tr.tbl, v_max, v_xmax);
