@@ -2485,10 +2485,22 @@ $$;
 -- Runs SQL on the open target connection, naming target and table on failure.
 CREATE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ctx text;
 BEGIN
     PERFORM pgshadow._remote_exec('pgshadow', p_sub.target, p_sql);
-EXCEPTION WHEN OTHERS THEN
-    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+EXCEPTION
+    WHEN query_canceled THEN
+        -- the target's statement_timeout arrives as a cancel, which WHEN
+        -- OTHERS does not catch; name the target for it, never for a
+        -- cancel of this session
+        GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;
+        IF v_ctx LIKE '%on dblink connection%' THEN
+            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+        END IF;
+        RAISE;
+    WHEN OTHERS THEN
+        PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
 END
 $$;
 
@@ -2519,14 +2531,22 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl name := pgshadow._dblink();
     v_n   bigint;
+    v_ctx text;
 BEGIN
     LOOP
         PERFORM pgshadow._remote_ready('pgshadow', p_sub.target);
         EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, 'pgshadow') INTO v_n;
         EXIT WHEN v_n = 0;
     END LOOP;
-EXCEPTION WHEN OTHERS THEN
-    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+EXCEPTION
+    WHEN query_canceled THEN
+        GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;  -- as in _remote
+        IF v_ctx LIKE '%on dblink connection%' THEN
+            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+        END IF;
+        RAISE;
+    WHEN OTHERS THEN
+        PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
 END
 $$;
 
