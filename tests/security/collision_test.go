@@ -40,7 +40,7 @@ func TestTrackingCannotTakeOverAnotherTablesPartition(t *testing.T) {
 				t.Fatalf("olga tracked %s and so reads alice's pgshadow.public__orders%s (%d of her keys)", tbl, suffix, n)
 			}
 		}
-		assertError(t, err, "olga tracks "+tbl, "42P07", "public__orders"+suffix, "already exists")
+		assertError(t, err, "olga tracks "+tbl, "42P07", "public__orders"+suffix, "already exist")
 		if err := runErr(t, s.asOlga, "SELECT count(*) FROM pgshadow.public__orders"+suffix); err == nil {
 			t.Fatalf("olga reads alice's pgshadow.public__orders%s", suffix)
 		}
@@ -56,7 +56,7 @@ func TestTrackingRefusesWhenAPartitionNameIsTaken(t *testing.T) {
 	run(t, s.asOlga, "CREATE TABLE orders_g0 (id int PRIMARY KEY, v text)")
 	run(t, s.asOlga, "SELECT shadow_track('orders_g0')")
 	err := runErr(t, s.asAlice, "SELECT shadow_track('orders')")
-	assertError(t, err, "alice tracks orders", "42P07", "public__orders_g0", "already exists")
+	assertError(t, err, "alice tracks orders", "42P07", "public__orders_g0", "already exist")
 	// nothing half-made: alice's writes still work
 	run(t, s.asAlice, "INSERT INTO orders VALUES (1, 'a')")
 }
