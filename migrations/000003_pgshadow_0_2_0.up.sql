@@ -19,7 +19,7 @@ SET LOCAL check_function_bodies = false;
 -- catalog is visible only to roles that may SELECT the table it is about.
 ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.error FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
