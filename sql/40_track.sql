@@ -76,6 +76,13 @@ BEGIN
     END IF;
 
     v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    -- the capture function's body is dollar-quoted with this tag and holds
+    -- these names (see pgshadow._capture_fn)
+    IF strpos(v_shadow, '$pgshadow$') > 0 OR EXISTS (SELECT FROM unnest(v_cols) c WHERE strpos(c, '$pgshadow$') > 0) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its schema, name or primary key column names contain "$pgshadow$"', p_tbl
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Rename the table, its schema or the key column.';
+    END IF;
     SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
     v_known := FOUND;
     IF v_known THEN
