@@ -22,13 +22,13 @@ CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.error FOR SELECT
-    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id));
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
 ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.skipped FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
@@ -1329,6 +1329,15 @@ DECLARE
     v_ins   text;
     v_gen   text;
 BEGIN
+    -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
+    -- as identifiers and literals, which does not escape a dollar quote): a
+    -- name containing the tag would end the body early, and the rest of it
+    -- would run as SQL with the rights of whoever runs the text.
+    IF strpos(p_shadow, '$pgshadow$') > 0
+       OR EXISTS (SELECT FROM unnest(p_cols) c WHERE strpos(c, '$pgshadow$') > 0) THEN
+        RAISE EXCEPTION 'pgshadow: shadow table name % or key column names % contain "$pgshadow$"', quote_ident(p_shadow), p_cols
+            USING ERRCODE = 'invalid_name';
+    END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
     -- The generation writers append to, from the table's catalog row, found
     -- by TG_RELID *and* the shadow name: attached to another table, the
@@ -1454,6 +1463,13 @@ BEGIN
     END IF;
 
     v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    -- the capture function's body is dollar-quoted with this tag and holds
+    -- these names (see pgshadow._capture_fn)
+    IF strpos(v_shadow, '$pgshadow$') > 0 OR EXISTS (SELECT FROM unnest(v_cols) c WHERE strpos(c, '$pgshadow$') > 0) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its schema, name or primary key column names contain "$pgshadow$"', p_tbl
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Rename the table, its schema or the key column.';
+    END IF;
     SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
     v_known := FOUND;
     IF v_known THEN
@@ -1476,6 +1492,24 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is already used by %', p_tbl, v_shadow, v_other
             USING ERRCODE = 'duplicate_table';
+    END IF;
+    -- A new shadow and the names derived from it (partitions, index, versions
+    -- table) must all be free: <schema>__<table> names collide, so another
+    -- table's shadow could be named like this table's partition or the
+    -- reverse. Taking an existing relation as the shadow would grant this
+    -- table's owner SELECT and INSERT on another table's keys; leaving a
+    -- partition out would make every write of this table fail.
+    IF NOT v_known THEN
+        SELECT string_agg(format('pgshadow.%I', n), ', ') INTO v_def
+          FROM unnest(ARRAY[v_shadow, v_shadow || '_g0', v_shadow || '_g1',
+                            left(v_shadow, 59) || '_xid', left(v_shadow, 59) || '_ver']) n
+         WHERE EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = 'pgshadow'::regnamespace AND c.relname = n);
+        IF v_def IS NOT NULL THEN
+            RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table "%" needs the name(s) %, which already exist(s)', p_tbl, v_shadow, v_def
+                USING ERRCODE = 'duplicate_table',
+                      DETAIL = 'Shadow tables are named <schema>__<table>, with partitions <shadow>_g0 and _g1, index <shadow>_xid and versions table <shadow>_ver; another tracked table uses the name.',
+                      HINT = 'Rename the table (or its schema).';
+        END IF;
     END IF;
 
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);
@@ -2450,6 +2484,15 @@ DECLARE
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
     PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
+    -- A watermark is a snapshot of this server's past: one ahead of its
+    -- transaction counter would make the next export re-baseline every
+    -- subscription of every role (pgshadow._history_break).
+    IF pg_snapshot_xmax(p_snapshot) > greatest(pg_snapshot_xmax(pg_current_snapshot()),
+                                                (pg_current_xact_id()::text::numeric + 1)::text::xid8) THEN
+        RAISE EXCEPTION 'pgshadow: watermark % of subscription % is in the future of this server (next transaction %)',
+            p_snapshot, p_id, pg_snapshot_xmax(pg_current_snapshot())
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
            keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
@@ -3021,7 +3064,7 @@ COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pendin
 CREATE OR REPLACE VIEW shadow_errors WITH (security_barrier) AS
 SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
   FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
 COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
 CREATE OR REPLACE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -3240,6 +3283,16 @@ BEGIN
     IF current_setting('pgshadow.origin', true) <> '' AND pgshadow._origin_skips(TG_RELID) THEN
         RETURN NULL;
     END IF;
+    -- These triggers exist only while the table has a sync subscription, but
+    -- a role without SELECT on the table sees none (row security on
+    -- pgshadow.subscription) and could not read the rows to apply: its write
+    -- would commit here and never reach the target. Refused instead.
+    IF NOT has_table_privilege(TG_RELID, 'SELECT') THEN
+        RAISE EXCEPTION 'pgshadow: % has a sync subscription, and role % may not SELECT it: the write cannot be replicated',
+            TG_RELID::regclass, current_user
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Sync mode applies each statement with the writer''s own rights: the writer needs SELECT on the table and a user mapping for the target''s server.';
+    END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
     FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
@@ -3446,7 +3499,7 @@ COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
 CREATE OR REPLACE VIEW shadow_conflicts WITH (security_barrier) AS
 SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
   FROM pgshadow.conflict
- WHERE pg_catalog.has_table_privilege(tbl, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl);
 COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row (tables the viewer may SELECT)';
 CREATE OR REPLACE FUNCTION pgshadow._log_conflict(p_tbl regclass, p_key jsonb, p_origin text, p_policy text, p_resolution text,
                                        p_remote_at timestamptz, p_local_at timestamptz, p_remote_row jsonb, p_local_row jsonb)

@@ -58,6 +58,15 @@ DECLARE
     v_ins   text;
     v_gen   text;
 BEGIN
+    -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
+    -- as identifiers and literals, which does not escape a dollar quote): a
+    -- name containing the tag would end the body early, and the rest of it
+    -- would run as SQL with the rights of whoever runs the text.
+    IF strpos(p_shadow, '$pgshadow$') > 0
+       OR EXISTS (SELECT FROM unnest(p_cols) c WHERE strpos(c, '$pgshadow$') > 0) THEN
+        RAISE EXCEPTION 'pgshadow: shadow table name % or key column names % contain "$pgshadow$"', quote_ident(p_shadow), p_cols
+            USING ERRCODE = 'invalid_name';
+    END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
     -- The generation writers append to, from the table's catalog row, found
     -- by TG_RELID *and* the shadow name: attached to another table, the

@@ -76,6 +76,13 @@ BEGIN
     END IF;
 
     v_shadow := v_rel.nspname || '__' || v_rel.relname;
+    -- the capture function's body is dollar-quoted with this tag and holds
+    -- these names (see pgshadow._capture_fn)
+    IF strpos(v_shadow, '$pgshadow$') > 0 OR EXISTS (SELECT FROM unnest(v_cols) c WHERE strpos(c, '$pgshadow$') > 0) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: its schema, name or primary key column names contain "$pgshadow$"', p_tbl
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Rename the table, its schema or the key column.';
+    END IF;
     SELECT * INTO v_old FROM pgshadow.tracked WHERE tbl = p_tbl;
     v_known := FOUND;
     IF v_known THEN
@@ -98,6 +105,24 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table name "%" is already used by %', p_tbl, v_shadow, v_other
             USING ERRCODE = 'duplicate_table';
+    END IF;
+    -- A new shadow and the names derived from it (partitions, index, versions
+    -- table) must all be free: <schema>__<table> names collide, so another
+    -- table's shadow could be named like this table's partition or the
+    -- reverse. Taking an existing relation as the shadow would grant this
+    -- table's owner SELECT and INSERT on another table's keys; leaving a
+    -- partition out would make every write of this table fail.
+    IF NOT v_known THEN
+        SELECT string_agg(format('pgshadow.%I', n), ', ') INTO v_def
+          FROM unnest(ARRAY[v_shadow, v_shadow || '_g0', v_shadow || '_g1',
+                            left(v_shadow, 59) || '_xid', left(v_shadow, 59) || '_ver']) n
+         WHERE EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = 'pgshadow'::regnamespace AND c.relname = n);
+        IF v_def IS NOT NULL THEN
+            RAISE EXCEPTION 'pgshadow: cannot track %: its shadow table "%" needs the name(s) %, which already exist(s)', p_tbl, v_shadow, v_def
+                USING ERRCODE = 'duplicate_table',
+                      DETAIL = 'Shadow tables are named <schema>__<table>, with partitions <shadow>_g0 and _g1, index <shadow>_xid and versions table <shadow>_ver; another tracked table uses the name.',
+                      HINT = 'Rename the table (or its schema).';
+        END IF;
     END IF;
 
     v_list := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_cols) c);

@@ -39,6 +39,15 @@ DECLARE
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
     PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
+    -- A watermark is a snapshot of this server's past: one ahead of its
+    -- transaction counter would make the next export re-baseline every
+    -- subscription of every role (pgshadow._history_break).
+    IF pg_snapshot_xmax(p_snapshot) > greatest(pg_snapshot_xmax(pg_current_snapshot()),
+                                                (pg_current_xact_id()::text::numeric + 1)::text::xid8) THEN
+        RAISE EXCEPTION 'pgshadow: watermark % of subscription % is in the future of this server (next transaction %)',
+            p_snapshot, p_id, pg_snapshot_xmax(pg_current_snapshot())
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE pgshadow.subscription
        SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
            keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),

@@ -29,14 +29,15 @@ CREATE TABLE pgshadow.skipped (
     skipped_by    name NOT NULL,
     skipped_at    timestamptz NOT NULL DEFAULT now()
 );
--- error texts quote values: visible only with SELECT on the table concerned
+-- error texts quote values: visible only with SELECT on the table concerned,
+-- and not to a role whose row policies on it hide rows (it may not SELECT those)
 GRANT SELECT ON pgshadow.error, pgshadow.skipped TO PUBLIC;
 ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.error FOR SELECT
-    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id));  -- itself filtered so
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));  -- itself filtered so
 ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.skipped FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
 -- #if extension
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
@@ -50,7 +51,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
 CREATE VIEW shadow_errors WITH (security_barrier) AS
 SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
   FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
 COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 

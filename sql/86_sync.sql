@@ -83,6 +83,16 @@ BEGIN
     IF current_setting('pgshadow.origin', true) <> '' AND pgshadow._origin_skips(TG_RELID) THEN
         RETURN NULL;
     END IF;
+    -- These triggers exist only while the table has a sync subscription, but
+    -- a role without SELECT on the table sees none (row security on
+    -- pgshadow.subscription) and could not read the rows to apply: its write
+    -- would commit here and never reach the target. Refused instead.
+    IF NOT has_table_privilege(TG_RELID, 'SELECT') THEN
+        RAISE EXCEPTION 'pgshadow: % has a sync subscription, and role % may not SELECT it: the write cannot be replicated',
+            TG_RELID::regclass, current_user
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Sync mode applies each statement with the writer''s own rights: the writer needs SELECT on the table and a user mapping for the target''s server.';
+    END IF;
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
     FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP

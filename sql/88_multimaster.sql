@@ -37,11 +37,12 @@ CREATE TABLE pgshadow.conflict (
 );
 -- a batch retried under 'error' logs each conflict once
 CREATE UNIQUE INDEX conflict_once ON pgshadow.conflict (tbl, key, origin, remote_at, local_at);
--- both versions of a row: visible only with SELECT on the table
+-- both versions of a row: visible only with SELECT on the table, and not to
+-- a role whose row policies on it hide rows (it may not SELECT those)
 GRANT SELECT ON pgshadow.conflict TO PUBLIC;
 ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
 -- #if extension
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict', '');
@@ -51,7 +52,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict_id_seq', '');
 CREATE VIEW shadow_conflicts WITH (security_barrier) AS
 SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
   FROM pgshadow.conflict
- WHERE pg_catalog.has_table_privilege(tbl, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl);
 COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row (tables the viewer may SELECT)';
 GRANT SELECT ON shadow_conflicts TO PUBLIC;
 

@@ -14,13 +14,13 @@ CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 ALTER TABLE pgshadow.error ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.error FOR SELECT
-    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id));
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
 ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.skipped FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
