@@ -2114,12 +2114,15 @@ BEGIN
     PERFORM pgshadow._remote_exec('pgshadow', p_sub.target, p_sql);
 EXCEPTION
     WHEN query_canceled THEN
-        -- the target's statement_timeout arrives as a cancel, which WHEN
-        -- OTHERS does not catch; name the target for it, never for a
-        -- cancel of this session
+        -- the target's statement_timeout (pgshadow.remote_timeout) arrives
+        -- as a cancel. It is this table's failure, not a cancel of this
+        -- session: it names the target and gets SQLSTATE PS002, which WHEN
+        -- OTHERS catches (57014 it does not), so the export goes on with the
+        -- other tables and the async queue records it. A cancel of this
+        -- session stays as it is.
         GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;
         IF v_ctx LIKE '%on dblink connection%' THEN
-            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, 'PS002');
         END IF;
         RAISE;
     WHEN OTHERS THEN
@@ -2155,7 +2158,7 @@ EXCEPTION
     WHEN query_canceled THEN
         GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;  -- as in _remote
         IF v_ctx LIKE '%on dblink connection%' THEN
-            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, 'PS002');
         END IF;
         RAISE;
     WHEN OTHERS THEN
@@ -2194,7 +2197,15 @@ BEGIN
         -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
         v_peer := pgshadow._remote_value('pgshadow', p_target,
             'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION
+    WHEN query_canceled THEN
+        -- statement_timeout or a cancel while connecting (on PostgreSQL 16
+        -- and later the only bound of a connect to a target that accepts
+        -- TCP and never answers): still a cancel, naming the target
+        PERFORM pgshadow._disconnect();
+        RAISE EXCEPTION 'pgshadow: connecting to target "%" (foreign server "%") was cancelled: %', p_target, v_server, SQLERRM
+            USING ERRCODE = 'query_canceled';
+    WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
         PERFORM pgshadow._disconnect();
         v_msg := format('pgshadow: cannot connect to target "%s" (foreign server "%s"): %s', p_target, v_server, v_msg)
@@ -2859,9 +2870,10 @@ BEGIN
             v_failed := v_failed || v_id;
             v_errors := v_errors || SQLERRM;
             v_states := v_states || SQLSTATE;
-            -- the remote transaction may be left aborted: go on afresh. A
-            -- target that cannot be reached now fails the tables left with
-            -- that reason, and this table keeps its own error.
+            -- the remote transaction may be left aborted: go on afresh with
+            -- the tables left (if any). A target that cannot be reached now
+            -- fails them with that reason, and this table keeps its own error.
+            CONTINUE WHEN v_n = cardinality(v_ids);
             BEGIN
                 PERFORM pgshadow._connect(target);
             EXCEPTION WHEN OTHERS THEN
@@ -2872,9 +2884,8 @@ BEGIN
         END;
     END LOOP;
     IF v_down IS NOT NULL THEN
-        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' AND s.id > v_failed[cardinality(v_failed)]
-                     ORDER BY s.id
+        -- the caller's subscriptions not reached (never another role's)
+        FOR v_id IN SELECT i FROM unnest(v_ids) i WHERE i > v_failed[cardinality(v_failed)] ORDER BY i
         LOOP
             v_n := v_n + 1;
             v_failed := v_failed || v_id;

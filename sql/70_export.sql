@@ -448,9 +448,10 @@ BEGIN
             v_failed := v_failed || v_id;
             v_errors := v_errors || SQLERRM;
             v_states := v_states || SQLSTATE;
-            -- the remote transaction may be left aborted: go on afresh. A
-            -- target that cannot be reached now fails the tables left with
-            -- that reason, and this table keeps its own error.
+            -- the remote transaction may be left aborted: go on afresh with
+            -- the tables left (if any). A target that cannot be reached now
+            -- fails them with that reason, and this table keeps its own error.
+            CONTINUE WHEN v_n = cardinality(v_ids);
             BEGIN
                 PERFORM pgshadow._connect(target);
             EXCEPTION WHEN OTHERS THEN
@@ -461,9 +462,8 @@ BEGIN
         END;
     END LOOP;
     IF v_down IS NOT NULL THEN
-        FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                     WHERE s.target = shadow_export.target AND s.mode <> 'sync' AND s.id > v_failed[cardinality(v_failed)]
-                     ORDER BY s.id
+        -- the caller's subscriptions not reached (never another role's)
+        FOR v_id IN SELECT i FROM unnest(v_ids) i WHERE i > v_failed[cardinality(v_failed)] ORDER BY i
         LOOP
             v_n := v_n + 1;
             v_failed := v_failed || v_id;

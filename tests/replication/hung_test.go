@@ -69,9 +69,12 @@ func wantFailure(t *testing.T, what string, took time.Duration, err error, limit
 	}
 }
 
-// A target stopped before the export connects: the connect gives up after
-// connect_timeout (10 s by default, pgshadow.connect_timeout, or the foreign
-// server's own option), nothing moves, and after SIGCONT the next export
+// A target stopped before the export connects. Up to PostgreSQL 15 the
+// connect gives up after connect_timeout (10 s by default,
+// pgshadow.connect_timeout, or the foreign server's own option) and nothing
+// else can end it; from 16 on dblink's connect ignores connect_timeout but is
+// interruptible, so statement_timeout and pg_cancel_backend end it, naming
+// the target. Either way nothing moves, and after SIGCONT the next export
 // ships everything.
 func TestHungTargetBeforeConnect(t *testing.T) {
 	if testing.Short() {
@@ -85,27 +88,55 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 1000) g")
 	before := p.watermark(t, "tbl")
 	c := conn(t, p.Src)
+	interruptible := p.Src.QueryInt(t, "SELECT current_setting('server_version_num')::int") >= 160000
 
 	if err := s.Pause(); err != nil {
 		t.Fatalf("%v", err)
 	}
-	took, err := exportVia(c)
-	wantFailure(t, "default connect_timeout", took, err, 14*time.Second, "cannot connect", "timeout")
-	if took < 9*time.Second {
-		t.Errorf("default connect_timeout: gave up after %s, want about 10s", took)
-	}
+	if interruptible {
+		mustExec(t, c, "SET statement_timeout = '3s'")
+		took, err := exportVia(c)
+		wantFailure(t, "statement_timeout 3s", took, err, 6*time.Second, "connecting to target", "statement timeout")
+		mustExec(t, c, "RESET statement_timeout")
 
-	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
-	took, err = exportVia(c)
-	wantFailure(t, "pgshadow.connect_timeout = 2s", took, err, 5*time.Second, "cannot connect")
+		pid := mustQueryString(t, c, "SELECT pg_backend_pid()::text")
+		done := make(chan error, 1)
+		go func() {
+			_, err := exportVia(c)
+			done <- err
+		}()
+		pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+			n := p.Src.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int AND query LIKE '%shadow_export%'", pid)
+			return n > 0, "the export never started"
+		})
+		time.Sleep(time.Second)
+		cancelled := time.Now()
+		p.Src.Exec(t, "SELECT pg_cancel_backend($1::int)", pid)
+		select {
+		case err := <-done:
+			wantFailure(t, "pg_cancel_backend", time.Since(cancelled), err, 2*time.Second, "connecting to target", "canceling statement")
+		case <-time.After(30 * time.Second):
+			t.Fatalf("export still connecting 30s after pg_cancel_backend")
+		}
+	} else {
+		took, err := exportVia(c)
+		wantFailure(t, "default connect_timeout", took, err, 14*time.Second, "cannot connect", "timeout")
+		if took < 9*time.Second {
+			t.Errorf("default connect_timeout: gave up after %s, want about 10s", took)
+		}
 
-	// the server's own option wins over the default
-	mustExec(t, c, "RESET pgshadow.connect_timeout")
-	p.Src.Exec(t, "ALTER SERVER tgt OPTIONS (ADD connect_timeout '3')")
-	took, err = exportVia(c)
-	wantFailure(t, "server option connect_timeout 3", took, err, 6*time.Second, "cannot connect")
-	if took < 2500*time.Millisecond {
-		t.Errorf("server option connect_timeout 3: gave up after %s, want about 3s", took)
+		mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
+		took, err = exportVia(c)
+		wantFailure(t, "pgshadow.connect_timeout = 2s", took, err, 5*time.Second, "cannot connect")
+
+		// the server's own option wins over the default
+		mustExec(t, c, "RESET pgshadow.connect_timeout")
+		p.Src.Exec(t, "ALTER SERVER tgt OPTIONS (ADD connect_timeout '3')")
+		took, err = exportVia(c)
+		wantFailure(t, "server option connect_timeout 3", took, err, 6*time.Second, "cannot connect")
+		if took < 2500*time.Millisecond {
+			t.Errorf("server option connect_timeout 3: gave up after %s, want about 3s", took)
+		}
 	}
 	if got := p.watermark(t, "tbl"); got != before {
 		t.Errorf("watermark moved by an export to a hung target: before %s, after %s", before, got)
@@ -247,16 +278,13 @@ func TestHungTargetMidApply(t *testing.T) {
 	p.Same(t, "tbl", "tbl")
 }
 
-// One table fails (its remote statement hangs) and the target is stopped
-// before the export reconnects for the next table: the result keeps the
-// first table's own error, and the next table fails as unreachable.
-func TestFirstErrorKeptWhenTargetGoesDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server of its own")
-	}
-	t.Parallel()
-	s := pausable(t, "hung-reconnect")
-	p := newPairOn(t, s)
+// One table fails (its remote statement hangs) and the target refuses the
+// export's reconnect for the next table: the result keeps the first table's
+// own error, and the next table fails as unreachable. (A reconnect to a
+// target that hangs is bounded as the first connect is, see
+// TestHungTargetBeforeConnect.)
+func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
+	p := newPair(t)
 	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
 	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
 	p.Subscribe(t, "tbl")
@@ -264,9 +292,9 @@ func TestFirstErrorKeptWhenTargetGoesDown(t *testing.T) {
 	p.Dst.Exec(t, stallSQL)
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
 	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+	before := p.watermark(t, "other")
 	c := conn(t, p.Src)
 	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
-	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
 
 	type result struct {
 		took time.Duration
@@ -281,20 +309,63 @@ func TestFirstErrorKeptWhenTargetGoesDown(t *testing.T) {
 		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
 		return n > 0, "the export never reached the stalling key on the target"
 	})
-	if err := s.Pause(); err != nil {
-		t.Fatalf("%v", err)
-	}
+	p.Src.Exec(t, "ALTER USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (SET password 'wrong')")
 	select {
 	case r := <-done:
-		wantFailure(t, "first table hung, then target down", r.took, r.err, 12*time.Second,
-			"did not answer within", "cannot connect", "tbl", "other")
+		wantFailure(t, "first table hung, then reconnect refused", r.took, r.err, 12*time.Second,
+			"cannot connect", "password authentication failed", "public.tbl", "other not shipped")
+		// tbl's own error: the wait gave up, or the target's statement_timeout
+		// (both pgshadow.remote_timeout) cancelled the apply first
+		if msg := describe(r.err); !strings.Contains(msg, "did not answer within") && !strings.Contains(msg, "statement timeout") {
+			t.Errorf("the first table's own error is lost: %s", msg)
+		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("export still running 60s after its target was stopped")
+		t.Fatalf("export still running 60s after the stall began")
 	}
-	if err := s.Resume(); err != nil {
-		t.Fatalf("%v", err)
+	if got := p.watermark(t, "other"); got != before {
+		t.Errorf("watermark of a table not shipped moved: before %s, after %s", before, got)
 	}
 	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+}
+
+// A statement the target cancels (its statement_timeout, which pgshadow sets
+// to pgshadow.remote_timeout; here a trigger raising the same error) fails
+// only its table, with SQLSTATE PS002 and the target named: the export goes
+// on with the other tables, and nothing of the failed table moves.
+func TestTargetCancelFailsOnlyItsTable(t *testing.T) {
+	p := newPair(t)
+	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Subscribe(t, "other")
+	p.Dst.Exec(t, `CREATE FUNCTION public.cancel() RETURNS trigger LANGUAGE plpgsql AS $f$
+		BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = 'query_canceled'; END $f$;
+		CREATE TRIGGER cancel AFTER INSERT ON public.tbl FOR EACH ROW WHEN (NEW.id = 7) EXECUTE FUNCTION public.cancel()`)
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 10) g")
+	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+	before := p.watermark(t, "tbl")
+
+	res, err := p.ExportErr(0)
+	if err == nil {
+		t.Fatalf("export succeeded although the target cancelled tbl's apply")
+	}
+	if e := res["tbl"].Error; e == nil || !strings.Contains(*e, `target "t1"`) || !strings.Contains(*e, "statement timeout") {
+		t.Errorf("tbl: want its error naming the target and the timeout, got %v", res["tbl"].Error)
+	}
+	if res["other"].Error != nil || res["other"].Upserts != 10 {
+		t.Errorf("other: want 10 rows shipped despite tbl's failure, got %+v", res["other"])
+	}
+	p.Same(t, "other", "other")
+	if got := p.watermark(t, "tbl"); got != before {
+		t.Errorf("watermark of the cancelled table moved: before %s, after %s", before, got)
+	}
+	if got := p.Src.QueryString(t, `SELECT sqlstate FROM shadow_errors WHERE "table" = 'tbl'::regclass`); got != "PS002" {
+		t.Errorf("shadow_errors: SQLSTATE %q, want PS002", got)
+	}
+
+	p.Dst.Exec(t, "DROP TRIGGER cancel ON tbl")
+	p.Export(t)
+	p.Same(t, "tbl", "tbl")
 }
 
 // A refused connection names the server's reason (dblink's DETAIL), in the
