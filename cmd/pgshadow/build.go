@@ -1,4 +1,4 @@
-// Build-side subcommands: `generate` (alias `build`) assembles sql/ into the
+// Build-side subcommands: `generate` assembles sql/ into the
 // extension scripts and migrations; `migrate` applies those migrations with
 // golang-migrate, for servers where extension files cannot be installed.
 package main
@@ -23,7 +23,6 @@ import (
 
 func init() {
 	register("generate", "assemble sql/ into pgshadow--<version>.sql, upgrade scripts and migrations/", runGenerate)
-	register("build", "same as generate", runGenerate)
 	register("migrate", "install or upgrade pgshadow as plain SQL with golang-migrate (up, down, version, force)", runMigrate)
 }
 

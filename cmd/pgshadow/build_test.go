@@ -154,7 +154,7 @@ func TestCommandExitCodes(t *testing.T) {
 		{"check before generating", []string{"generate", "-check", "-root", root}, 1},
 		{"generate", []string{"generate", "-root", root}, 0},
 		{"check after generating", []string{"generate", "-check", "-root", root}, 0},
-		{"build alias", []string{"build", "-root", root}, 0},
+		{"no build alias", []string{"build", "-root", root}, 1},
 		{"unknown flag", []string{"generate", "-nope"}, 1},
 		{"help flag", []string{"generate", "-h"}, 0},
 		{"unknown command", []string{"no-such-command"}, 1},
