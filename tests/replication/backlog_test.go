@@ -268,3 +268,41 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 		t.Errorf("ship after the copy: %+v; want a batch of 1000 keys", res.Manifest.Tables)
 	}
 }
+
+// A subscription an export holds (its copy may be running) is left to that
+// export: a purge past the bound neither waits for it nor marks it, and the
+// first purge after it is released does.
+func TestBacklogDropLeavesASubscriptionBeingExported(t *testing.T) {
+	t.Parallel()
+	b := newBacklog(t)
+	b.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
+	b.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	b.setBound(t, "1s")
+	b.round(t, 1)
+	time.Sleep(1500 * time.Millisecond)
+
+	holder := conn(t, b.Src)
+	mustExec(t, holder, "BEGIN")
+	mustExec(t, holder, "SELECT FROM pgshadow.subscription WHERE target = 'files' FOR UPDATE")
+	start := time.Now()
+	b.round(t, 2)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the healthy export took %s: it waited for the held subscription", took)
+	}
+	if got := b.state(t, "files"); got != unmarked {
+		t.Errorf("a subscription held by an export was marked: %s", got)
+	}
+	if n := b.shadowRows(t); n < 2000 {
+		t.Errorf("shadow rows %d while the held subscription still needs both rounds (2000)", n)
+	}
+	if w := b.takeWarnings(); len(w) > 0 {
+		t.Errorf("warnings for a held subscription: %q", w)
+	}
+
+	mustExec(t, holder, "ROLLBACK")
+	b.exportHealthy(t)
+	if got := b.state(t, "files"); !strings.HasPrefix(got, "needs_copy=true dropped=true") {
+		t.Errorf("released, past the bound: %s; want it marked", got)
+	}
+	b.drained(t, "after the released subscription was marked")
+}
