@@ -306,3 +306,21 @@ func TestBacklogDropLeavesASubscriptionBeingExported(t *testing.T) {
 	}
 	b.drained(t, "after the released subscription was marked")
 }
+
+// Only a purge marks a subscription: another role cannot call the helper
+// to drop the backlog of a table it does not own.
+func TestDropBacklogsIsNotCallable(t *testing.T) {
+	t.Parallel()
+	b := newBacklog(t)
+	mallory := pgtest.NewRole(t, b.Src, "mallory", "")
+	c := b.Src.ConnAs(t, mallory, pgtest.RolePassword)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.Exec(ctx, "SELECT pgshadow._drop_backlogs(t, '1 microsecond') FROM pgshadow.tracked t")
+	if err == nil || !strings.Contains(describe(err), "42501") {
+		t.Errorf("%s calling pgshadow._drop_backlogs: %v; want permission denied (42501)", mallory, describe(err))
+	}
+	if got := b.state(t, targetName); got != unmarked {
+		t.Errorf("after %s's call: %s", mallory, got)
+	}
+}
