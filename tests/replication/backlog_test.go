@@ -183,17 +183,23 @@ func (b *backlog) underThenOver(t *testing.T, dead string) {
 	}
 }
 
-// A push target nobody exports to any more.
-func TestDeadTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
-	t.Parallel()
-	b := newBacklog(t)
+// subscribeDead subscribes tbl to push target "dead" (b.Dead) in mode.
+func (b *backlog) subscribeDead(t *testing.T, mode string) {
+	t.Helper()
 	b.Src.Exec(t, strings.Replace(createServerSQL(b.Dead), "SERVER tgt ", "SERVER tgt_dead ", 1))
 	b.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt_dead OPTIONS (user %s, password %s)",
 		lit(b.Dead.Server.User), lit(b.Dead.Server.Password)))
 	b.Src.Exec(t, "SELECT shadow_add_target('dead', 'tgt_dead')")
-	if n := b.Src.QueryInt(t, "SELECT shadow_subscribe('dead', 'tbl')"); n != 2000 {
+	if n := b.Src.QueryInt(t, "SELECT shadow_subscribe('dead', 'tbl', mode => $1)", mode); n != 2000 {
 		t.Fatalf("initial copy to dead: %d rows, want 2000", n)
 	}
+}
+
+// A push target nobody exports to any more.
+func TestDeadTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
+	t.Parallel()
+	b := newBacklog(t)
+	b.subscribeDead(t, "batch")
 
 	b.underThenOver(t, "dead")
 
@@ -228,6 +234,25 @@ func TestDeadTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 	}
 	pgtest.AssertSameRows(t, b.Src, "tbl", b.Dead, "tbl")
 	b.Same(t, "tbl", "tbl")
+}
+
+// An async subscription whose runs stopped: the next shadow_run copies.
+func TestDeadAsyncTargetBacklogIsCopiedByTheNextRun(t *testing.T) {
+	t.Parallel()
+	b := newBacklog(t)
+	b.subscribeDead(t, "async")
+
+	b.underThenOver(t, "dead")
+
+	b.Src.Exec(t, "UPDATE tbl SET v = 'while dead' WHERE id > 1900")
+	mustExec(t, b.session, "CALL shadow_run('dead')")
+	pgtest.AssertSameRows(t, b.Src, "tbl", b.Dead, "tbl")
+	if got := b.state(t, "dead"); !strings.HasPrefix(got, "needs_copy=false dropped=true") {
+		t.Errorf("after the run, dead: %s; want needs_copy false", got)
+	}
+	if n := b.Src.QueryInt(t, "SELECT count(*) FROM shadow_errors"); n != 0 {
+		t.Errorf("%d errors queued by the run", n)
+	}
 }
 
 // A file target nobody ships to any more: the same, and its next ship is a
