@@ -53,6 +53,10 @@ GRANT SELECT ON pgshadow.history TO PUBLIC;
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
     DROP COLUMN del_sql, DROP COLUMN trunc_sql;
 
+-- A subscription whose backlog a purge stopped keeping (pgshadow.max_backlog_age)
+ALTER TABLE pgshadow.subscription ADD COLUMN backlog_dropped_at timestamptz,
+    ADD COLUMN backlog_dropped_reason text;
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
@@ -2532,6 +2536,7 @@ DECLARE
     v_cur    text;
     v_keep   boolean;
     v_round  integer;
+    v_limit  interval := pgshadow._duration('pgshadow.max_backlog_age', '0');
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -2544,6 +2549,9 @@ BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;
+    END IF;
+    IF v_limit > interval '0' THEN
+        PERFORM pgshadow._drop_backlogs(v_tr, v_limit);
     END IF;
     -- sync subscriptions ship at write time and never hold rows back; with no
     -- other subscription left, nothing committed so far is of any use
@@ -2584,6 +2592,46 @@ BEGIN
     END LOOP;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._drop_backlogs(p_tr pgshadow.tracked, p_limit interval) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_oldest timestamptz;
+    v_age    interval;
+    v_reason text;
+BEGIN
+    IF p_tr.versions IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s
+                  WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
+                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+           INTO v_oldest USING v_sub.snapshot;
+        v_age := clock_timestamp() - v_oldest;
+        CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;
+        v_age := date_trunc('second', v_age);
+        -- not while an export holds it, nor if one moved its watermark meanwhile
+        PERFORM FROM pgshadow.subscription s
+          WHERE s.id = v_sub.id AND s.snapshot::text = v_sub.snapshot::text
+          FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        v_reason := format('oldest unshipped change %s old, over pgshadow.max_backlog_age %s', v_age, p_limit);
+        UPDATE pgshadow.subscription s
+           SET snapshot = pgshadow._snapshot(), needs_copy = true,
+               backlog_dropped_at = CASE WHEN v_sub.needs_copy THEN s.backlog_dropped_at ELSE clock_timestamp() END,
+               backlog_dropped_reason = CASE WHEN v_sub.needs_copy THEN s.backlog_dropped_reason ELSE v_reason END
+         WHERE s.id = v_sub.id;
+        IF NOT v_sub.needs_copy THEN
+            RAISE WARNING 'pgshadow: target "%" has not taken the changes of % for %: its backlog is dropped, and its next export copies the table',
+                v_sub.target, v_sub.tbl, v_age
+                USING DETAIL = v_reason || '; the other subscriptions of the table are not affected.',
+                      HINT = 'Export to the target when it is back (shadow_export, or pgshadow export for a file target); raise pgshadow.max_backlog_age to keep longer backlogs.';
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._drop_backlogs(pgshadow.tracked, interval) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION pgshadow._subscription(p_target text, p_tbl regclass) RETURNS pgshadow.subscription
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3059,6 +3107,11 @@ SELECT s.target,
        s.last_export,
        s.last_error,
        s.last_error_at,
+       -- a full copy precedes the next batch: a deferred initial copy, or a
+       -- backlog a purge stopped keeping (pgshadow.max_backlog_age)
+       s.needs_copy,
+       s.backlog_dropped_at,
+       s.backlog_dropped_reason,
        -- the watermarks belong to another transaction-id history (a restore,
        -- a copy): the next export re-baselines and ships every held key
        b.history_break,

@@ -35,7 +35,7 @@ CREATE TABLE pgshadow.subscription (
                  CHECK (on_conflict IN ('source_wins', 'target_wins', 'latest', 'error')),
     -- the watermark: every transaction visible in this snapshot has been shipped
     snapshot     pg_snapshot NOT NULL,
-    needs_copy   boolean NOT NULL DEFAULT false, -- a full copy must precede the next batch (file targets)
+    needs_copy   boolean NOT NULL DEFAULT false, -- a full copy must precede the next batch
     batch_no     bigint NOT NULL DEFAULT 0,    -- batches shipped so far (file mode numbers its files with it)
     created_at   timestamptz NOT NULL DEFAULT now(),
     created_by   name NOT NULL,
@@ -43,6 +43,10 @@ CREATE TABLE pgshadow.subscription (
     last_error   text,
     last_error_at timestamptz,
     keys_shipped bigint NOT NULL DEFAULT 0,
+    -- the last time a purge stopped keeping this subscription's backlog
+    -- (pgshadow.max_backlog_age), and why; needs_copy was set then
+    backlog_dropped_at     timestamptz,
+    backlog_dropped_reason text,
     UNIQUE (target, tbl)
 );
 CREATE INDEX ON pgshadow.subscription (tbl);

@@ -84,6 +84,10 @@ $$;
 -- purge switched generations), so there the purge does nothing and leaves
 -- the work to the next one run under READ COMMITTED (every export under it,
 -- and `pgshadow export` / `ship` after their commit).
+-- Before deciding, it drops the backlog of every subscription of the table
+-- that has held changes back longer than pgshadow.max_backlog_age
+-- (_drop_backlogs), so a target nobody exports to any more cannot make the
+-- shadow table grow without bound.
 CREATE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -93,6 +97,7 @@ DECLARE
     v_cur    text;
     v_keep   boolean;
     v_round  integer;
+    v_limit  interval := pgshadow._duration('pgshadow.max_backlog_age', '0');
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -105,6 +110,9 @@ BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
     IF NOT FOUND THEN
         RETURN;
+    END IF;
+    IF v_limit > interval '0' THEN
+        PERFORM pgshadow._drop_backlogs(v_tr, v_limit);
     END IF;
     -- sync subscriptions ship at write time and never hold rows back; with no
     -- other subscription left, nothing committed so far is of any use
@@ -145,6 +153,67 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Bounds what a subscription that does not ship (a target down for good,
+-- one nobody exports to any more) makes the source keep: one whose oldest
+-- unshipped change of table p_tr is older than p_limit stops holding rows
+-- back. Its watermark moves to now and it needs a full copy (needs_copy),
+-- which its next export makes before any batch, as after a deferred initial
+-- copy: push, async and file targets alike. Nothing is lost: the copy reads
+-- after the new watermark, so it holds every change the dropped rows stood
+-- for, and what commits later ships as usual. The other subscriptions of the
+-- table are not touched. Called only by _purge (under its checks), never on
+-- the writers' path.
+-- The age is the time of the first shadow row the watermark does not see,
+-- found by one probe of the shadow_xid index in xid order: its cost does not
+-- grow with the backlog (a count of the keys would read all of it, on every
+-- purge), and it is what a DBA can weigh against disk space (backlog = write
+-- rate x age) and against the longest outage a target should survive without
+-- a full copy.
+-- A subscription already being exported (its row locked) is left to that
+-- export; one already waiting for a copy only has its watermark moved again.
+-- Tables of a multi-master mesh are left out: a full copy to a peer would
+-- overwrite the peer's own unshipped changes.
+CREATE FUNCTION pgshadow._drop_backlogs(p_tr pgshadow.tracked, p_limit interval) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_oldest timestamptz;
+    v_age    interval;
+    v_reason text;
+BEGIN
+    IF p_tr.versions IS NOT NULL THEN
+        RETURN;
+    END IF;
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s
+                  WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
+                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+           INTO v_oldest USING v_sub.snapshot;
+        v_age := clock_timestamp() - v_oldest;
+        CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;
+        v_age := date_trunc('second', v_age);
+        -- not while an export holds it, nor if one moved its watermark meanwhile
+        PERFORM FROM pgshadow.subscription s
+          WHERE s.id = v_sub.id AND s.snapshot::text = v_sub.snapshot::text
+          FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        v_reason := format('oldest unshipped change %s old, over pgshadow.max_backlog_age %s', v_age, p_limit);
+        UPDATE pgshadow.subscription s
+           SET snapshot = pgshadow._snapshot(), needs_copy = true,
+               backlog_dropped_at = CASE WHEN v_sub.needs_copy THEN s.backlog_dropped_at ELSE clock_timestamp() END,
+               backlog_dropped_reason = CASE WHEN v_sub.needs_copy THEN s.backlog_dropped_reason ELSE v_reason END
+         WHERE s.id = v_sub.id;
+        IF NOT v_sub.needs_copy THEN
+            RAISE WARNING 'pgshadow: target "%" has not taken the changes of % for %: its backlog is dropped, and its next export copies the table',
+                v_sub.target, v_sub.tbl, v_age
+                USING DETAIL = v_reason || '; the other subscriptions of the table are not affected.',
+                      HINT = 'Export to the target when it is back (shadow_export, or pgshadow export for a file target); raise pgshadow.max_backlog_age to keep longer backlogs.';
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._drop_backlogs(pgshadow.tracked, interval) FROM PUBLIC;
 
 -- The subscription of a table to a target, with a clear error if none.
 CREATE FUNCTION pgshadow._subscription(p_target text, p_tbl regclass) RETURNS pgshadow.subscription

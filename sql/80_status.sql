@@ -42,6 +42,11 @@ SELECT s.target,
        s.last_export,
        s.last_error,
        s.last_error_at,
+       -- a full copy precedes the next batch: a deferred initial copy, or a
+       -- backlog a purge stopped keeping (pgshadow.max_backlog_age)
+       s.needs_copy,
+       s.backlog_dropped_at,
+       s.backlog_dropped_reason,
        -- the watermarks belong to another transaction-id history (a restore,
        -- a copy): the next export re-baselines and ships every held key
        b.history_break,

@@ -48,6 +48,10 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
     DROP COLUMN del_sql, DROP COLUMN trunc_sql;
 
+-- A subscription whose backlog a purge stopped keeping (pgshadow.max_backlog_age)
+ALTER TABLE pgshadow.subscription ADD COLUMN backlog_dropped_at timestamptz,
+    ADD COLUMN backlog_dropped_reason text;
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
