@@ -3858,6 +3858,7 @@ $$;
 REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
 
 GRANT SELECT ON shadow_status TO PUBLIC;
+GRANT SELECT ON shadow_failures TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)
