@@ -46,6 +46,27 @@ COMMENT ON TABLE pgshadow.history IS
 GRANT SELECT ON pgshadow.history TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 
+-- Failure history and a failure counter per subscription (see
+-- sql/10_catalog.sql): an incident outlives the success that clears it.
+ALTER TABLE pgshadow.subscription ADD COLUMN failures bigint NOT NULL DEFAULT 0;
+CREATE TABLE pgshadow.failure (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sub_id      bigint NOT NULL REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    target      text NOT NULL,
+    tbl         regclass NOT NULL,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX ON pgshadow.failure (sub_id, id);
+CREATE INDEX ON pgshadow.failure (at);
+GRANT SELECT ON pgshadow.failure TO PUBLIC;
+ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.failure FOR SELECT
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
+
 -- Capture: each tracked table gets a function of its own (converted below);
 -- the precomputed statements of the generic function go.
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
@@ -3114,7 +3135,8 @@ SELECT s.target,
        -- a copy): the next export re-baselines and ships every held key
        b.history_break,
        h.rebaselined_at,
-       h.rebaseline_reason
+       h.rebaseline_reason,
+       s.failures                                    -- failures ever recorded: a counter for monitoring
   FROM pgshadow.subscription s
  CROSS JOIN (SELECT pgshadow._history_break() AS history_break) b
   LEFT JOIN pgshadow.history h ON true
@@ -3128,6 +3150,11 @@ SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_s
   FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
 COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
+CREATE OR REPLACE VIEW shadow_failures WITH (security_barrier) AS
+SELECT s.target, s.tbl AS "table", f.sqlstate, f.message, f.at
+  FROM pgshadow.failure f JOIN pgshadow.subscription s ON s.id = f.sub_id
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
+COMMENT ON VIEW shadow_failures IS 'pgshadow: recent failures (the last 100 per subscription, 30 days), of the tables the viewer may SELECT';
 CREATE OR REPLACE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3142,10 +3169,49 @@ BEGIN
            -- jitter: two peers whose exports collide do not retry in lockstep
            next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
                                              * (0.75 + random() / 2);
-    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now,
+                                     failures = failures + 1
      WHERE id = p_id;
+    -- the history (sql/10_catalog.sql), kept to its bound: this
+    -- subscription's last 100, and nobody's older than 30 days
+    INSERT INTO pgshadow.failure (sub_id, target, tbl, sqlstate, message, at)
+    SELECT s.id, s.target, s.tbl, p_sqlstate, left(p_message, 2000), v_now
+      FROM pgshadow.subscription s WHERE s.id = p_id;
+    DELETE FROM pgshadow.failure
+     WHERE sub_id = p_id
+       AND id <= (SELECT f.id FROM pgshadow.failure f WHERE f.sub_id = p_id ORDER BY f.id DESC OFFSET 100 LIMIT 1);
+    DELETE FROM pgshadow.failure WHERE at < v_now - interval '30 days';
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow.record_failure(target text, sqlstate text, message text, async_only boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id bigint;
+    v_n  integer := 0;
+BEGIN
+    IF record_failure.sqlstate IS NULL OR record_failure.sqlstate !~ '^[0-9A-Z]{5}$' THEN
+        RAISE EXCEPTION 'pgshadow: record_failure: % is not a SQLSTATE (five digits or capital letters)',
+            coalesce(quote_literal(record_failure.sqlstate), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF record_failure.target IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = record_failure.target) THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', record_failure.target USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
+                   AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
+                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 ORDER BY s.id LOOP
+        PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
+                                         coalesce(record_failure.message, 'pgshadow: unknown failure'));
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
+    'pgshadow: record a failed call (export, run) on the caller''s subscriptions of a target; returns how many';
 CREATE OR REPLACE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -3254,6 +3320,47 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
+CREATE OR REPLACE FUNCTION pgshadow._api_schema() RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(
+        (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+          WHERE e.extname = 'pgshadow'),
+        (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE p.proname = 'shadow_export' AND p.proargtypes = '25 23'::oidvector
+            AND p.proowner = (SELECT o.nspowner FROM pg_namespace o WHERE o.nspname = 'pgshadow')))
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._try_export(p_target text, p_batch_size integer, OUT state text, OUT message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %I.shadow_export($1, $2)', pgshadow._api_schema())
+      USING p_target, p_batch_size;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._raise(p_state text, p_message text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message;
+END
+$$;
+CREATE OR REPLACE PROCEDURE shadow_export_logged(target text, batch_size integer DEFAULT 100000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
+    IF v_state IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(target, v_state, v_msg, false);
+    COMMIT;
+    PERFORM pgshadow._raise(v_state, v_msg);
+END
+$$;
+COMMENT ON PROCEDURE shadow_export_logged(text, integer) IS
+    'pgshadow: shadow_export that records a failure of the whole call (then raises it); CALL it outside a transaction block';
 CREATE OR REPLACE FUNCTION shadow_skip(target text, tbl regclass, reason text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3804,6 +3911,7 @@ $$;
 REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
 
 GRANT SELECT ON shadow_status TO PUBLIC;
+GRANT SELECT ON shadow_failures TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)

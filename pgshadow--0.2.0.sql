@@ -62,6 +62,7 @@ CREATE TABLE pgshadow.subscription (
     last_error   text,
     last_error_at timestamptz,
     keys_shipped bigint NOT NULL DEFAULT 0,
+    failures     bigint NOT NULL DEFAULT 0,    -- failures ever recorded (pgshadow._record_failure): a counter for monitoring
     -- the last time a purge stopped keeping this subscription's backlog
     -- (pgshadow.max_backlog_age), and why; needs_copy was set then
     backlog_dropped_at     timestamptz,
@@ -80,10 +81,36 @@ ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
+-- Failure history: every recorded failure (pgshadow._record_failure) appends
+-- a row, so an incident outlives the success that clears pgshadow.error and
+-- last_error. Bounded, so a target down for weeks with a daemon retrying
+-- cannot grow it: the last 100 failures of a subscription (enough to see
+-- the course of an incident; its start stays in pgshadow.error.first_seen)
+-- and nothing older than 30 days (an incident is reviewed within a month).
+CREATE TABLE pgshadow.failure (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sub_id      bigint NOT NULL REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    target      text NOT NULL,
+    tbl         regclass NOT NULL,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX ON pgshadow.failure (sub_id, id);
+CREATE INDEX ON pgshadow.failure (at);
+-- error texts quote values: as pgshadow.error, visible only with SELECT on
+-- the table and not to a role whose row policies on it hide rows
+GRANT SELECT ON pgshadow.failure TO PUBLIC;
+ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.failure FOR SELECT
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));  -- itself filtered so
+
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
 
 -- source: sql/15_history.sql
 -- The transaction-id history the watermarks belong to. A watermark (a
@@ -3690,7 +3717,8 @@ SELECT s.target,
        -- a copy): the next export re-baselines and ships every held key
        b.history_break,
        h.rebaselined_at,
-       h.rebaseline_reason
+       h.rebaseline_reason,
+       s.failures                                    -- failures ever recorded: a counter for monitoring
   FROM pgshadow.subscription s
  CROSS JOIN (SELECT pgshadow._history_break() AS history_break) b
   LEFT JOIN pgshadow.history h ON true
@@ -3755,6 +3783,14 @@ SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_s
 COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
 GRANT SELECT ON shadow_errors TO PUBLIC;
 
+-- The failure history (bounded, see sql/10_catalog.sql), filtered as shadow_errors.
+CREATE VIEW shadow_failures WITH (security_barrier) AS
+SELECT s.target, s.tbl AS "table", f.sqlstate, f.message, f.at
+  FROM pgshadow.failure f JOIN pgshadow.subscription s ON s.id = f.sub_id
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
+COMMENT ON VIEW shadow_failures IS 'pgshadow: recent failures (the last 100 per subscription, 30 days), of the tables the viewer may SELECT';
+GRANT SELECT ON shadow_failures TO PUBLIC;
+
 -- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
 CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -3770,10 +3806,56 @@ BEGIN
            -- jitter: two peers whose exports collide do not retry in lockstep
            next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
                                              * (0.75 + random() / 2);
-    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now,
+                                     failures = failures + 1
      WHERE id = p_id;
+    -- the history (sql/10_catalog.sql), kept to its bound: this
+    -- subscription's last 100, and nobody's older than 30 days
+    INSERT INTO pgshadow.failure (sub_id, target, tbl, sqlstate, message, at)
+    SELECT s.id, s.target, s.tbl, p_sqlstate, left(p_message, 2000), v_now
+      FROM pgshadow.subscription s WHERE s.id = p_id;
+    DELETE FROM pgshadow.failure
+     WHERE sub_id = p_id
+       AND id <= (SELECT f.id FROM pgshadow.failure f WHERE f.sub_id = p_id ORDER BY f.id DESC OFFSET 100 LIMIT 1);
+    DELETE FROM pgshadow.failure WHERE at < v_now - interval '30 days';
 END
 $$;
+
+-- Records a failure of a whole call (an export or shadow_run that raised and
+-- rolled back, so nothing of it was kept) on the caller's subscriptions of
+-- the target (NULL: every target; async_only: those shadow_run ships), never
+-- on another role's: into pgshadow.error, last_error and the history. The
+-- CLI and the daemon call it in a transaction of their own after such a
+-- failure; shadow_export_logged does from SQL. Returns how many it recorded.
+CREATE FUNCTION pgshadow.record_failure(target text, sqlstate text, message text, async_only boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id bigint;
+    v_n  integer := 0;
+BEGIN
+    IF record_failure.sqlstate IS NULL OR record_failure.sqlstate !~ '^[0-9A-Z]{5}$' THEN
+        RAISE EXCEPTION 'pgshadow: record_failure: % is not a SQLSTATE (five digits or capital letters)',
+            coalesce(quote_literal(record_failure.sqlstate), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF record_failure.target IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = record_failure.target) THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', record_failure.target USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
+                   AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
+                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 ORDER BY s.id LOOP
+        PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
+                                         coalesce(record_failure.message, 'pgshadow: unknown failure'));
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
+    'pgshadow: record a failed call (export, run) on the caller''s subscriptions of a target; returns how many';
 
 CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -3904,6 +3986,62 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE shadow_retry(text) IS 'pgshadow: retry the queued failures of a target now';
+
+-- The schema of the public API (shadow_export's): the extension's, or for a
+-- migrations install the one whose shadow_export belongs to the owner of
+-- schema pgshadow (an outsider's function of that name has another owner).
+CREATE FUNCTION pgshadow._api_schema() RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(
+        (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+          WHERE e.extname = 'pgshadow'),
+        (SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE p.proname = 'shadow_export' AND p.proargtypes = '25 23'::oidvector
+            AND p.proowner = (SELECT o.nspowner FROM pg_namespace o WHERE o.nspname = 'pgshadow')))
+$$;
+
+-- shadow_export in a subtransaction: its failure (a cancel or a statement
+-- timeout too) comes back as (state, message) with nothing of it kept.
+CREATE FUNCTION pgshadow._try_export(p_target text, p_batch_size integer, OUT state text, OUT message text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %I.shadow_export($1, $2)', pgshadow._api_schema())
+      USING p_target, p_batch_size;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+END
+$$;
+
+-- Raises message with SQLSTATE state (for the procedures, which may hold no operator).
+CREATE FUNCTION pgshadow._raise(p_state text, p_message text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = p_state, MESSAGE = p_message;
+END
+$$;
+
+-- shadow_export for cron and psql: when the call fails as a whole (every
+-- table failed: a target down), the failure is recorded on the caller's
+-- subscriptions of the target (shadow_status.last_error, shadow_errors,
+-- shadow_failures) and committed, then raised, so psql still exits non-zero.
+-- Must be CALLed outside a transaction block (it commits).
+CREATE PROCEDURE shadow_export_logged(target text, batch_size integer DEFAULT 100000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
+    IF v_state IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(target, v_state, v_msg, false);
+    COMMIT;
+    PERFORM pgshadow._raise(v_state, v_msg);
+END
+$$;
+COMMENT ON PROCEDURE shadow_export_logged(text, integer) IS
+    'pgshadow: shadow_export that records a failure of the whole call (then raises it); CALL it outside a transaction block';
 
 -- Deliberately skips what is pending for a table (e.g. a batch the target
 -- refuses for good): the watermark jumps to now without shipping. The skip,

@@ -132,6 +132,7 @@ type session struct {
 	succeeded bool     // a run completed on this connection
 	shipped   map[string]counts
 	schema    string // of pgshadow's public API, quoted
+	pcfg      *pgx.ConnConfig
 }
 
 // counts are a target's async totals from pgshadow.subscription.
@@ -144,6 +145,7 @@ func (s *session) loop(ctx context.Context, pcfg *pgx.ConnConfig) error {
 			s.failures++
 		}
 	}
+	s.pcfg = pcfg
 	conn, err := pgx.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -179,6 +181,9 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 	s.notices, s.failures = s.notices[:0], 0
 	start := time.Now()
 	if err := s.call(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.record(ctx, err)
+		}
 		return 0, err
 	}
 	took := time.Since(start)
@@ -229,14 +234,7 @@ func (s *session) runOnce(ctx context.Context) (time.Duration, error) {
 func (s *session) call(ctx context.Context) error {
 	run, stopRun := context.WithTimeout(ctx, s.cfg.RunTimeout)
 	defer stopRun()
-	wait, giveUp := context.WithCancel(context.WithoutCancel(ctx))
-	defer giveUp()
-	stop := context.AfterFunc(run, func() {
-		cctx, cancel := context.WithTimeout(context.Background(), pgsession.CancelGrace)
-		defer cancel()
-		_ = s.conn.PgConn().CancelRequest(cctx)
-		time.AfterFunc(pgsession.CancelGrace, giveUp)
-	})
+	wait, stop := pgsession.CancelOnDone(run, s.conn)
 	defer stop()
 	var target any
 	if s.cfg.Target != "" {
@@ -249,6 +247,19 @@ func (s *session) call(ctx context.Context) error {
 		return fmt.Errorf("CALL shadow_run: %w", err)
 	}
 	return nil
+}
+
+// record keeps a run that failed as a whole (it rolled back and kept
+// nothing; shadow_run records the failure of each subscription itself) on
+// this role's async subscriptions: in shadow_status.last_error,
+// shadow_errors (whose backoff then spaces the retries) and shadow_failures.
+func (s *session) record(ctx context.Context, err error) {
+	n, rerr := pgsession.RecordFailure(ctx, s.conn, s.pcfg, s.cfg.Target, true, "pgshadow run", err)
+	if rerr != nil {
+		s.cfg.Logf("%v", rerr)
+		return
+	}
+	s.cfg.Logf("failure recorded on %d subscriptions (shadow_failures)", n)
 }
 
 // stateSQL reads the async totals per target and how long until the

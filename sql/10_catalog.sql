@@ -43,6 +43,7 @@ CREATE TABLE pgshadow.subscription (
     last_error   text,
     last_error_at timestamptz,
     keys_shipped bigint NOT NULL DEFAULT 0,
+    failures     bigint NOT NULL DEFAULT 0,    -- failures ever recorded (pgshadow._record_failure): a counter for monitoring
     -- the last time a purge stopped keeping this subscription's backlog
     -- (pgshadow.max_backlog_age), and why; needs_copy was set then
     backlog_dropped_at     timestamptz,
@@ -61,9 +62,35 @@ ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
+-- Failure history: every recorded failure (pgshadow._record_failure) appends
+-- a row, so an incident outlives the success that clears pgshadow.error and
+-- last_error. Bounded, so a target down for weeks with a daemon retrying
+-- cannot grow it: the last 100 failures of a subscription (enough to see
+-- the course of an incident; its start stays in pgshadow.error.first_seen)
+-- and nothing older than 30 days (an incident is reviewed within a month).
+CREATE TABLE pgshadow.failure (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sub_id      bigint NOT NULL REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    target      text NOT NULL,
+    tbl         regclass NOT NULL,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX ON pgshadow.failure (sub_id, id);
+CREATE INDEX ON pgshadow.failure (at);
+-- error texts quote values: as pgshadow.error, visible only with SELECT on
+-- the table and not to a role whose row policies on it hide rows
+GRANT SELECT ON pgshadow.failure TO PUBLIC;
+ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.failure FOR SELECT
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));  -- itself filtered so
+
 -- #if extension
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
 -- #endif

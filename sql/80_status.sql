@@ -51,7 +51,8 @@ SELECT s.target,
        -- a copy): the next export re-baselines and ships every held key
        b.history_break,
        h.rebaselined_at,
-       h.rebaseline_reason
+       h.rebaseline_reason,
+       s.failures                                    -- failures ever recorded: a counter for monitoring
   FROM pgshadow.subscription s
  CROSS JOIN (SELECT pgshadow._history_break() AS history_break) b
   LEFT JOIN pgshadow.history h ON true

@@ -1,5 +1,7 @@
 // `pgshadow export`: writes the pending batch of a file target as a batch
-// directory (see package filemode), over an ordinary client connection.
+// directory (see package filemode), over an ordinary client connection; for
+// a push target (a foreign server) it calls shadow_export and records a
+// failure of the whole call, which shadow_export itself cannot keep.
 package main
 
 import (
@@ -17,17 +19,17 @@ import (
 )
 
 func init() {
-	register("export", "write the pending changes of a file target as a batch directory", runExport)
+	register("export", "ship a push target's pending changes (shadow_export), or write a file target's as a batch directory", runExport)
 }
 
 // dsnHelp documents -d for every command that connects.
 const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
 
 func runExport(ctx context.Context, args []string) error {
-	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME -dir DIR [-timeout D]")
+	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D]")
 	dsn := fs.String("d", "", dsnHelp)
-	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
-	dir := fs.String("dir", "", "export root: the batch is written to DIR/NAME/<batch>")
+	target := fs.String("target", "", "push target (a foreign server), or file target, created with shadow_add_target(NAME, NULL)")
+	dir := fs.String("dir", "", "file targets: export root: the batch is written to DIR/NAME/<batch>")
 	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -37,14 +39,25 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *target == "" || *dir == "" {
-		return errors.New("-target and -dir are required (pgshadow export -h)")
+	if *target == "" {
+		return errors.New("-target is required (pgshadow export -h)")
 	}
 	conn, err := connectDB(ctx, *dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	var push bool
+	err = conn.QueryRow(ctx, "SELECT server IS NOT NULL FROM pgshadow.target WHERE name = $1", *target).Scan(&push)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return oneLine(fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", *target, err))
+	}
+	if push {
+		return pushExport(ctx, conn, *dsn, *target, *timeout)
+	}
+	if *dir == "" {
+		return errors.New("-dir is required for a file target (pgshadow export -h)")
+	}
 	res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: os.Stderr})
 	if err != nil {
 		return oneLine(err)
@@ -64,6 +77,37 @@ func runExport(ctx context.Context, args []string) error {
 	for _, tbl := range res.Unchanged {
 		fmt.Printf("  %s: nothing pending\n", tbl)
 	}
+	return nil
+}
+
+// pushExport ships a push target with shadow_export and prints its rows. A
+// call that fails as a whole (every table failed: a target down) rolls back
+// and keeps nothing, so the failure is then recorded in a transaction of its
+// own (pgshadow.record_failure) on the caller's subscriptions of the target.
+// At the deadline the server is asked to cancel, so no export goes on there
+// holding the subscriptions' locks.
+func pushExport(ctx context.Context, conn *pgx.Conn, dsn, target string, timeout time.Duration) error {
+	schema, err := pgsession.APISchema(ctx, conn)
+	if err != nil {
+		return oneLine(err)
+	}
+	wait, stop := pgsession.CancelOnDone(ctx, conn)
+	header, rows, right, err := queryText(wait, conn, "SELECT * FROM "+schema+".shadow_export($1)", target)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil && timeout > 0 {
+			err = fmt.Errorf("no answer within -timeout %s: %w", timeout, err)
+		}
+		cfg, _ := pgx.ParseConfig(dsn)
+		if cfg != nil {
+			pgsession.Configure(cfg)
+		}
+		if _, rerr := pgsession.RecordFailure(ctx, conn, cfg, target, false, "pgshadow export", err); rerr != nil {
+			fmt.Fprintf(os.Stderr, "pgshadow export: %v\n", oneLine(rerr))
+		}
+		return oneLine(fmt.Errorf("shadow_export(%q): %w", target, err))
+	}
+	printTable(os.Stdout, header, rows, right)
 	return nil
 }
 

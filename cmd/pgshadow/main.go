@@ -75,9 +75,12 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cmd.run(ctx, args[1:])
+	var code exitCode
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &code):
+		return int(code) // the command printed its own verdict (status -check)
 	default:
 		fmt.Fprintf(os.Stderr, "pgshadow %s: %v\n", args[0], err)
 		return 1
@@ -96,3 +99,8 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
 }
+
+// exitCode ends the program with that code and prints nothing more.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }

@@ -5,8 +5,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -18,11 +21,12 @@ func init() {
 }
 
 func runDaemon(ctx context.Context, args []string) error {
-	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m]")
+	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m] [-metrics ADDR]")
 	dsn := fs.String("d", "", "connection string (DSN or URL) of the source database; empty: the PG* environment variables")
 	target := fs.String("target", "", "ship to this target only (default: every target)")
 	interval := fs.Duration("interval", 5*time.Second, "longest wait between runs when no NOTIFY arrives")
 	runTimeout := fs.Duration("timeout", 30*time.Minute, "longest one run (CALL shadow_run) may take before it is cancelled and the connection opened again")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9187), read from shadow_status at each scrape")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -33,6 +37,13 @@ func runDaemon(ctx context.Context, args []string) error {
 		return fmt.Errorf("-interval must be positive, got %s", *interval)
 	}
 	logger := log.New(os.Stderr, "pgshadow run: ", log.LstdFlags|log.Lmsgprefix)
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(*metricsAddr, *dsn, *target, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	logger.Printf("started (target %s, interval %s)", orAll(*target), *interval)
 	err := daemon.Run(ctx, daemon.Config{
 		ConnString: *dsn,
@@ -52,4 +63,32 @@ func orAll(target string) string {
 		return "all"
 	}
 	return target
+}
+
+// serveMetrics listens on addr and serves daemon.Metrics at /metrics until
+// the returned stop is called.
+func serveMetrics(addr, dsn, target string, logger *log.Logger) (func(), error) {
+	m, err := daemon.NewMetrics(dsn, target, logger.Printf)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Printf("metrics: %v", err)
+		}
+	}()
+	logger.Printf("metrics at http://%s/metrics", ln.Addr())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		m.Close()
+	}, nil
 }

@@ -3,9 +3,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,17 +24,33 @@ func init() {
 }
 
 func runStatus(ctx context.Context, args []string) error {
-	fs := newFlagSet("status", "pgshadow status [-d CONNSTR] [-target NAME] [-timeout D]")
+	fs := newFlagSet("status", "pgshadow status [-d CONNSTR] [-target NAME] [-timeout D]\n"+
+		"       pgshadow status -check [-warn-lag D] [-crit-lag D] [-warn-pending N] [-crit-pending N] [-d CONNSTR] [-target NAME] [-timeout D]")
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "show only this target")
 	timeout := fs.Duration("timeout", time.Minute, timeoutHelp)
+	check := fs.Bool("check", false, "alert check, as a Nagios/Icinga plugin: one line \"PGSHADOW OK|WARNING|CRITICAL|UNKNOWN - ...\" with perfdata, exit 0/1/2/3; a subscription with an error is CRITICAL")
+	var th thresholds
+	fs.DurationVar(&th.warnLag, "warn-lag", 0, "-check: WARNING when a subscription's oldest pending change is older (0: no limit)")
+	fs.DurationVar(&th.critLag, "crit-lag", 0, "-check: CRITICAL when a subscription's oldest pending change is older (0: no limit)")
+	fs.Int64Var(&th.warnPending, "warn-pending", 0, "-check: WARNING when a subscription has more keys pending (0: no limit)")
+	fs.Int64Var(&th.critPending, "crit-pending", 0, "-check: CRITICAL when a subscription has more keys pending (0: no limit)")
 	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, flag.ErrHelp) && slices.ContainsFunc(args, isCheckFlag) {
+			return checkVerdict(unknown, "bad arguments: "+err.Error(), "")
+		}
 		return err
 	}
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
 	if fs.NArg() > 0 {
+		if *check {
+			return checkVerdict(unknown, fmt.Sprintf("bad arguments: unexpected argument %q", fs.Arg(0)), "")
+		}
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *check {
+		return runCheck(ctx, *dsn, *target, th)
 	}
 	conn, err := connectDB(ctx, *dsn)
 	if err != nil {

@@ -25,6 +25,11 @@ ALTER TABLE pgshadow.tracked ALTER COLUMN ins_sql DROP DEFAULT, ALTER COLUMN upd
 -- Every function 0.2.0 has goes (those triggers and the drop watch call are
 -- replaced below instead); the code of 0.1.1 then comes back whole.
 DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
+-- the failure history, its view and the procedure that records into it
+DROP VIEW shadow_failures;
+DROP PROCEDURE shadow_export_logged(text, integer);
+DROP TABLE pgshadow.failure;
+ALTER TABLE pgshadow.subscription DROP COLUMN failures;
 DO $$
 DECLARE
     f regprocedure;

@@ -43,6 +43,29 @@ GRANT SELECT ON pgshadow.history TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 -- #endif
 
+-- Failure history and a failure counter per subscription (see
+-- sql/10_catalog.sql): an incident outlives the success that clears it.
+ALTER TABLE pgshadow.subscription ADD COLUMN failures bigint NOT NULL DEFAULT 0;
+CREATE TABLE pgshadow.failure (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sub_id      bigint NOT NULL REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
+    target      text NOT NULL,
+    tbl         regclass NOT NULL,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX ON pgshadow.failure (sub_id, id);
+CREATE INDEX ON pgshadow.failure (at);
+GRANT SELECT ON pgshadow.failure TO PUBLIC;
+ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.failure FOR SELECT
+    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
+-- #if extension
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
+-- #endif
+
 -- Capture: each tracked table gets a function of its own (converted below);
 -- the precomputed statements of the generic function go.
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
@@ -59,6 +82,7 @@ DROP FUNCTION pgshadow._pending(bigint);
 -- #include code
 
 GRANT SELECT ON shadow_status TO PUBLIC;
+GRANT SELECT ON shadow_failures TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)
