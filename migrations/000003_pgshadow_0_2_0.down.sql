@@ -45,6 +45,7 @@ BEGIN
 END
 $$;
 DROP TABLE pgshadow.history;
+ALTER TABLE pgshadow.subscription DROP COLUMN all_columns;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;

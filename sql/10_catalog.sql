@@ -43,6 +43,9 @@ CREATE TABLE pgshadow.subscription (
     last_error   text,
     last_error_at timestamptz,
     keys_shipped bigint NOT NULL DEFAULT 0,
+    -- subscribed without a column list: ships the table's columns as they are
+    -- at each export (columns then holds those shipped last)
+    all_columns  boolean NOT NULL DEFAULT false,
     UNIQUE (target, tbl)
 );
 CREATE INDEX ON pgshadow.subscription (tbl);
