@@ -102,6 +102,15 @@ func TestAddedColumnShipsOnceTheTargetHasIt(t *testing.T) {
 	// the documented back-fill
 	p.Src.Exec(t, "SELECT shadow_resync('t1', 'tbl')")
 	p.Same(t, "tbl", "tbl")
+
+	// subscribing again as before is still the same subscription
+	if n := p.Src.QueryInt(t, "SELECT shadow_subscribe('t1', 'tbl')"); n != 0 {
+		t.Errorf("subscribing tbl again without a column list copied %d rows, want 0 (the same subscription)", n)
+	}
+	if err := p.Src.ExecErr("SELECT shadow_subscribe('t1', 'tbl', columns => ARRAY['id', 'v', 'w'])"); err == nil ||
+		!strings.Contains(err.Error(), "other settings") {
+		t.Errorf("subscribing tbl again with a column list: want it refused as other settings, got %v", err)
+	}
 }
 
 // Columns added by one ALTER TABLE and a target that has only some of them:
