@@ -76,6 +76,17 @@ ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLU
 ALTER TABLE pgshadow.subscription ADD COLUMN backlog_dropped_at timestamptz,
     ADD COLUMN backlog_dropped_reason text;
 
+-- A subscription made without a column list keeps shipping all columns as
+-- the table changes. 0.1.1 stored such a one as the list of the columns the
+-- table had: a list equal to the table's current shippable columns, in
+-- order, is taken for one (an explicit list naming every column then ships
+-- a later column too, once the target has it, rather than leave it out).
+ALTER TABLE pgshadow.subscription ADD COLUMN all_columns boolean NOT NULL DEFAULT false;
+UPDATE pgshadow.subscription s
+   SET all_columns = s.columns = ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                                        WHERE a.attrelid = s.tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                          AND a.attgenerated = '' ORDER BY a.attnum);
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
@@ -1908,11 +1919,12 @@ BEGIN
     PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
-            snapshot, needs_copy, created_by)
+            snapshot, needs_copy, created_by, all_columns)
     -- only a canonical filter is ever stored (it is pasted into every
     -- exporter's SQL), also when this helper is called directly
-    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
-            pgshadow._snapshot(), p_needs_copy, v_caller)
+    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, coalesce(p_columns, pgshadow._columns(p_tbl, NULL, NULL)),
+            pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
+            pgshadow._snapshot(), p_needs_copy, v_caller, p_columns IS NULL)
     RETURNING * INTO v_sub;
     PERFORM pgshadow._refresh_notify(p_tbl);
     RETURN v_sub;
@@ -2027,6 +2039,66 @@ BEGIN
                   HINT = 'shadow_unsubscribe() and shadow_subscribe() again with the new column list.';
     END IF;
     RETURN v;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._shipped_columns(p_sub pgshadow.subscription) RETURNS name[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all  name[] := pgshadow._columns(p_sub.tbl, NULL, NULL);
+    v_gone text;
+BEGIN
+    IF p_sub.all_columns THEN
+        RETURN v_all;
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO v_gone FROM unnest(p_sub.columns) c WHERE c <> ALL (v_all);
+    IF v_gone IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: column % of % is gone, and the column list of its subscription to target "%" names it: subscribe % again without it (shadow_unsubscribe(), then shadow_subscribe() with the new list; its initial copy brings %.% up to date)',
+            v_gone, p_sub.tbl, p_sub.target, p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    RETURN p_sub.columns;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._current_columns(p_sub pgshadow.subscription, p_remote boolean)
+RETURNS pgshadow.subscription
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_cols name[];
+    v_has  text;
+    v_dest text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
+    v_add  text;
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', p_sub.tbl);
+    v_cols := pgshadow._shipped_columns(p_sub);
+    IF v_cols = p_sub.columns THEN
+        RETURN p_sub;
+    END IF;
+    IF p_remote AND EXISTS (SELECT FROM unnest(v_cols) c WHERE c <> ALL (p_sub.columns)) THEN
+        -- the destination's columns (NULL: no such table), read from the
+        -- target's catalog, which needs nothing of pgshadow there
+        v_has := pgshadow._remote_value('pgshadow', p_sub.target, format(
+            'SELECT coalesce((SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.pg_attribute a'
+            ' WHERE a.attrelid = r AND a.attnum > 0 AND NOT a.attisdropped), ''{}'')::text'
+            ' FROM pg_catalog.to_regclass(%L) r WHERE r IS NOT NULL', v_dest));
+        IF v_has IS NULL THEN
+            RAISE EXCEPTION 'pgshadow: % ships to %, which does not exist on target "%"', p_sub.tbl, v_dest, p_sub.target
+                USING ERRCODE = 'undefined_table';
+        END IF;
+        SELECT string_agg(format('ADD COLUMN %I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+          INTO v_add
+          FROM pg_attribute a
+         WHERE a.attrelid = p_sub.tbl AND a.attname = ANY (v_cols)
+           AND a.attname <> ALL (p_sub.columns) AND a.attname <> ALL (v_has::name[]);
+        IF v_add IS NOT NULL THEN
+            RAISE EXCEPTION 'pgshadow: % has columns that % on target "%" lacks: add them there (ALTER TABLE % %); until then the changes of % wait',
+                p_sub.tbl, v_dest, p_sub.target, v_dest, v_add, p_sub.tbl
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'The changes ship with the new columns once the target has them. Rows not changed since keep the column''s default there: shadow_resync() copies them. A column renamed on the source is renamed on the target too.';
+        END IF;
+    END IF;
+    PERFORM pgshadow._set_columns(p_sub.id, v_cols);
+    p_sub.columns := v_cols;
+    RETURN p_sub;
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_keys_sql text DEFAULT NULL)
@@ -2537,6 +2609,21 @@ BEGIN
     END IF;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._set_columns(p_id bigint, p_columns name[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
+        RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
+            p_id, v_sub.tbl, p_columns
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgshadow.subscription SET columns = p_columns WHERE id = p_id;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._record_error(p_target text, p_error text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -2730,7 +2817,8 @@ BEGIN
         END IF;
     END IF;
 
-    v_cols := pgshadow._columns(tbl, columns, v_tr.key_cols);
+    -- no list: all columns, also those the table gains later (NULL here)
+    v_cols := CASE WHEN columns IS NOT NULL THEN pgshadow._columns(tbl, columns, v_tr.key_cols) END;
 
     -- parsed, never executed as given: the canonical form is what is stored and run
     v_filter := pgshadow._filter(tbl, row_filter);
@@ -2738,7 +2826,8 @@ BEGIN
     SELECT * INTO v_old FROM pgshadow.subscription s
      WHERE s.target = shadow_subscribe.target AND s.tbl = shadow_subscribe.tbl;
     IF FOUND THEN
-        IF (v_old.dest_schema, v_old.dest_table, v_old.columns, v_old.row_filter, v_old.mode, v_old.on_conflict)
+        IF (v_old.dest_schema, v_old.dest_table, CASE WHEN NOT v_old.all_columns THEN v_old.columns END,
+            v_old.row_filter, v_old.mode, v_old.on_conflict)
            IS NOT DISTINCT FROM (v_schema, v_table, v_cols, v_filter, mode, on_conflict) THEN
             RETURN 0;  -- idempotent
         END IF;
@@ -2815,6 +2904,9 @@ BEGIN
     tbl := v_sub.tbl;
     dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    -- columns added or dropped since the last export (a new one the target
+    -- lacks stops the table here, its changes pending)
+    v_sub := pgshadow._current_columns(v_sub, true);
     IF v_sub.needs_copy THEN
         -- the initial copy deferred by shadow_subscribe: as a resync, the
         -- watermark is taken before the copy reads, so what commits later
@@ -2996,6 +3088,7 @@ BEGIN
     END IF;
     PERFORM pgshadow._connect(target);
     BEGIN
+        v_sub := pgshadow._current_columns(v_sub, true);
         v_r := pgshadow._ship(v_sub, NULL, NULL, true, 100000);
     EXCEPTION WHEN OTHERS THEN
         PERFORM pgshadow._disconnect();
@@ -3045,7 +3138,10 @@ BEGIN
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                  WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
-        v_sub := pgshadow._lock_subscription(v_id);
+        -- an all-columns subscription's files carry the table's columns as
+        -- they are now (the import applies them to the target, or fails there
+        -- naming a column the target lacks)
+        v_sub := pgshadow._current_columns(pgshadow._lock_subscription(v_id), false);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;
@@ -3465,6 +3561,8 @@ BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
     FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+        -- the columns as they are (a column the target lacks fails the write there, naming it)
+        v_sub.columns := pgshadow._shipped_columns(v_sub);
         v_conn := pgshadow._sync_conn(v_sub.target);
         v_sql := '';
         IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN
@@ -3604,6 +3702,7 @@ BEGIN
     -- compare reads with the caller's mapping, and repair writes with it
     PERFORM pgshadow._check_acts_for(tbl, current_user);
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
+    v_sub.columns := pgshadow._shipped_columns(v_sub);
     v_types := pgshadow._column_types(v_sub);
     PERFORM pgshadow._connect(target);
     v_dbl := pgshadow._dblink();

@@ -48,6 +48,9 @@ CREATE TABLE pgshadow.subscription (
     -- (pgshadow.max_backlog_age), and why; needs_copy was set then
     backlog_dropped_at     timestamptz,
     backlog_dropped_reason text,
+    -- subscribed without a column list: ships the table's columns as they are
+    -- at each export (columns then holds those shipped last)
+    all_columns  boolean NOT NULL DEFAULT false,
     UNIQUE (target, tbl)
 );
 CREATE INDEX ON pgshadow.subscription (tbl);

@@ -54,7 +54,8 @@ COMMENT ON FUNCTION shadow_add_target(text, text) IS
 
 -- Records a subscription with its first watermark. Called by shadow_subscribe
 -- after the table is tracked, so every change not visible in the snapshot
--- taken here is captured.
+-- taken here is captured. p_columns NULL: all columns, as the table has them
+-- at each export (all_columns).
 CREATE FUNCTION pgshadow._add_subscription(
     p_target text, p_tbl regclass, p_dest_schema name, p_dest_table name, p_columns name[],
     p_row_filter text, p_mode text, p_on_conflict text, p_needs_copy boolean)
@@ -99,11 +100,12 @@ BEGIN
     PERFORM pgshadow._check_history(p_tbl);
     INSERT INTO pgshadow.subscription
            (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
-            snapshot, needs_copy, created_by)
+            snapshot, needs_copy, created_by, all_columns)
     -- only a canonical filter is ever stored (it is pasted into every
     -- exporter's SQL), also when this helper is called directly
-    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, p_columns, pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
-            pgshadow._snapshot(), p_needs_copy, v_caller)
+    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, coalesce(p_columns, pgshadow._columns(p_tbl, NULL, NULL)),
+            pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
+            pgshadow._snapshot(), p_needs_copy, v_caller, p_columns IS NULL)
     RETURNING * INTO v_sub;
     PERFORM pgshadow._refresh_notify(p_tbl);
     RETURN v_sub;

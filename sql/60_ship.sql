@@ -92,6 +92,81 @@ BEGIN
 END
 $$;
 
+-- The columns a subscription ships now. One made without a column list
+-- (all_columns) ships the table's shippable columns as they are: a column
+-- added since is shipped, a dropped one no longer. An explicit list ships
+-- exactly its columns (one added later is not among them), and one of them
+-- dropped stops the table, naming it.
+CREATE FUNCTION pgshadow._shipped_columns(p_sub pgshadow.subscription) RETURNS name[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all  name[] := pgshadow._columns(p_sub.tbl, NULL, NULL);
+    v_gone text;
+BEGIN
+    IF p_sub.all_columns THEN
+        RETURN v_all;
+    END IF;
+    SELECT string_agg(quote_ident(c), ', ') INTO v_gone FROM unnest(p_sub.columns) c WHERE c <> ALL (v_all);
+    IF v_gone IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: column % of % is gone, and the column list of its subscription to target "%" names it: subscribe % again without it (shadow_unsubscribe(), then shadow_subscribe() with the new list; its initial copy brings %.% up to date)',
+            v_gone, p_sub.tbl, p_sub.target, p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table)
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    RETURN p_sub.columns;
+END
+$$;
+
+-- Brings a subscription's columns up to date before an export reads its
+-- rows (push and file export, resync), and returns it so. The table is
+-- locked first (ACCESS SHARE, which the read takes anyway) so that no ALTER
+-- TABLE commits between this look at its columns and the read of its rows.
+-- With p_remote (a push export, over the open target connection), a column
+-- the source gained ships only once the destination has it: until then the
+-- table stops here with an error naming the column and the fix, and its
+-- changes stay pending (nothing moves), as native logical replication does.
+CREATE FUNCTION pgshadow._current_columns(p_sub pgshadow.subscription, p_remote boolean)
+RETURNS pgshadow.subscription
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_cols name[];
+    v_has  text;
+    v_dest text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
+    v_add  text;
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', p_sub.tbl);
+    v_cols := pgshadow._shipped_columns(p_sub);
+    IF v_cols = p_sub.columns THEN
+        RETURN p_sub;
+    END IF;
+    IF p_remote AND EXISTS (SELECT FROM unnest(v_cols) c WHERE c <> ALL (p_sub.columns)) THEN
+        -- the destination's columns (NULL: no such table), read from the
+        -- target's catalog, which needs nothing of pgshadow there
+        v_has := pgshadow._remote_value('pgshadow', p_sub.target, format(
+            'SELECT coalesce((SELECT pg_catalog.array_agg(a.attname) FROM pg_catalog.pg_attribute a'
+            ' WHERE a.attrelid = r AND a.attnum > 0 AND NOT a.attisdropped), ''{}'')::text'
+            ' FROM pg_catalog.to_regclass(%L) r WHERE r IS NOT NULL', v_dest));
+        IF v_has IS NULL THEN
+            RAISE EXCEPTION 'pgshadow: % ships to %, which does not exist on target "%"', p_sub.tbl, v_dest, p_sub.target
+                USING ERRCODE = 'undefined_table';
+        END IF;
+        SELECT string_agg(format('ADD COLUMN %I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+          INTO v_add
+          FROM pg_attribute a
+         WHERE a.attrelid = p_sub.tbl AND a.attname = ANY (v_cols)
+           AND a.attname <> ALL (p_sub.columns) AND a.attname <> ALL (v_has::name[]);
+        IF v_add IS NOT NULL THEN
+            RAISE EXCEPTION 'pgshadow: % has columns that % on target "%" lacks: add them there (ALTER TABLE % %); until then the changes of % wait',
+                p_sub.tbl, v_dest, p_sub.target, v_dest, v_add, p_sub.tbl
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'The changes ship with the new columns once the target has them. Rows not changed since keep the column''s default there: shadow_resync() copies them. A column renamed on the source is renamed on the target too.';
+        END IF;
+    END IF;
+    PERFORM pgshadow._set_columns(p_sub.id, v_cols);
+    p_sub.columns := v_cols;
+    RETURN p_sub;
+END
+$$;
+
 -- The one statement that reads a chunk and renders it as text arrays:
 -- count of keys, count of rows, last key, one array literal per key column,
 -- one array literal per shipped column, and each key's latest change time. Parameters: $1 old snapshot,

@@ -59,6 +59,25 @@ BEGIN
 END
 $$;
 
+-- Records the columns a subscription to all columns ships now
+-- (_current_columns): only the table's current columns, so a caller can
+-- neither narrow nor widen what ships.
+CREATE FUNCTION pgshadow._set_columns(p_id bigint, p_columns name[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
+        RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
+            p_id, v_sub.tbl, p_columns
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgshadow.subscription SET columns = p_columns WHERE id = p_id;
+END
+$$;
+
 -- Records why an export failed (called by clients in their own transaction,
 -- since the failed export itself rolls back).
 CREATE FUNCTION pgshadow._record_error(p_target text, p_error text) RETURNS void
@@ -296,7 +315,8 @@ BEGIN
         END IF;
     END IF;
 
-    v_cols := pgshadow._columns(tbl, columns, v_tr.key_cols);
+    -- no list: all columns, also those the table gains later (NULL here)
+    v_cols := CASE WHEN columns IS NOT NULL THEN pgshadow._columns(tbl, columns, v_tr.key_cols) END;
 
     -- parsed, never executed as given: the canonical form is what is stored and run
     v_filter := pgshadow._filter(tbl, row_filter);
@@ -304,7 +324,8 @@ BEGIN
     SELECT * INTO v_old FROM pgshadow.subscription s
      WHERE s.target = shadow_subscribe.target AND s.tbl = shadow_subscribe.tbl;
     IF FOUND THEN
-        IF (v_old.dest_schema, v_old.dest_table, v_old.columns, v_old.row_filter, v_old.mode, v_old.on_conflict)
+        IF (v_old.dest_schema, v_old.dest_table, CASE WHEN NOT v_old.all_columns THEN v_old.columns END,
+            v_old.row_filter, v_old.mode, v_old.on_conflict)
            IS NOT DISTINCT FROM (v_schema, v_table, v_cols, v_filter, mode, on_conflict) THEN
             RETURN 0;  -- idempotent
         END IF;
@@ -388,6 +409,9 @@ BEGIN
     tbl := v_sub.tbl;
     dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    -- columns added or dropped since the last export (a new one the target
+    -- lacks stops the table here, its changes pending)
+    v_sub := pgshadow._current_columns(v_sub, true);
     IF v_sub.needs_copy THEN
         -- the initial copy deferred by shadow_subscribe: as a resync, the
         -- watermark is taken before the copy reads, so what commits later
@@ -580,6 +604,7 @@ BEGIN
     END IF;
     PERFORM pgshadow._connect(target);
     BEGIN
+        v_sub := pgshadow._current_columns(v_sub, true);
         v_r := pgshadow._ship(v_sub, NULL, NULL, true, 100000);
     EXCEPTION WHEN OTHERS THEN
         PERFORM pgshadow._disconnect();

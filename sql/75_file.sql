@@ -28,7 +28,10 @@ BEGIN
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                  WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
-        v_sub := pgshadow._lock_subscription(v_id);
+        -- an all-columns subscription's files carry the table's columns as
+        -- they are now (the import applies them to the target, or fails there
+        -- naming a column the target lacks)
+        v_sub := pgshadow._current_columns(pgshadow._lock_subscription(v_id), false);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;

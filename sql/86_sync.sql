@@ -96,6 +96,8 @@ BEGIN
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
     v_dbl := pgshadow._dblink();
     FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+        -- the columns as they are (a column the target lacks fails the write there, naming it)
+        v_sub.columns := pgshadow._shipped_columns(v_sub);
         v_conn := pgshadow._sync_conn(v_sub.target);
         v_sql := '';
         IF NOT EXISTS (SELECT FROM pgshadow.sync_open o WHERE o.xid = pg_current_xact_id() AND o.target = v_sub.target) THEN

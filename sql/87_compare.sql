@@ -55,6 +55,7 @@ BEGIN
     -- compare reads with the caller's mapping, and repair writes with it
     PERFORM pgshadow._check_acts_for(tbl, current_user);
     SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = shadow_compare.tbl;
+    v_sub.columns := pgshadow._shipped_columns(v_sub);
     v_types := pgshadow._column_types(v_sub);
     PERFORM pgshadow._connect(target);
     v_dbl := pgshadow._dblink();

@@ -43,6 +43,7 @@ END
 $$;
 DROP TABLE pgshadow.history;
 ALTER TABLE pgshadow.subscription DROP COLUMN backlog_dropped_at, DROP COLUMN backlog_dropped_reason;
+ALTER TABLE pgshadow.subscription DROP COLUMN all_columns;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;

@@ -75,6 +75,17 @@ ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLU
 ALTER TABLE pgshadow.subscription ADD COLUMN backlog_dropped_at timestamptz,
     ADD COLUMN backlog_dropped_reason text;
 
+-- A subscription made without a column list keeps shipping all columns as
+-- the table changes. 0.1.1 stored such a one as the list of the columns the
+-- table had: a list equal to the table's current shippable columns, in
+-- order, is taken for one (an explicit list naming every column then ships
+-- a later column too, once the target has it, rather than leave it out).
+ALTER TABLE pgshadow.subscription ADD COLUMN all_columns boolean NOT NULL DEFAULT false;
+UPDATE pgshadow.subscription s
+   SET all_columns = s.columns = ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                                        WHERE a.attrelid = s.tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                          AND a.attgenerated = '' ORDER BY a.attnum);
+
 -- _pending gains an argument, and shadow_status columns
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);

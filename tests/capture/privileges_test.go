@@ -111,6 +111,7 @@ func ownerCheckedHelpers(id string) []helperCall {
 		{"_advance", "SELECT pgshadow._advance(" + id + ", pg_current_snapshot(), 0, 1)", "alice_orders"},
 		{"_reset", "SELECT pgshadow._reset(" + id + ", pg_current_snapshot(), true)", "alice_orders"},
 		{"_lock_subscription", "SELECT pgshadow._lock_subscription(" + id + ")", "alice_orders"},
+		{"_set_columns", "SELECT pgshadow._set_columns(" + id + ", ARRAY['id']::name[])", "alice_orders"},
 		{"_add_subscription", `SELECT pgshadow._add_subscription('files2', 'alice_orders', 'public', 'copy',
 			ARRAY['id', 'v']::name[], NULL, 'batch', 'source_wins', false)`, "alice_orders"},
 		{"_drop_subscription", "SELECT pgshadow._drop_subscription('files', 'alice_orders')", "alice_orders"},

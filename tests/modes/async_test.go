@@ -217,3 +217,28 @@ func TestAsyncPoisonedBatchBlocksItsTableUntilSkipped(t *testing.T) {
 	wantNoQueued(t, p.Src, "kv")
 	wantRows(t, p.Dst, "kv", "(2,22)", "(3,3)")
 }
+
+// Async mode and a column added on the source of a subscription to all
+// columns: shadow_run queues the table's failure (SQLSTATE 42703, naming the
+// column and the fix) and holds its watermark; once the target has the
+// column, shadow_retry ships what was written meanwhile, with the column.
+func TestAsyncAddedColumnQueuesUntilTheTargetHasIt(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
+	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int)")
+	p.Src.Exec(t, "INSERT INTO kv SELECT g, g FROM generate_series(1, 5) g")
+	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
+	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async')", target)
+	p.Src.Exec(t, "ALTER TABLE kv ADD COLUMN note text; UPDATE kv SET note = 'n' || k WHERE k <= 2")
+	wm := watermark(t, p.Src, target, "kv")
+	p.Src.Exec(t, "CALL shadow_run()")
+	wantQueued(t, p.Src, "kv", "42703", 1, "ALTER TABLE public.kv ADD COLUMN note text")
+	if got := watermark(t, p.Src, target, "kv"); got != wm {
+		t.Errorf("the watermark moved from %s to %s while the target lacked the column", wm, got)
+	}
+	p.Src.Exec(t, "UPDATE kv SET note = 'later', v = 0 WHERE k = 3")
+	p.Dst.Exec(t, "ALTER TABLE kv ADD COLUMN note text")
+	p.Src.Exec(t, "CALL shadow_retry($1)", target)
+	wantNoQueued(t, p.Src, "kv")
+	p.Same(t, "kv")
+}

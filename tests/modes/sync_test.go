@@ -87,6 +87,25 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 	p.Same(t, "kv")
 }
 
+// A column added on the source of a sync subscription to all columns ships
+// with each statement: while the target lacks it, writes fail there naming
+// it (and nothing of them remains on either side); once it has it, they ship
+// with the column.
+func TestSyncShipsAColumnAddedOnTheSource(t *testing.T) {
+	t.Parallel()
+	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
+	w := conn(t, p.Src)
+	mustExec(t, w, "INSERT INTO kv VALUES (1, 'one')")
+	p.Src.Exec(t, "ALTER TABLE kv ADD COLUMN n int")
+	err := execErr(w, "UPDATE kv SET n = 5 WHERE k = 1")
+	wantError(t, "a write of a column the target lacks", err, `target "t1"`, `"n"`)
+	wantRows(t, p.Src, "kv", "(1,one,)")
+	p.Dst.Exec(t, "ALTER TABLE kv ADD COLUMN n int")
+	mustExec(t, w, "UPDATE kv SET n = 5 WHERE k = 1")
+	mustExec(t, w, "INSERT INTO kv VALUES (2, 'two', 7)")
+	p.Same(t, "kv")
+}
+
 // A local ROLLBACK leaves nothing on the target, and does not leave the key
 // locked there: another session writing the same key goes through.
 func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
