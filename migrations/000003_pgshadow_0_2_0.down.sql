@@ -45,6 +45,8 @@ BEGIN
 END
 $$;
 DROP TABLE pgshadow.history;
+DROP TABLE pgshadow.node;
+ALTER TABLE pgshadow.target DROP COLUMN peer_id, DROP COLUMN peer_node, DROP COLUMN peer_at;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;
