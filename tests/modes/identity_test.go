@@ -228,3 +228,30 @@ func TestConflictPolicyNeedsPgshadowOnTheTarget(t *testing.T) {
 		src.ExecErr("SELECT * FROM shadow_export('peer')"), `target "peer"`, "does not run pgshadow")
 	wantRows(t, peer, "kv")
 }
+
+// A receiver that cannot ask a subscribed target which node it reaches
+// (never learned, unreachable now) fails the peer's batch naming that
+// target, instead of applying it as if it had no unshipped change; once
+// the target answers, the conflict is found and logged.
+func TestPeerThatCannotBeAskedFailsTheApply(t *testing.T) {
+	t.Parallel()
+	// source_wins without initial copy: subscribing connects to nobody
+	m := newNamedMesh(t, "source_wins", kvDDL, map[string]string{"a>b": "replica", "b>a": "back"}, "a", "b")
+	a, b := m.nodes["a"], m.nodes["b"]
+	if n := b.QueryInt(t, "SELECT count(*) FROM pgshadow.target WHERE peer_at IS NOT NULL"); n != 0 {
+		t.Fatalf("b recorded %d peers before any connection, want 0", n)
+	}
+	b.Exec(t, "ALTER SERVER srv_back OPTIONS (SET port '1')")
+	a.Exec(t, "INSERT INTO kv VALUES (1, 'a1')")
+	b.Exec(t, "INSERT INTO kv VALUES (1, 'b1')")
+	_, err := m.ship("a", "b")
+	wantError(t, "export a -> b while b cannot ask its target for a", err, `target "back"`, "cannot tell whether", `"a"`)
+	wantRows(t, b.DB, "kv", "(1,b1)")
+
+	b.Exec(t, fmt.Sprintf("ALTER SERVER srv_back OPTIONS (SET port %s)", lit(fmt.Sprint(a.Server.Port))))
+	m.mustShip(t, "a", "b")
+	if got, want := conflicts(t, b), `["1"] b<-a source_wins remote_applied remote=a1 local=b1`; len(got) != 1 || got[0] != want {
+		t.Errorf("conflicts logged on b once it could ask: %q, want [%q]", got, want)
+	}
+	m.quiet(t)
+}
