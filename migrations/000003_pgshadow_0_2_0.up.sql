@@ -57,6 +57,8 @@ CREATE TABLE pgshadow.node (
 INSERT INTO pgshadow.node DEFAULT VALUES;
 GRANT SELECT ON pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.target ADD COLUMN peer_id uuid, ADD COLUMN peer_node text, ADD COLUMN peer_at timestamptz;
+-- its argument is now the target that reaches the origin (a new name)
+DROP FUNCTION pgshadow._peer_gate(regclass, text);
 
 -- Capture: each tracked table gets a function of its own (converted below);
 -- the precomputed statements of the generic function go.

@@ -37,6 +37,7 @@ BEGIN
 END
 $$;
 DROP TABLE pgshadow.history;
+DROP FUNCTION shadow_learn_peer(text);
 DROP TABLE pgshadow.node;
 ALTER TABLE pgshadow.target DROP COLUMN peer_id, DROP COLUMN peer_node, DROP COLUMN peer_at;
 
