@@ -38,8 +38,27 @@ CREATE TABLE pgshadow.target (
     name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,48}$'),
     server      name,                          -- postgres_fdw foreign server; NULL = a file target (pgshadow export/import)
     owner       name NOT NULL,                 -- role that created it
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- the node the server reaches, learned over a connection to it (a mesh
+    -- peer's apply finds its pending changes for an origin by this, never by
+    -- the target's name): its pgshadow.node id and node name; peer_at is when
+    -- it was last learned (NULL: never; then a NULL peer_id means the target
+    -- runs no pgshadow)
+    peer_id     uuid,
+    peer_node   text,
+    peer_at     timestamptz
 );
+
+-- This database as a node of a mesh: an id generated at install, so two
+-- databases with the same name (on two servers) differ. Not dumped with the
+-- data: a database restored from a dump is a new node, and so is one that
+-- finds itself moved into another transaction-id history (a copy: see
+-- pgshadow._check_history, which renews the id).
+CREATE TABLE pgshadow.node (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),  -- exactly one row
+    id   uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid()
+);
+INSERT INTO pgshadow.node DEFAULT VALUES;
 
 CREATE TABLE pgshadow.subscription (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -79,7 +98,7 @@ CREATE INDEX ON pgshadow.subscription (tbl);
 -- quote row data, so a role sees a subscription only if it may SELECT the
 -- table it ships (the functions that run with the caller's rights read it
 -- so too; the SECURITY DEFINER helpers, as the catalog's owner, see all).
-GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription TO PUBLIC;
+GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription, pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
@@ -295,9 +314,12 @@ BEGIN
        SET snapshot = format('%s:%s:', v_x0, v_x0)::pg_snapshot,
            needs_copy = s.needs_copy OR (SELECT t.server IS NULL FROM pgshadow.target t WHERE t.name = s.target)
      WHERE s.mode <> 'sync';
+    -- a database in another history is another node (a copy may run beside
+    -- its original): its peers learn it anew at their next connection
+    UPDATE pgshadow.node SET id = gen_random_uuid();
     PERFORM pgshadow._stamp(v_reason);
     RAISE WARNING 'pgshadow: watermarks re-baselined: %', v_reason
-        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy.', v_total);
+        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy; this node has a new id for its peers.', v_total);
     RETURN v_reason;
 END
 $$;
@@ -2215,6 +2237,60 @@ $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
 
+-- Records what node target p_target reaches (p_id NULL: no pgshadow node
+-- id there), as a connection to it just answered. A change is announced:
+-- a renamed node (same id) with a NOTICE, another node with a WARNING. Only
+-- connections of the target's owner (or a member of her role) are recorded:
+-- a mesh node finds a peer's pending changes by this, for every table, so no
+-- other role may declare it; another role's answer serves its own call only.
+-- A row another session is recording right now is left to it.
+CREATE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target%ROWTYPE;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND OR NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT DISTINCT FROM p_id AND v_t.peer_node IS NOT DISTINCT FROM p_node THEN
+        RETURN true;  -- known: no write (every export asks)
+    END IF;
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_id IS DISTINCT FROM p_id THEN
+        RAISE WARNING 'pgshadow: target "%" now reaches %, not node "%" (id %) as before', p_target,
+            CASE WHEN p_id IS NULL THEN 'a database without pgshadow node id' ELSE format('node "%s" (id %s)', p_node, p_id) END,
+            v_t.peer_node, v_t.peer_id
+            USING DETAIL = 'The node was moved, copied or restored (it then has a new id), or the foreign server points elsewhere. Recorded.';
+    ELSIF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_node IS DISTINCT FROM p_node THEN
+        RAISE NOTICE 'pgshadow: target "%" reaches node "%" (id %), renamed from "%"', p_target, p_node, p_id, v_t.peer_node;
+    END IF;
+    UPDATE pgshadow.target SET peer_id = p_id, peer_node = p_node, peer_at = now() WHERE name = p_target;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION shadow_learn_peer(target text, OUT node text, OUT node_id uuid)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_owner name;
+BEGIN
+    SELECT t.owner INTO v_owner FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+    IF FOUND AND NOT pg_has_role(pgshadow._caller(), v_owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: only role % (the owner of target "%") records which node it reaches', v_owner, target
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pgshadow._connect(target);   -- asks, and records; raises "does not exist"
+    PERFORM pgshadow._disconnect();
+    SELECT t.peer_node, t.peer_id INTO node, node_id FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+END
+$$;
+COMMENT ON FUNCTION shadow_learn_peer(text) IS
+    'pgshadow: ask a target which pgshadow node it reaches and record it (mesh peers are found by it); NULL: none';
+
 -- Records a subscription with its first watermark. Called by shadow_subscribe
 -- after the table is tracked, so every change not visible in the snapshot
 -- taken here is captured. p_columns NULL: all columns, as the table has them
@@ -2537,6 +2613,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
 $$;
 
+-- This database's identity as a node: what its peers know it by (a name may
+-- change and two databases may share one).
+CREATE FUNCTION pgshadow._node_id() RETURNS uuid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT id FROM pgshadow.node
+$$;
+
 -- Waits until the next result of dblink connection p_conn (to target
 -- p_target) has arrived. dblink's own waits (dblink_exec, dblink_get_result,
 -- dblink() on PostgreSQL before 17) block in libpq, where neither
@@ -2734,9 +2817,9 @@ BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
-        -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
-        v_peer := pgshadow._remote_value('pgshadow', p_target,
-            'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
+        -- a target running pgshadow applies through pgshadow.apply()
+        -- (conflict detection), and is told which node this is
+        v_peer := pgshadow._peer_probe('pgshadow', p_target);
     EXCEPTION
     WHEN query_canceled THEN
         -- statement_timeout or a cancel while connecting (on PostgreSQL 16
@@ -2758,7 +2841,61 @@ BEGIN
             RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
         END IF;
     END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer::boolean THEN 'on' ELSE 'off' END, true);
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer = 'off' THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('pgshadow.peer_id', CASE WHEN v_peer NOT IN ('on', 'off') THEN v_peer ELSE '' END, true);
+END
+$$;
+
+-- Asks target p_target which node it is, over a connection of its own
+-- ("pgshadow_peer", with the caller's user mapping, so it may run while a
+-- "pgshadow" connection is open), records the answer (_learn_peer) and
+-- returns it as _peer_probe does. A failure names the target.
+CREATE FUNCTION pgshadow._learn(p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+    v_peer   text;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
+        v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow_peer');
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L) FROM pg_catalog.unnest(%I.dblink_get_connections()) c WHERE c = %L',
+                       v_dbl, 'pgshadow_peer', v_dbl, 'pgshadow_peer');
+        RAISE EXCEPTION 'pgshadow: cannot ask target "%" (foreign server "%") which node it is: %', p_target, v_server, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    RETURN v_peer;
+END
+$$;
+
+-- What target p_target (open dblink connection p_conn) is: 'off' (no
+-- pgshadow there), 'on' (a pgshadow without node ids: before 0.2.0) or its
+-- node id; recorded with the target (_learn_peer).
+CREATE FUNCTION pgshadow._peer_probe(p_conn text, p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_kind text;
+    v_who  text;
+BEGIN
+    v_kind := pgshadow._remote_value(p_conn, p_target,
+        'SELECT CASE WHEN pg_catalog.to_regprocedure(''pgshadow._node_id()'') IS NOT NULL THEN ''id'''
+        ' WHEN pg_catalog.to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL'
+        ' THEN ''on'' ELSE ''off'' END');
+    IF v_kind <> 'id' THEN
+        PERFORM pgshadow._learn_peer(p_target, NULL, NULL);
+        RETURN v_kind;
+    END IF;
+    -- the id first: it has a fixed length, the name may hold anything
+    v_who := pgshadow._remote_value(p_conn, p_target, 'SELECT pgshadow._node_id()::text || '' '' || pgshadow._node()');
+    PERFORM pgshadow._learn_peer(p_target, left(v_who, 36)::uuid, substr(v_who, 38));
+    RETURN left(v_who, 36);
 END
 $$;
 
@@ -2932,6 +3069,7 @@ DECLARE
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
 BEGIN
+    PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
     IF NOT p_copy THEN
@@ -3400,6 +3538,13 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         PERFORM pgshadow._sync_triggers(tbl, true);
+    END IF;
+    IF on_conflict <> 'source_wins' AND v_target.server IS NOT NULL AND (v_defer OR NOT initial_copy) THEN
+        -- no copy connects now: ask the target whether it can honour the
+        -- policy (it records which node it is, too)
+        PERFORM pgshadow._connect(v_target.name);
+        PERFORM pgshadow._disconnect();
+        PERFORM pgshadow._check_policy(tbl, v_target.name, on_conflict);
     END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
@@ -4540,6 +4685,11 @@ COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
 -- operator resolves it). Every conflict is logged with both versions of the row.
 -- Crossing exchanges of one pair are serialized: a node refuses (retryably) a
 -- peer's batch while it is itself exporting that table to the peer.
+--
+-- Peers are known by identity, not by name: a sender passes its node id
+-- (pgshadow.node), and the receiver finds the target that reaches that node
+-- by what each target learned over a connection (pgshadow.target.peer_id),
+-- so targets may be named anything. See _peer_target.
 
 CREATE TABLE pgshadow.conflict (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -4611,30 +4761,93 @@ END
 $$;
 
 -- Refuses a peer's batch while this node is exporting the same table to that
--- peer (it holds its subscription row): crossing exchanges would each see the
--- other's change as a conflict and could swap rows. The peer retries.
-CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_origin text) RETURNS void
+-- peer (through target p_target, which holds its subscription row): crossing
+-- exchanges would each see the other's change as a conflict and could swap
+-- rows. The peer retries.
+CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_target text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
-    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_origin FOR SHARE NOWAIT;
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_target FOR SHARE NOWAIT;
 EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'pgshadow: % is exporting % to "%" right now; retry', pgshadow._node(), p_dest, p_origin
+    RAISE EXCEPTION 'pgshadow: % is exporting % to target "%" right now; retry', pgshadow._node(), p_dest, p_target
         USING ERRCODE = 'lock_not_available';
 END
 $$;
 
+-- The target of this node whose subscription of p_tbl tells which of its
+-- changes the origin has not been sent yet: the one that reaches the node
+-- with id p_origin_id, else NULL (the origin is no peer of this table here:
+-- nothing is pending for it). A target that never learned what it reaches,
+-- or that learned another id under the origin's name (the origin moved or
+-- was copied), is asked now (_learn); one that cannot be asked fails the
+-- apply naming it, rather than missing conflicts. A sender without a node id
+-- (before 0.2.0) is found as it was then: the target named after it.
+CREATE FUNCTION pgshadow._peer_target(p_tbl regclass, p_origin text, p_origin_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t   record;
+    v_id  text;
+    v_hit text;
+BEGIN
+    IF p_origin_id IS NULL THEN
+        RETURN (SELECT s.target FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.target = p_origin);
+    END IF;
+    FOR v_t IN SELECT t.name, t.peer_id, t.peer_node, t.peer_at
+                 FROM pgshadow.subscription s JOIN pgshadow.target t ON t.name = s.target
+                WHERE s.tbl = p_tbl AND t.server IS NOT NULL ORDER BY t.name LOOP
+        v_id := v_t.peer_id::text;
+        IF v_t.peer_at IS NULL OR (v_t.peer_node = p_origin AND v_t.peer_id IS DISTINCT FROM p_origin_id) THEN
+            BEGIN
+                v_id := pgshadow._learn(v_t.name);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'pgshadow: % cannot tell whether target "%" reaches node "%", which sent changes of %: %',
+                    pgshadow._node(), v_t.name, p_origin, p_tbl, SQLERRM
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = format('On %s, SELECT shadow_learn_peer(%L) as the target''s owner records what it reaches.',
+                                        pgshadow._node(), v_t.name);
+            END;
+        END IF;
+        IF v_id = p_origin_id::text THEN
+            IF v_hit IS NOT NULL THEN
+                RAISE EXCEPTION 'pgshadow: targets "%" and "%" of % both reach node "%"', v_hit, v_t.name, pgshadow._node(), p_origin
+                    USING ERRCODE = 'duplicate_object', HINT = format('Subscribe %s to one of them only.', p_tbl);
+            END IF;
+            v_hit := v_t.name;
+        END IF;
+    END LOOP;
+    RETURN v_hit;
+END
+$$;
+
+-- A conflict policy other than source_wins needs pgshadow on the target (its
+-- apply decides); without it the rows would be applied as under source_wins.
+-- Called on an open connection to the target (_connect).
+CREATE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_policy <> 'source_wins' AND current_setting('pgshadow.peer', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
+            p_tbl, p_target, p_policy
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Install pgshadow on the target database, or subscribe with on_conflict => source_wins.';
+    END IF;
+END
+$$;
+
 -- Applies a peer's chunk here (called over dblink by the peer's export, inside
--- the transaction it opened with pgshadow.origin set). p_keys and p_rows are
+-- the transaction it opened with pgshadow.origin set). p_origin and
+-- p_origin_id are the sender's node name and id; p_keys and p_rows are
 -- 2-D text arrays: one row per key column / shipped column; p_at and p_nodes
 -- the version of each key. Returns the number of conflicts met. Runs with the
 -- rights of the role the peer's user mapping logs in as.
 CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_nodes text[], p_columns name[], p_rows text[])
+                               p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tr      pgshadow.tracked;
+    v_peer    text;      -- the target here that reaches the origin
     v_snap    pg_snapshot;
     v_ver     name;
     v_kcols   name[];
@@ -4680,12 +4893,13 @@ BEGIN
 
     SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
     IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
-        PERFORM pgshadow._peer_gate(p_dest, p_origin);
+        v_peer := pgshadow._peer_target(p_dest, p_origin, p_origin_id);
+        PERFORM pgshadow._peer_gate(p_dest, v_peer);
         v_ver := pgshadow._versions(p_dest);
         -- the watermark tells unshipped local changes: one of another xid
         -- history (this node was moved) is re-baselined first
         PERFORM pgshadow._check_history(p_dest);
-        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = v_peer;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before
         FOR v_c IN EXECUTE format(
@@ -4768,6 +4982,14 @@ BEGIN
 END
 $$;
 
+-- The call of a sender before 0.2.0, which has no node id.
+CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_nodes text[], p_columns name[], p_rows text[])
+RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow.apply(p_origin, p_dest, p_policy, p_keys, p_at, p_nodes, p_columns, p_rows, NULL::uuid)
+$$;
+
 -- The version each key of a chunk ships with: the later of this node's own
 -- latest change (p_at) and the version it applied from a peer.
 CREATE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
@@ -4806,10 +5028,13 @@ DECLARE
     v   record;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
+    -- a peer with node ids is told which node this is (a peer before 0.2.0
+    -- only by name)
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[]%s)',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
+                   CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',

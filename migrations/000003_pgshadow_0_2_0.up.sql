@@ -67,6 +67,18 @@ ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.failure FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
 
+-- Mesh peers are known by identity (sql/10_catalog.sql): this node's id,
+-- and what node each target reaches, learned at the next connection.
+CREATE TABLE pgshadow.node (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id   uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid()
+);
+INSERT INTO pgshadow.node DEFAULT VALUES;
+GRANT SELECT ON pgshadow.node TO PUBLIC;
+ALTER TABLE pgshadow.target ADD COLUMN peer_id uuid, ADD COLUMN peer_node text, ADD COLUMN peer_at timestamptz;
+-- its argument is now the target that reaches the origin (a new name)
+DROP FUNCTION pgshadow._peer_gate(regclass, text);
+
 -- Capture: each tracked table gets a function of its own (converted below);
 -- the precomputed statements of the generic function go.
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,
@@ -212,9 +224,12 @@ BEGIN
        SET snapshot = format('%s:%s:', v_x0, v_x0)::pg_snapshot,
            needs_copy = s.needs_copy OR (SELECT t.server IS NULL FROM pgshadow.target t WHERE t.name = s.target)
      WHERE s.mode <> 'sync';
+    -- a database in another history is another node (a copy may run beside
+    -- its original): its peers learn it anew at their next connection
+    UPDATE pgshadow.node SET id = gen_random_uuid();
     PERFORM pgshadow._stamp(v_reason);
     RAISE WARNING 'pgshadow: watermarks re-baselined: %', v_reason
-        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy.', v_total);
+        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy; this node has a new id for its peers.', v_total);
     RETURN v_reason;
 END
 $$;
@@ -1875,6 +1890,51 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
+CREATE OR REPLACE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target%ROWTYPE;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND OR NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT DISTINCT FROM p_id AND v_t.peer_node IS NOT DISTINCT FROM p_node THEN
+        RETURN true;  -- known: no write (every export asks)
+    END IF;
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_id IS DISTINCT FROM p_id THEN
+        RAISE WARNING 'pgshadow: target "%" now reaches %, not node "%" (id %) as before', p_target,
+            CASE WHEN p_id IS NULL THEN 'a database without pgshadow node id' ELSE format('node "%s" (id %s)', p_node, p_id) END,
+            v_t.peer_node, v_t.peer_id
+            USING DETAIL = 'The node was moved, copied or restored (it then has a new id), or the foreign server points elsewhere. Recorded.';
+    ELSIF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_node IS DISTINCT FROM p_node THEN
+        RAISE NOTICE 'pgshadow: target "%" reaches node "%" (id %), renamed from "%"', p_target, p_node, p_id, v_t.peer_node;
+    END IF;
+    UPDATE pgshadow.target SET peer_id = p_id, peer_node = p_node, peer_at = now() WHERE name = p_target;
+    RETURN true;
+END
+$$;
+CREATE OR REPLACE FUNCTION shadow_learn_peer(target text, OUT node text, OUT node_id uuid)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_owner name;
+BEGIN
+    SELECT t.owner INTO v_owner FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+    IF FOUND AND NOT pg_has_role(pgshadow._caller(), v_owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: only role % (the owner of target "%") records which node it reaches', v_owner, target
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pgshadow._connect(target);   -- asks, and records; raises "does not exist"
+    PERFORM pgshadow._disconnect();
+    SELECT t.peer_node, t.peer_id INTO node, node_id FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+END
+$$;
+COMMENT ON FUNCTION shadow_learn_peer(text) IS
+    'pgshadow: ask a target which pgshadow node it reaches and record it (mesh peers are found by it); NULL: none';
 CREATE OR REPLACE FUNCTION pgshadow._add_subscription(
     p_target text, p_tbl regclass, p_dest_schema name, p_dest_table name, p_columns name[],
     p_row_filter text, p_mode text, p_on_conflict text, p_needs_copy boolean)
@@ -2130,6 +2190,10 @@ CREATE OR REPLACE FUNCTION pgshadow._node() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._node_id() RETURNS uuid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT id FROM pgshadow.node
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._remote_ready(p_conn text, p_target text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2289,9 +2353,9 @@ BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
-        -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
-        v_peer := pgshadow._remote_value('pgshadow', p_target,
-            'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
+        -- a target running pgshadow applies through pgshadow.apply()
+        -- (conflict detection), and is told which node this is
+        v_peer := pgshadow._peer_probe('pgshadow', p_target);
     EXCEPTION
     WHEN query_canceled THEN
         -- statement_timeout or a cancel while connecting (on PostgreSQL 16
@@ -2313,7 +2377,52 @@ BEGIN
             RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
         END IF;
     END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer::boolean THEN 'on' ELSE 'off' END, true);
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer = 'off' THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('pgshadow.peer_id', CASE WHEN v_peer NOT IN ('on', 'off') THEN v_peer ELSE '' END, true);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._learn(p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+    v_peer   text;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
+        v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow_peer');
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L) FROM pg_catalog.unnest(%I.dblink_get_connections()) c WHERE c = %L',
+                       v_dbl, 'pgshadow_peer', v_dbl, 'pgshadow_peer');
+        RAISE EXCEPTION 'pgshadow: cannot ask target "%" (foreign server "%") which node it is: %', p_target, v_server, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    RETURN v_peer;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._peer_probe(p_conn text, p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_kind text;
+    v_who  text;
+BEGIN
+    v_kind := pgshadow._remote_value(p_conn, p_target,
+        'SELECT CASE WHEN pg_catalog.to_regprocedure(''pgshadow._node_id()'') IS NOT NULL THEN ''id'''
+        ' WHEN pg_catalog.to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL'
+        ' THEN ''on'' ELSE ''off'' END');
+    IF v_kind <> 'id' THEN
+        PERFORM pgshadow._learn_peer(p_target, NULL, NULL);
+        RETURN v_kind;
+    END IF;
+    -- the id first: it has a fixed length, the name may hold anything
+    v_who := pgshadow._remote_value(p_conn, p_target, 'SELECT pgshadow._node_id()::text || '' '' || pgshadow._node()');
+    PERFORM pgshadow._learn_peer(p_target, left(v_who, 36)::uuid, substr(v_who, 38));
+    RETURN left(v_who, 36);
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._disconnect() RETURNS void
@@ -2438,6 +2547,7 @@ DECLARE
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
 BEGIN
+    PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
     IF NOT p_copy THEN
@@ -2848,6 +2958,13 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         PERFORM pgshadow._sync_triggers(tbl, true);
+    END IF;
+    IF on_conflict <> 'source_wins' AND v_target.server IS NOT NULL AND (v_defer OR NOT initial_copy) THEN
+        -- no copy connects now: ask the target whether it can honour the
+        -- policy (it records which node it is, too)
+        PERFORM pgshadow._connect(v_target.name);
+        PERFORM pgshadow._disconnect();
+        PERFORM pgshadow._check_policy(tbl, v_target.name, on_conflict);
     END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
@@ -3802,22 +3919,70 @@ BEGIN
     RETURN v_name;
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._peer_gate(p_dest regclass, p_origin text) RETURNS void
+CREATE OR REPLACE FUNCTION pgshadow._peer_gate(p_dest regclass, p_target text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
-    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_origin FOR SHARE NOWAIT;
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_target FOR SHARE NOWAIT;
 EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'pgshadow: % is exporting % to "%" right now; retry', pgshadow._node(), p_dest, p_origin
+    RAISE EXCEPTION 'pgshadow: % is exporting % to target "%" right now; retry', pgshadow._node(), p_dest, p_target
         USING ERRCODE = 'lock_not_available';
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._peer_target(p_tbl regclass, p_origin text, p_origin_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t   record;
+    v_id  text;
+    v_hit text;
+BEGIN
+    IF p_origin_id IS NULL THEN
+        RETURN (SELECT s.target FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.target = p_origin);
+    END IF;
+    FOR v_t IN SELECT t.name, t.peer_id, t.peer_node, t.peer_at
+                 FROM pgshadow.subscription s JOIN pgshadow.target t ON t.name = s.target
+                WHERE s.tbl = p_tbl AND t.server IS NOT NULL ORDER BY t.name LOOP
+        v_id := v_t.peer_id::text;
+        IF v_t.peer_at IS NULL OR (v_t.peer_node = p_origin AND v_t.peer_id IS DISTINCT FROM p_origin_id) THEN
+            BEGIN
+                v_id := pgshadow._learn(v_t.name);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'pgshadow: % cannot tell whether target "%" reaches node "%", which sent changes of %: %',
+                    pgshadow._node(), v_t.name, p_origin, p_tbl, SQLERRM
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = format('On %s, SELECT shadow_learn_peer(%L) as the target''s owner records what it reaches.',
+                                        pgshadow._node(), v_t.name);
+            END;
+        END IF;
+        IF v_id = p_origin_id::text THEN
+            IF v_hit IS NOT NULL THEN
+                RAISE EXCEPTION 'pgshadow: targets "%" and "%" of % both reach node "%"', v_hit, v_t.name, pgshadow._node(), p_origin
+                    USING ERRCODE = 'duplicate_object', HINT = format('Subscribe %s to one of them only.', p_tbl);
+            END IF;
+            v_hit := v_t.name;
+        END IF;
+    END LOOP;
+    RETURN v_hit;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_policy <> 'source_wins' AND current_setting('pgshadow.peer', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
+            p_tbl, p_target, p_policy
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Install pgshadow on the target database, or subscribe with on_conflict => source_wins.';
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_nodes text[], p_columns name[], p_rows text[])
+                               p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tr      pgshadow.tracked;
+    v_peer    text;      -- the target here that reaches the origin
     v_snap    pg_snapshot;
     v_ver     name;
     v_kcols   name[];
@@ -3863,12 +4028,13 @@ BEGIN
 
     SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
     IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
-        PERFORM pgshadow._peer_gate(p_dest, p_origin);
+        v_peer := pgshadow._peer_target(p_dest, p_origin, p_origin_id);
+        PERFORM pgshadow._peer_gate(p_dest, v_peer);
         v_ver := pgshadow._versions(p_dest);
         -- the watermark tells unshipped local changes: one of another xid
         -- history (this node was moved) is re-baselined first
         PERFORM pgshadow._check_history(p_dest);
-        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = v_peer;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before
         FOR v_c IN EXECUTE format(
@@ -3950,6 +4116,12 @@ BEGIN
     RETURN v_n;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_nodes text[], p_columns name[], p_rows text[])
+RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow.apply(p_origin, p_dest, p_policy, p_keys, p_at, p_nodes, p_columns, p_rows, NULL::uuid)
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
                                        OUT at timestamptz[], OUT nodes text[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -3984,10 +4156,13 @@ DECLARE
     v   record;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
+    -- a peer with node ids is told which node this is (a peer before 0.2.0
+    -- only by name)
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[]%s)',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
+                   CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',

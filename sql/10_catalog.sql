@@ -19,8 +19,27 @@ CREATE TABLE pgshadow.target (
     name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,48}$'),
     server      name,                          -- postgres_fdw foreign server; NULL = a file target (pgshadow export/import)
     owner       name NOT NULL,                 -- role that created it
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- the node the server reaches, learned over a connection to it (a mesh
+    -- peer's apply finds its pending changes for an origin by this, never by
+    -- the target's name): its pgshadow.node id and node name; peer_at is when
+    -- it was last learned (NULL: never; then a NULL peer_id means the target
+    -- runs no pgshadow)
+    peer_id     uuid,
+    peer_node   text,
+    peer_at     timestamptz
 );
+
+-- This database as a node of a mesh: an id generated at install, so two
+-- databases with the same name (on two servers) differ. Not dumped with the
+-- data: a database restored from a dump is a new node, and so is one that
+-- finds itself moved into another transaction-id history (a copy: see
+-- pgshadow._check_history, which renews the id).
+CREATE TABLE pgshadow.node (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),  -- exactly one row
+    id   uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid()
+);
+INSERT INTO pgshadow.node DEFAULT VALUES;
 
 CREATE TABLE pgshadow.subscription (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -60,7 +79,7 @@ CREATE INDEX ON pgshadow.subscription (tbl);
 -- quote row data, so a role sees a subscription only if it may SELECT the
 -- table it ships (the functions that run with the caller's rights read it
 -- so too; the SECURITY DEFINER helpers, as the catalog's owner, see all).
-GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription TO PUBLIC;
+GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription, pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));

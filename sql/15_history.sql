@@ -179,9 +179,12 @@ BEGIN
        SET snapshot = format('%s:%s:', v_x0, v_x0)::pg_snapshot,
            needs_copy = s.needs_copy OR (SELECT t.server IS NULL FROM pgshadow.target t WHERE t.name = s.target)
      WHERE s.mode <> 'sync';
+    -- a database in another history is another node (a copy may run beside
+    -- its original): its peers learn it anew at their next connection
+    UPDATE pgshadow.node SET id = gen_random_uuid();
     PERFORM pgshadow._stamp(v_reason);
     RAISE WARNING 'pgshadow: watermarks re-baselined: %', v_reason
-        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy.', v_total);
+        USING DETAIL = format('Every key the shadow tables held (%s change(s)) ships again to every target; file targets get a full copy; this node has a new id for its peers.', v_total);
     RETURN v_reason;
 END
 $$;

@@ -52,6 +52,60 @@ $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
 
+-- Records what node target p_target reaches (p_id NULL: no pgshadow node
+-- id there), as a connection to it just answered. A change is announced:
+-- a renamed node (same id) with a NOTICE, another node with a WARNING. Only
+-- connections of the target's owner (or a member of her role) are recorded:
+-- a mesh node finds a peer's pending changes by this, for every table, so no
+-- other role may declare it; another role's answer serves its own call only.
+-- A row another session is recording right now is left to it.
+CREATE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target%ROWTYPE;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND OR NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT DISTINCT FROM p_id AND v_t.peer_node IS NOT DISTINCT FROM p_node THEN
+        RETURN true;  -- known: no write (every export asks)
+    END IF;
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_id IS DISTINCT FROM p_id THEN
+        RAISE WARNING 'pgshadow: target "%" now reaches %, not node "%" (id %) as before', p_target,
+            CASE WHEN p_id IS NULL THEN 'a database without pgshadow node id' ELSE format('node "%s" (id %s)', p_node, p_id) END,
+            v_t.peer_node, v_t.peer_id
+            USING DETAIL = 'The node was moved, copied or restored (it then has a new id), or the foreign server points elsewhere. Recorded.';
+    ELSIF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_node IS DISTINCT FROM p_node THEN
+        RAISE NOTICE 'pgshadow: target "%" reaches node "%" (id %), renamed from "%"', p_target, p_node, p_id, v_t.peer_node;
+    END IF;
+    UPDATE pgshadow.target SET peer_id = p_id, peer_node = p_node, peer_at = now() WHERE name = p_target;
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION shadow_learn_peer(target text, OUT node text, OUT node_id uuid)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_owner name;
+BEGIN
+    SELECT t.owner INTO v_owner FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+    IF FOUND AND NOT pg_has_role(pgshadow._caller(), v_owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: only role % (the owner of target "%") records which node it reaches', v_owner, target
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pgshadow._connect(target);   -- asks, and records; raises "does not exist"
+    PERFORM pgshadow._disconnect();
+    SELECT t.peer_node, t.peer_id INTO node, node_id FROM pgshadow.target t WHERE t.name = shadow_learn_peer.target;
+END
+$$;
+COMMENT ON FUNCTION shadow_learn_peer(text) IS
+    'pgshadow: ask a target which pgshadow node it reaches and record it (mesh peers are found by it); NULL: none';
+
 -- Records a subscription with its first watermark. Called by shadow_subscribe
 -- after the table is tracked, so every change not visible in the snapshot
 -- taken here is captured. p_columns NULL: all columns, as the table has them

@@ -211,6 +211,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
 $$;
 
+-- This database's identity as a node: what its peers know it by (a name may
+-- change and two databases may share one).
+CREATE FUNCTION pgshadow._node_id() RETURNS uuid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT id FROM pgshadow.node
+$$;
+
 -- Waits until the next result of dblink connection p_conn (to target
 -- p_target) has arrived. dblink's own waits (dblink_exec, dblink_get_result,
 -- dblink() on PostgreSQL before 17) block in libpq, where neither
@@ -408,9 +415,9 @@ BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
-        -- a target running pgshadow applies through pgshadow.apply() (conflict detection)
-        v_peer := pgshadow._remote_value('pgshadow', p_target,
-            'SELECT to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL');
+        -- a target running pgshadow applies through pgshadow.apply()
+        -- (conflict detection), and is told which node this is
+        v_peer := pgshadow._peer_probe('pgshadow', p_target);
     EXCEPTION
     WHEN query_canceled THEN
         -- statement_timeout or a cancel while connecting (on PostgreSQL 16
@@ -432,7 +439,61 @@ BEGIN
             RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
         END IF;
     END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer::boolean THEN 'on' ELSE 'off' END, true);
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer = 'off' THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('pgshadow.peer_id', CASE WHEN v_peer NOT IN ('on', 'off') THEN v_peer ELSE '' END, true);
+END
+$$;
+
+-- Asks target p_target which node it is, over a connection of its own
+-- ("pgshadow_peer", with the caller's user mapping, so it may run while a
+-- "pgshadow" connection is open), records the answer (_learn_peer) and
+-- returns it as _peer_probe does. A failure names the target.
+CREATE FUNCTION pgshadow._learn(p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+    v_peer   text;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
+        v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow_peer');
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L) FROM pg_catalog.unnest(%I.dblink_get_connections()) c WHERE c = %L',
+                       v_dbl, 'pgshadow_peer', v_dbl, 'pgshadow_peer');
+        RAISE EXCEPTION 'pgshadow: cannot ask target "%" (foreign server "%") which node it is: %', p_target, v_server, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    RETURN v_peer;
+END
+$$;
+
+-- What target p_target (open dblink connection p_conn) is: 'off' (no
+-- pgshadow there), 'on' (a pgshadow without node ids: before 0.2.0) or its
+-- node id; recorded with the target (_learn_peer).
+CREATE FUNCTION pgshadow._peer_probe(p_conn text, p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_kind text;
+    v_who  text;
+BEGIN
+    v_kind := pgshadow._remote_value(p_conn, p_target,
+        'SELECT CASE WHEN pg_catalog.to_regprocedure(''pgshadow._node_id()'') IS NOT NULL THEN ''id'''
+        ' WHEN pg_catalog.to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL'
+        ' THEN ''on'' ELSE ''off'' END');
+    IF v_kind <> 'id' THEN
+        PERFORM pgshadow._learn_peer(p_target, NULL, NULL);
+        RETURN v_kind;
+    END IF;
+    -- the id first: it has a fixed length, the name may hold anything
+    v_who := pgshadow._remote_value(p_conn, p_target, 'SELECT pgshadow._node_id()::text || '' '' || pgshadow._node()');
+    PERFORM pgshadow._learn_peer(p_target, left(v_who, 36)::uuid, substr(v_who, 38));
+    RETURN left(v_who, 36);
 END
 $$;
 
@@ -606,6 +667,7 @@ DECLARE
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
 BEGIN
+    PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
     IF NOT p_copy THEN

@@ -347,6 +347,13 @@ BEGIN
         END IF;
         PERFORM pgshadow._sync_triggers(tbl, true);
     END IF;
+    IF on_conflict <> 'source_wins' AND v_target.server IS NOT NULL AND (v_defer OR NOT initial_copy) THEN
+        -- no copy connects now: ask the target whether it can honour the
+        -- policy (it records which node it is, too)
+        PERFORM pgshadow._connect(v_target.name);
+        PERFORM pgshadow._disconnect();
+        PERFORM pgshadow._check_policy(tbl, v_target.name, on_conflict);
+    END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
             USING DETAIL = 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.',

@@ -20,6 +20,11 @@
 -- operator resolves it). Every conflict is logged with both versions of the row.
 -- Crossing exchanges of one pair are serialized: a node refuses (retryably) a
 -- peer's batch while it is itself exporting that table to the peer.
+--
+-- Peers are known by identity, not by name: a sender passes its node id
+-- (pgshadow.node), and the receiver finds the target that reaches that node
+-- by what each target learned over a connection (pgshadow.target.peer_id),
+-- so targets may be named anything. See _peer_target.
 
 CREATE TABLE pgshadow.conflict (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -93,30 +98,93 @@ END
 $$;
 
 -- Refuses a peer's batch while this node is exporting the same table to that
--- peer (it holds its subscription row): crossing exchanges would each see the
--- other's change as a conflict and could swap rows. The peer retries.
-CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_origin text) RETURNS void
+-- peer (through target p_target, which holds its subscription row): crossing
+-- exchanges would each see the other's change as a conflict and could swap
+-- rows. The peer retries.
+CREATE FUNCTION pgshadow._peer_gate(p_dest regclass, p_target text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
-    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_origin FOR SHARE NOWAIT;
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_target FOR SHARE NOWAIT;
 EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'pgshadow: % is exporting % to "%" right now; retry', pgshadow._node(), p_dest, p_origin
+    RAISE EXCEPTION 'pgshadow: % is exporting % to target "%" right now; retry', pgshadow._node(), p_dest, p_target
         USING ERRCODE = 'lock_not_available';
 END
 $$;
 
+-- The target of this node whose subscription of p_tbl tells which of its
+-- changes the origin has not been sent yet: the one that reaches the node
+-- with id p_origin_id, else NULL (the origin is no peer of this table here:
+-- nothing is pending for it). A target that never learned what it reaches,
+-- or that learned another id under the origin's name (the origin moved or
+-- was copied), is asked now (_learn); one that cannot be asked fails the
+-- apply naming it, rather than missing conflicts. A sender without a node id
+-- (before 0.2.0) is found as it was then: the target named after it.
+CREATE FUNCTION pgshadow._peer_target(p_tbl regclass, p_origin text, p_origin_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t   record;
+    v_id  text;
+    v_hit text;
+BEGIN
+    IF p_origin_id IS NULL THEN
+        RETURN (SELECT s.target FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.target = p_origin);
+    END IF;
+    FOR v_t IN SELECT t.name, t.peer_id, t.peer_node, t.peer_at
+                 FROM pgshadow.subscription s JOIN pgshadow.target t ON t.name = s.target
+                WHERE s.tbl = p_tbl AND t.server IS NOT NULL ORDER BY t.name LOOP
+        v_id := v_t.peer_id::text;
+        IF v_t.peer_at IS NULL OR (v_t.peer_node = p_origin AND v_t.peer_id IS DISTINCT FROM p_origin_id) THEN
+            BEGIN
+                v_id := pgshadow._learn(v_t.name);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'pgshadow: % cannot tell whether target "%" reaches node "%", which sent changes of %: %',
+                    pgshadow._node(), v_t.name, p_origin, p_tbl, SQLERRM
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = format('On %s, SELECT shadow_learn_peer(%L) as the target''s owner records what it reaches.',
+                                        pgshadow._node(), v_t.name);
+            END;
+        END IF;
+        IF v_id = p_origin_id::text THEN
+            IF v_hit IS NOT NULL THEN
+                RAISE EXCEPTION 'pgshadow: targets "%" and "%" of % both reach node "%"', v_hit, v_t.name, pgshadow._node(), p_origin
+                    USING ERRCODE = 'duplicate_object', HINT = format('Subscribe %s to one of them only.', p_tbl);
+            END IF;
+            v_hit := v_t.name;
+        END IF;
+    END LOOP;
+    RETURN v_hit;
+END
+$$;
+
+-- A conflict policy other than source_wins needs pgshadow on the target (its
+-- apply decides); without it the rows would be applied as under source_wins.
+-- Called on an open connection to the target (_connect).
+CREATE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_policy <> 'source_wins' AND current_setting('pgshadow.peer', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
+            p_tbl, p_target, p_policy
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Install pgshadow on the target database, or subscribe with on_conflict => source_wins.';
+    END IF;
+END
+$$;
+
 -- Applies a peer's chunk here (called over dblink by the peer's export, inside
--- the transaction it opened with pgshadow.origin set). p_keys and p_rows are
+-- the transaction it opened with pgshadow.origin set). p_origin and
+-- p_origin_id are the sender's node name and id; p_keys and p_rows are
 -- 2-D text arrays: one row per key column / shipped column; p_at and p_nodes
 -- the version of each key. Returns the number of conflicts met. Runs with the
 -- rights of the role the peer's user mapping logs in as.
 CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_nodes text[], p_columns name[], p_rows text[])
+                               p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_tr      pgshadow.tracked;
+    v_peer    text;      -- the target here that reaches the origin
     v_snap    pg_snapshot;
     v_ver     name;
     v_kcols   name[];
@@ -162,12 +230,13 @@ BEGIN
 
     SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
     IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
-        PERFORM pgshadow._peer_gate(p_dest, p_origin);
+        v_peer := pgshadow._peer_target(p_dest, p_origin, p_origin_id);
+        PERFORM pgshadow._peer_gate(p_dest, v_peer);
         v_ver := pgshadow._versions(p_dest);
         -- the watermark tells unshipped local changes: one of another xid
         -- history (this node was moved) is re-baselined first
         PERFORM pgshadow._check_history(p_dest);
-        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = p_origin;
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = v_peer;
         -- every incoming key this node has a version of: its own changes
         -- (pending = not yet shipped to the origin) and what it applied before
         FOR v_c IN EXECUTE format(
@@ -250,6 +319,14 @@ BEGIN
 END
 $$;
 
+-- The call of a sender before 0.2.0, which has no node id.
+CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_nodes text[], p_columns name[], p_rows text[])
+RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow.apply(p_origin, p_dest, p_policy, p_keys, p_at, p_nodes, p_columns, p_rows, NULL::uuid)
+$$;
+
 -- The version each key of a chunk ships with: the later of this node's own
 -- latest change (p_at) and the version it applied from a peer.
 CREATE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
@@ -288,10 +365,13 @@ DECLARE
     v   record;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
+    -- a peer with node ids is told which node this is (a peer before 0.2.0
+    -- only by name)
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[]%s)',
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
+                   CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',

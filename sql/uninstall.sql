@@ -6,7 +6,7 @@ DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
 DROP VIEW IF EXISTS shadow_status, shadow_errors, shadow_conflicts;
 DROP PROCEDURE IF EXISTS shadow_run(text, integer), shadow_retry(text);
 DROP FUNCTION IF EXISTS shadow_track(regclass), shadow_untrack(regclass),
-    shadow_add_target(text, text),
+    shadow_add_target(text, text), shadow_learn_peer(text),
     shadow_subscribe(text, regclass, text, text[], text, boolean, text, text),
     shadow_unsubscribe(text, regclass), shadow_export(text, integer),
     shadow_skip(text, regclass, text), shadow_compare(text, regclass, integer, boolean),

@@ -44,6 +44,9 @@ $$;
 DROP TABLE pgshadow.history;
 ALTER TABLE pgshadow.subscription DROP COLUMN backlog_dropped_at, DROP COLUMN backlog_dropped_reason;
 ALTER TABLE pgshadow.subscription DROP COLUMN all_columns;
+DROP FUNCTION shadow_learn_peer(text);
+DROP TABLE pgshadow.node;
+ALTER TABLE pgshadow.target DROP COLUMN peer_id, DROP COLUMN peer_node, DROP COLUMN peer_at;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;

@@ -66,6 +66,18 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
 -- #endif
 
+-- Mesh peers are known by identity (sql/10_catalog.sql): this node's id,
+-- and what node each target reaches, learned at the next connection.
+CREATE TABLE pgshadow.node (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id   uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid()
+);
+INSERT INTO pgshadow.node DEFAULT VALUES;
+GRANT SELECT ON pgshadow.node TO PUBLIC;
+ALTER TABLE pgshadow.target ADD COLUMN peer_id uuid, ADD COLUMN peer_node text, ADD COLUMN peer_at timestamptz;
+-- its argument is now the target that reaches the origin (a new name)
+DROP FUNCTION pgshadow._peer_gate(regclass, text);
+
 -- Capture: each tracked table gets a function of its own (converted below);
 -- the precomputed statements of the generic function go.
 ALTER TABLE pgshadow.tracked DROP COLUMN ins_sql, DROP COLUMN upd_sql, DROP COLUMN upd_new_sql,

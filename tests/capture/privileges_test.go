@@ -152,6 +152,30 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"_check_history": "changes nothing on a continuous history; after a move it only makes more keys pending, never fewer " +
 		"(tests/continuity TestAnyoneMayCheckTheHistory)",
 	"_stamp": "EXECUTE revoked from PUBLIC: a fresh stamp would hide a move (tests/continuity TestAnyoneMayCheckTheHistory)",
+	"_learn_peer": "records what a target reaches only for a member of the target's owner " +
+		"(TestNonOwnerCannotRecordWhatATargetReaches)",
+}
+
+// A mesh node finds a peer's unshipped changes, for every table, by the
+// node its targets reach (pgshadow.target.peer_id): bob may not declare
+// what alice's target reaches, by the helper or by shadow_learn_peer.
+func TestNonOwnerCannotRecordWhatATargetReaches(t *testing.T) {
+	f := newPrivFixture(t)
+	peer := func() string {
+		return f.db.QueryString(t, "SELECT format('%s %s %s', peer_id, peer_node, peer_at) FROM pgshadow.target WHERE name = 'files'")
+	}
+	before := peer()
+	if got := text(t, f.asBob, "SELECT pgshadow._learn_peer('files', gen_random_uuid(), 'forged')::text"); got != "false" {
+		t.Errorf("bob's _learn_peer on alice's target returned %s, want false", got)
+	}
+	err := runErr(t, f.asBob, "SELECT * FROM shadow_learn_peer('files')")
+	assertError(t, err, f.bob+": shadow_learn_peer('files')", "42501", `target "files"`)
+	if after := peer(); after != before {
+		t.Errorf("bob changed what alice's target 'files' reaches: %q -> %q", before, after)
+	}
+	if got := text(t, f.asAlice, "SELECT pgshadow._learn_peer('files', '00000000-0000-0000-0000-000000000001', 'n1')::text"); got != "true" {
+		t.Errorf("alice's _learn_peer on her own target returned %s, want true", got)
+	}
 }
 
 func TestEverySecurityDefinerHelperIsCoveredByAPrivilegeTest(t *testing.T) {

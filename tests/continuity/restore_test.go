@@ -157,6 +157,7 @@ func TestTemplateCopy(t *testing.T) {
 	e := newEnv(t, old)
 	e.setup(t)
 	pendingWrites(t, e.Src, 100, "before the copy")
+	nodeID := e.Src.QueryString(t, "SELECT id::text FROM pgshadow.node")
 	e.Src.Pool.Close()
 	copyName := e.Src.Name + "_copy"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -183,6 +184,10 @@ func TestTemplateCopy(t *testing.T) {
 	e.Src = adopt(t, old, copyName)
 	pendingWrites(t, e.Src, 200, "after the copy")
 	afterMove(t, e, "copied or renamed")
+	// the copy may run beside its original: as a mesh node it is another one
+	if got := e.Src.QueryString(t, "SELECT id::text FROM pgshadow.node"); got == nodeID {
+		t.Errorf("the copy kept its original's node id %s after its re-baseline, want a new one", got)
+	}
 }
 
 // A physical standby promoted to primary keeps the xid history: nothing is
