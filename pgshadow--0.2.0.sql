@@ -4483,8 +4483,9 @@ CREATE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p_keys text[
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n bigint;
-    v   record;
+    v_n      bigint;
+    v        record;
+    v_detail text;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
     v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[])',
@@ -4493,8 +4494,12 @@ BEGIN
                    (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
+    -- the peer's DETAIL says why (a mapping role that does not own the
+    -- table); it goes into the message, which is what an export reports
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        || CASE WHEN v_detail <> '' THEN ' (' || v_detail || ')' ELSE '' END
         USING ERRCODE = SQLSTATE;
 END
 $$;

@@ -379,3 +379,69 @@ func TestPrivilegesEachGrantIsNeeded(t *testing.T) {
 		s.same(t, "forders")
 	}
 }
+
+// Bidirectional: the role a peer's user mapping logs in as must own the
+// table there (pgshadow.apply honours pgshadow.origin, and keeps versions
+// and conflicts, only for the table's owner); SELECT, INSERT and DELETE are
+// not enough, and the refusal names the table and the target.
+func TestPrivilegesPeerMappingOwnsTheTable(t *testing.T) {
+	t.Parallel()
+	a := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
+	b := pgtest.NewDBWithExtension(t, pgtest.Server("target"))
+	alice := pgtest.NewRole(t, a, "alice", "")
+	bob := pgtest.NewRole(t, b, "bob", "")
+	carol := pgtest.NewRole(t, b, "carol", "")
+	// node names are the database names (pgshadow.node_name's default), and
+	// each target is named after the peer it points at
+	for _, l := range []struct {
+		from, to  *pgtest.DB
+		owner, as string
+	}{{a, b, alice, bob}, {b, a, bob, alice}} {
+		l.from.Exec(t, fmt.Sprintf(`
+			CREATE TABLE items (id int PRIMARY KEY, v text);
+			ALTER TABLE items OWNER TO %[1]s;
+			CREATE SERVER peer FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %[2]s, port %[3]s, dbname %[4]s);
+			GRANT USAGE ON FOREIGN SERVER peer TO %[1]s;
+			CREATE USER MAPPING FOR %[1]s SERVER peer OPTIONS (user %[5]s, password %[6]s)`,
+			ident(l.owner), lit(l.to.Server.Host), lit(fmt.Sprint(l.to.Server.Port)), lit(l.to.Name),
+			lit(l.as), lit(pgtest.RolePassword)))
+		owner := l.owner
+		from := l.from
+		t.Cleanup(func() { _ = from.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(owner) + " SERVER peer") })
+	}
+	b.Exec(t, "GRANT SELECT, INSERT, DELETE ON items TO "+ident(carol))
+	asAlice := a.ConnAs(t, alice, pgtest.RolePassword)
+	asBob := b.ConnAs(t, bob, pgtest.RolePassword)
+	for _, n := range []struct {
+		c    *pgx.Conn
+		peer string
+	}{{asAlice, b.Name}, {asBob, a.Name}} {
+		run(t, n.c, "SELECT shadow_add_target($1, 'peer')", n.peer)
+		run(t, n.c, "SELECT shadow_track('items')")
+		run(t, n.c, "SELECT shadow_subscribe($1, 'items', initial_copy => false, on_conflict => 'latest')", n.peer)
+	}
+	exchange := func() {
+		run(t, asAlice, "SELECT * FROM shadow_export($1)", b.Name)
+		run(t, asBob, "SELECT * FROM shadow_export($1)", a.Name)
+	}
+	run(t, asAlice, "INSERT INTO items SELECT g, 'a' || g FROM generate_series(1, 10) g")
+	run(t, asBob, "INSERT INTO items SELECT g, 'b' || g FROM generate_series(11, 20) g")
+	exchange()
+	run(t, asAlice, "UPDATE items SET v = 'a-upd' WHERE id IN (2, 12); DELETE FROM items WHERE id IN (3, 13)")
+	run(t, asBob, "UPDATE items SET v = 'b-upd' WHERE id IN (5, 15)")
+	exchange()
+	exchange()
+	pgtest.AssertSameRows(t, a, "items", b, "items")
+	if n := a.QueryInt(t, "SELECT count(*) FROM items"); n != 18 {
+		t.Fatalf("items: %d rows, want 18", n)
+	}
+
+	// alice's mapping logs in as carol, who may write items on b but does not own it
+	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", ident(alice), lit(carol)))
+	run(t, asAlice, "UPDATE items SET v = 'via carol' WHERE id = 1")
+	wantDenied(t, "peer apply by a non-owner", runErr(t, asAlice, "SELECT * FROM shadow_export($1)", b.Name),
+		"table public.items", fmt.Sprintf("target %q", b.Name), "not the owner")
+	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", ident(alice), lit(bob)))
+	exchange()
+	pgtest.AssertSameRows(t, a, "items", b, "items")
+}
