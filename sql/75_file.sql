@@ -26,7 +26,7 @@ BEGIN
     PERFORM pgshadow._gc();
     -- only the subscriptions the caller acts for (see shadow_export)
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 WHERE s.target = p_target AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         v_sub := pgshadow._lock_subscription(v_id);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
@@ -78,6 +78,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._purge(s.tbl) FROM pgshadow.subscription s
       WHERE s.target = p_target
-        AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE');
+        AND (pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE')
+             OR pgshadow._export_granted(pgshadow._caller(), s.tbl));
 END
 $$;

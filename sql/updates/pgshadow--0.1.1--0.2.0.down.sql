@@ -37,6 +37,8 @@ BEGIN
 END
 $$;
 DROP TABLE pgshadow.history;
+DROP FUNCTION shadow_grant_export(regclass, regrole), shadow_revoke_export(regclass, regrole);
+DROP TABLE pgshadow.export_grant;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;
