@@ -3075,11 +3075,22 @@ BEGIN
     RETURN coalesce(v_found AND v_user = p_login, false);
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._check_grantee_reads_all(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pgshadow._acts_for(pgshadow._caller(), p_tbl) AND row_security_active(p_tbl) THEN
+        RAISE EXCEPTION 'pgshadow: role % may not export %: row security hides rows of it from the role', pgshadow._caller(), p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An export must read every row; export as the table''s owner, or exempt the role from the table''s policies.';
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._check_export_login(p_sub pgshadow.subscription) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_login name;
 BEGIN
+    PERFORM pgshadow._check_grantee_reads_all(p_sub.tbl);
     v_login := pgshadow._remote_value('pgshadow', p_sub.target, 'SELECT session_user::text');
     IF NOT pgshadow._owner_logs_in_as(p_sub.id, v_login) THEN
         RAISE EXCEPTION 'pgshadow: role % may export % to target "%" only as the target role its owner''s user mapping names; its own logs in as %',
@@ -3117,6 +3128,7 @@ BEGIN
                  WHERE s.target = p_target AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         v_sub := pgshadow._lock_subscription(v_id);
+        PERFORM pgshadow._check_grantee_reads_all(v_sub.tbl);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;

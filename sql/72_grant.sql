@@ -89,6 +89,20 @@ BEGIN
 END
 $$;
 
+-- For an export by a role the owner granted exports: it reads the table with
+-- its own rights, so row policies that hide rows from it would turn them
+-- into deletes on the target. Refused instead.
+CREATE FUNCTION pgshadow._check_grantee_reads_all(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pgshadow._acts_for(pgshadow._caller(), p_tbl) AND row_security_active(p_tbl) THEN
+        RAISE EXCEPTION 'pgshadow: role % may not export %: row security hides rows of it from the role', pgshadow._caller(), p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An export must read every row; export as the table''s owner, or exempt the role from the table''s policies.';
+    END IF;
+END
+$$;
+
 -- For an export by a role the owner granted exports: the target connection
 -- (the caller's own user mapping) must log in as the target role the
 -- owner's user mapping names, so the batches are applied with exactly the
@@ -98,6 +112,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_login name;
 BEGIN
+    PERFORM pgshadow._check_grantee_reads_all(p_sub.tbl);
     v_login := pgshadow._remote_value('pgshadow', p_sub.target, 'SELECT session_user::text');
     IF NOT pgshadow._owner_logs_in_as(p_sub.id, v_login) THEN
         RAISE EXCEPTION 'pgshadow: role % may export % to target "%" only as the target role its owner''s user mapping names; its own logs in as %',

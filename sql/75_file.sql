@@ -29,6 +29,7 @@ BEGIN
                  WHERE s.target = p_target AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         v_sub := pgshadow._lock_subscription(v_id);
+        PERFORM pgshadow._check_grantee_reads_all(v_sub.tbl);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;

@@ -37,6 +37,13 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 	assertError(t, runErr(t, s.asAlice, "SELECT shadow_grant_export('payroll', $1)", cron),
 		"grant to a role without SELECT", "42501", "may not SELECT", "payroll")
 	run(t, s.asAlice, "SELECT shadow_grant_export('orders', $1)", cron)
+	// the grants are not everyone's to list: a role asks only about itself
+	if n := count(t, s.asOlga, "SELECT count(*) FROM pgshadow.export_grant"); n != 0 {
+		t.Fatalf("olga sees %d export grants of a table she may not SELECT", n)
+	}
+	if n := count(t, s.asOlga, "SELECT count(*) WHERE pgshadow._export_granted($1, 'orders')", cron); n != 0 {
+		t.Fatalf("olga learns of cron's grant")
+	}
 
 	// the scheduler ships orders, not payroll
 	run(t, s.asAlice, "INSERT INTO orders VALUES (1, 'a'), (2, 'b'); INSERT INTO payroll VALUES (1, 'salary')")
@@ -93,6 +100,16 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 		t.Fatalf("orders 2 on the target is %q after the refused export, want b", got)
 	}
 	s.Src.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER tgt OPTIONS (SET user %s)", ident(cron), lit(s.tw)))
+
+	// row policies that hide rows from cron: refused, not shipped as deletes
+	s.Src.Exec(t, fmt.Sprintf(`ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+		CREATE POLICY cron_sees_some ON orders FOR SELECT TO %s USING (id = 1)`, ident(cron)))
+	assertError(t, runErr(t, asCron, "SELECT * FROM shadow_export('replica')"), "export through row policies",
+		"42501", "row security", "orders")
+	if got := s.Dst.QueryString(t, "SELECT v FROM orders WHERE id = 2"); got != "b" {
+		t.Fatalf("orders 2 on the target is %q after the refused export, want b", got)
+	}
+	s.Src.Exec(t, "DROP POLICY cron_sees_some ON orders; ALTER TABLE orders DISABLE ROW LEVEL SECURITY")
 
 	// revoked: cron ships nothing and its shadow access goes
 	run(t, s.asAlice, "SELECT shadow_revoke_export('orders', $1)", cron)
