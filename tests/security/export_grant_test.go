@@ -7,9 +7,12 @@
 package security
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/pgshadow/pgshadow/filemode"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -71,6 +74,25 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 	run(t, asCron, "CALL shadow_run()")
 	run(t, asCron, "SELECT * FROM shadow_export('replica')")
 	pgtest.AssertSameRows(t, s.Src, "orders", s.Dst, "orders")
+
+	// file mode too: pgshadow export as cron writes the granted table only
+	run(t, s.asAlice, "SELECT shadow_add_target('offsite', NULL)")
+	run(t, s.asAlice, "SELECT shadow_subscribe('offsite', 'orders')")
+	run(t, s.asAlice, "SELECT shadow_subscribe('offsite', 'payroll')")
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := filemode.Export(c, asCron, filemode.ExportOptions{Target: "offsite", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("pgshadow export as cron: %s", pgtest.Describe(err))
+	}
+	if res.Manifest == nil || len(res.Manifest.Tables) != 1 || res.Manifest.Tables[0].SourceTable != "public.orders" ||
+		res.Manifest.Tables[0].Rows != 2 {
+		t.Fatalf("cron's file export wrote %+v, want the 2 rows of public.orders only", res.Manifest)
+	}
+	if got := s.Src.QueryStrings(t, `SELECT tbl::text || ' ' || batch_no FROM pgshadow.subscription
+		WHERE target = 'offsite' ORDER BY tbl::text`); fmt.Sprint(got) != "[orders 1 payroll 0]" {
+		t.Fatalf("offsite batches after cron's file export: %v, want orders 1, payroll 0", got)
+	}
 
 	// nothing but exporting
 	for _, sql := range []string{
