@@ -51,7 +51,7 @@ CREATE INDEX ON pgshadow.subscription (tbl);
 -- table (shadow_grant_export): a scheduler that must not be able to drop it.
 CREATE TABLE pgshadow.export_grant (
     tbl         regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
-    grantee     oid NOT NULL,                  -- the role (pg_authid.oid); forgotten when the role is dropped
+    grantee     regrole NOT NULL,              -- regrole so pg_dump/restore re-resolves the name; forgotten when the role is dropped
     granted_by  name NOT NULL,
     granted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tbl, grantee)
