@@ -30,6 +30,20 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
+-- Roles a table's owner lets export its subscriptions without owning the
+-- table (shadow_grant_export): a scheduler that must not be able to drop it.
+CREATE TABLE pgshadow.export_grant (
+    tbl         regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,              -- regrole so pg_dump/restore re-resolves the name; forgotten when the role is dropped
+    granted_by  name NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tbl, grantee)
+);
+GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
+ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
 -- before this upgrade, so its first check re-baselines (ships every held key
@@ -281,6 +295,25 @@ BEGIN
                   HINT = format('SET ROLE %I first, or GRANT %I TO %I.',
                                 (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl),
                                 (SELECT c.relowner::regrole::name FROM pg_class c WHERE c.oid = p_tbl), p_who);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._export_granted(p_who name, p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_who = pgshadow._caller()
+       AND coalesce(has_table_privilege(p_who, p_tbl, 'SELECT'), false)
+       AND EXISTS (SELECT FROM pgshadow.export_grant g JOIN pg_roles r ON r.oid = g.grantee
+                    WHERE g.tbl = p_tbl AND r.rolname = p_who)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._may_export(p_who name, p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._acts_for(p_who, p_tbl) OR pgshadow._export_granted(p_who, p_tbl)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._check_may_export(p_tbl regclass, p_who name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pgshadow._export_granted(p_who, p_tbl) THEN
+        PERFORM pgshadow._check_acts_for(p_tbl, p_who);
     END IF;
 END
 $$;
@@ -1743,6 +1776,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.tbl::oid);
+    -- export grants of dropped roles, before a new role could get the oid
+    DELETE FROM pgshadow.export_grant g WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.grantee);
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._track(tbl regclass) RETURNS regclass
@@ -2682,12 +2717,18 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
     -- the table may have changed owner since it was tracked
     SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
       FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
     IF NOT has_table_privilege(v_owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
         EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_owner);
+    END IF;
+    -- a role the owner granted exports reads the changed keys with its own
+    -- rights (it may SELECT the table); shadow_revoke_export takes this back
+    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl)
+       AND NOT has_table_privilege(pgshadow._caller(), format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, pgshadow._caller());
     END IF;
     RETURN v_sub;
 END
@@ -2699,7 +2740,7 @@ DECLARE
     v_tbl regclass;
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_tbl, pgshadow._caller());
     -- A watermark is a snapshot of this server's past: one ahead of its
     -- transaction counter would make the next export re-baseline every
     -- subscription of every role (pgshadow._history_break).
@@ -2725,7 +2766,7 @@ DECLARE
     v_sub pgshadow.subscription;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
     IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
         RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
             p_id, v_sub.tbl, p_columns
@@ -2740,7 +2781,7 @@ BEGIN
     UPDATE pgshadow.subscription s
        SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
      WHERE s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
@@ -2754,7 +2795,9 @@ DECLARE
     v_round  integer;
     v_limit  interval := pgshadow._duration('pgshadow.max_backlog_age', '0');
 BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    IF NOT pgshadow._export_granted(pgshadow._caller(), p_tbl) THEN
+        PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN;
     END IF;
@@ -3021,6 +3064,9 @@ BEGIN
     tbl := v_sub.tbl;
     dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
+        PERFORM pgshadow._check_export_login(v_sub);
+    END IF;
     -- columns added or dropped since the last export (a new one the target
     -- lacks stops the table here, its changes pending)
     v_sub := pgshadow._current_columns(v_sub, true);
@@ -3124,7 +3170,7 @@ BEGIN
     -- role with nothing to ship does not even connect)
     v_ids := ARRAY(SELECT s.id FROM pgshadow.subscription s
                     WHERE s.target = shadow_export.target AND s.mode <> 'sync'
-                      AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                     ORDER BY s.id);
     IF cardinality(v_ids) = 0 THEN
         IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
@@ -3196,6 +3242,8 @@ DECLARE
     v_snap pg_snapshot;
     v_r    record;
 BEGIN
+    -- not for a role that may only export (shadow_grant_export)
+    PERFORM pgshadow._check_acts_for(tbl, pgshadow._caller());
     v_sub := pgshadow._lock_subscription(v_sub.id);
     -- taken before the copy reads: changes committed after it ship again later
     v_snap := pgshadow._snapshot();
@@ -3229,6 +3277,108 @@ BEGIN
 END
 $$;
 
+-- code of: sql/72_grant.sql
+CREATE OR REPLACE FUNCTION pgshadow._grant_export(p_tbl regclass, p_grantee regrole, p_on boolean) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := pgshadow._caller();
+    v_shadow name;
+    v_found  boolean;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    SELECT t.shadow INTO v_shadow FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: % is not tracked', p_tbl USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p_grantee IS NULL OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p_grantee) THEN
+        RAISE EXCEPTION 'pgshadow: role % does not exist', p_grantee USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT p_on THEN
+        DELETE FROM pgshadow.export_grant g WHERE g.tbl = p_tbl AND g.grantee = p_grantee;
+        v_found := FOUND;
+        -- the shadow table was granted at its first export; a role that acts
+        -- for the table keeps what owning it gives
+        IF NOT pgshadow._acts_for((SELECT r.rolname FROM pg_roles r WHERE r.oid = p_grantee), p_tbl) THEN
+            EXECUTE format('REVOKE SELECT ON pgshadow.%I FROM %s', v_shadow, p_grantee);
+        END IF;
+        RETURN v_found;
+    END IF;
+    -- an export reads the rows with the exporter's own rights: all of them,
+    -- or it would ship deletes for the rows its row policies hide
+    IF NOT has_table_privilege(p_grantee, p_tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'pgshadow: role % may not SELECT %, so it cannot export it', p_grantee, p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT ON %s TO %s first.', p_tbl, p_grantee);
+    END IF;
+    INSERT INTO pgshadow.export_grant (tbl, grantee, granted_by) VALUES (p_tbl, p_grantee, v_caller)
+        ON CONFLICT (tbl, grantee) DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+CREATE OR REPLACE FUNCTION shadow_grant_export(tbl regclass, grantee regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._grant_export(tbl, grantee, true)
+$$;
+COMMENT ON FUNCTION shadow_grant_export(regclass, regrole) IS
+    'pgshadow: let a role export (and see the status of) a table''s subscriptions without owning the table';
+CREATE OR REPLACE FUNCTION shadow_revoke_export(tbl regclass, grantee regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._grant_export(tbl, grantee, false)
+$$;
+COMMENT ON FUNCTION shadow_revoke_export(regclass, regrole) IS
+    'pgshadow: take back shadow_grant_export; returns false if the role had no such grant';
+CREATE OR REPLACE FUNCTION pgshadow._owner_logs_in_as(p_id bigint, p_login name) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub   pgshadow.subscription;
+    v_user  text;
+    v_found boolean;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription s WHERE s.id = p_id;
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
+    BEGIN
+        SELECT true, (SELECT substr(o, 6) FROM unnest(m.umoptions) o WHERE o LIKE 'user=%')
+          INTO v_found, v_user
+          FROM pgshadow.target t
+          JOIN pg_foreign_server fs ON fs.srvname = t.server
+          JOIN pg_class c ON c.oid = v_sub.tbl
+          JOIN pg_user_mapping m ON m.umserver = fs.oid AND m.umuser IN (c.relowner, 0)
+         WHERE t.name = v_sub.target
+         ORDER BY m.umuser = 0
+         LIMIT 1;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'pgshadow: export grants need pgshadow installed by a superuser (it reads the table owner''s user mapping)'
+            USING ERRCODE = 'insufficient_privilege';
+    END;
+    RETURN coalesce(v_found AND v_user = p_login, false);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._check_grantee_reads_all(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pgshadow._acts_for(pgshadow._caller(), p_tbl) AND row_security_active(p_tbl) THEN
+        RAISE EXCEPTION 'pgshadow: role % may not export %: row security hides rows of it from the role', pgshadow._caller(), p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An export must read every row; export as the table''s owner, or exempt the role from the table''s policies.';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._check_export_login(p_sub pgshadow.subscription) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_login name;
+BEGIN
+    PERFORM pgshadow._check_grantee_reads_all(p_sub.tbl);
+    v_login := pgshadow._remote_value('pgshadow', p_sub.target, 'SELECT session_user::text');
+    IF NOT pgshadow._owner_logs_in_as(p_sub.id, v_login) THEN
+        RAISE EXCEPTION 'pgshadow: role % may export % to target "%" only as the target role its owner''s user mapping names; its own logs in as %',
+            pgshadow._caller(), p_sub.tbl, p_sub.target, v_login
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Give the exporting role a user mapping for the same target user as the table owner''s (with its password).';
+    END IF;
+END
+$$;
+
 -- code of: sql/75_file.sql
 CREATE OR REPLACE FUNCTION pgshadow.file_batches(p_target text)
 RETURNS TABLE (sub_id bigint, tbl regclass, dest_schema name, dest_table name,
@@ -3253,12 +3403,13 @@ BEGIN
     PERFORM pgshadow._gc();
     -- only the subscriptions the caller acts for (see shadow_export)
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 WHERE s.target = p_target AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         -- an all-columns subscription's files carry the table's columns as
         -- they are now (the import applies them to the target, or fails there
         -- naming a column the target lacks)
         v_sub := pgshadow._current_columns(pgshadow._lock_subscription(v_id), false);
+        PERFORM pgshadow._check_grantee_reads_all(v_sub.tbl);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;
@@ -3299,7 +3450,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._purge(s.tbl) FROM pgshadow.subscription s
       WHERE s.target = p_target
-        AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE');
+        AND (pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE')
+             OR pgshadow._export_granted(pgshadow._caller(), s.tbl));
 END
 $$;
 
@@ -3373,7 +3525,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
     VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
@@ -3414,7 +3566,7 @@ BEGIN
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                  WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
                    AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
-                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                   AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
                                          coalesce(record_failure.message, 'pgshadow: unknown failure'));
@@ -3428,7 +3580,7 @@ COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
 CREATE OR REPLACE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     DELETE FROM pgshadow.error WHERE sub_id = p_id;
 END
 $$;
@@ -3440,7 +3592,7 @@ BEGIN
     UPDATE pgshadow.error e SET next_retry = clock_timestamp()
       FROM pgshadow.subscription s
      WHERE s.id = e.sub_id AND s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -3453,7 +3605,7 @@ DECLARE
     v boolean;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    IF NOT FOUND OR NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
+    IF NOT FOUND OR NOT pgshadow._may_export(pgshadow._caller(), v_sub.tbl) THEN
         RETURN NULL;
     ELSIF v_sub.needs_copy THEN
         RETURN true;  -- the initial copy is still to be made
@@ -3472,7 +3624,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       LEFT JOIN pgshadow.error e ON e.sub_id = s.id
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
      ORDER BY s.target, s.id
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._run_one(p_id bigint, p_batch_size integer) RETURNS void
@@ -3844,11 +3996,19 @@ BEGIN
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
                         format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
-            v_rows := pgshadow._remote_value('pgshadow', target,
-                          format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
-                                 pgshadow._hash_sql(v_sub.columns, v_types,
-                                     format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
-                                     pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            BEGIN
+                v_rows := pgshadow._remote_value('pgshadow', target,
+                              format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
+                                     pgshadow._hash_sql(v_sub.columns, v_types,
+                                         format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
+                                         pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            EXCEPTION WHEN OTHERS THEN
+                -- the target's own error ("permission denied for table x")
+                -- names neither the target nor the source table
+                RAISE EXCEPTION 'pgshadow: comparing % with %.% on target "%" failed: %',
+                    v_sub.tbl, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), target, SQLERRM
+                    USING ERRCODE = SQLSTATE;
+            END;
             target_rows := v_rows[1]::bigint;
             v_rh := v_rows[2];
             CONTINUE WHEN source_rows = target_rows AND v_lh = v_rh;
@@ -4152,8 +4312,9 @@ CREATE OR REPLACE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n bigint;
-    v   record;
+    v_n      bigint;
+    v        record;
+    v_detail text;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
     -- a peer with node ids is told which node this is (a peer before 0.2.0
@@ -4165,8 +4326,12 @@ BEGIN
                    CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
+    -- the peer's DETAIL says why (a mapping role that does not own the
+    -- table); it goes into the message, which is what an export reports
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        || CASE WHEN v_detail <> '' THEN ' (' || v_detail || ')' ELSE '' END
         USING ERRCODE = SQLSTATE;
 END
 $$;

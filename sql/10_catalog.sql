@@ -74,6 +74,16 @@ CREATE TABLE pgshadow.subscription (
 );
 CREATE INDEX ON pgshadow.subscription (tbl);
 
+-- Roles a table's owner lets export its subscriptions without owning the
+-- table (shadow_grant_export): a scheduler that must not be able to drop it.
+CREATE TABLE pgshadow.export_grant (
+    tbl         regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,              -- regrole so pg_dump/restore re-resolves the name; forgotten when the role is dropped
+    granted_by  name NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tbl, grantee)
+);
+
 -- All writes go through pgshadow's functions. Tables and targets hold names
 -- only; anyone may read them. A subscription's row filter and last error can
 -- quote row data, so a role sees a subscription only if it may SELECT the
@@ -82,6 +92,10 @@ CREATE INDEX ON pgshadow.subscription (tbl);
 GRANT SELECT ON pgshadow.tracked, pgshadow.target, pgshadow.subscription, pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.subscription ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.subscription FOR SELECT
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
+ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
 
 -- Failure history: every recorded failure (pgshadow._record_failure) appends
@@ -115,4 +129,5 @@ SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
 SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
 -- #endif

@@ -64,6 +64,36 @@ BEGIN
 END
 $$;
 
+-- Whether the table's owner granted role p_who the right to export p_tbl
+-- (shadow_grant_export) and p_who may still SELECT the table. It answers only
+-- about the caller itself (the grants are not everyone's to list).
+CREATE FUNCTION pgshadow._export_granted(p_who name, p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_who = pgshadow._caller()
+       AND coalesce(has_table_privilege(p_who, p_tbl, 'SELECT'), false)
+       AND EXISTS (SELECT FROM pgshadow.export_grant g JOIN pg_roles r ON r.oid = g.grantee
+                    WHERE g.tbl = p_tbl AND r.rolname = p_who)
+$$;
+
+-- Whether role p_who may export the subscriptions of p_tbl (ship, purge,
+-- record the outcome): it acts for the table (_acts_for), or the owner
+-- granted it exports. Only export paths ask this; subscribing, resync, skip,
+-- compare and untracking still need _acts_for.
+CREATE FUNCTION pgshadow._may_export(p_who name, p_tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._acts_for(p_who, p_tbl) OR pgshadow._export_granted(p_who, p_tbl)
+$$;
+
+-- Raises unless p_who may export p_tbl (see _may_export).
+CREATE FUNCTION pgshadow._check_may_export(p_tbl regclass, p_who name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pgshadow._export_granted(p_who, p_tbl) THEN
+        PERFORM pgshadow._check_acts_for(p_tbl, p_who);
+    END IF;
+END
+$$;
+
 -- Whether this transaction holds a lock on p_tbl that keeps its writers
 -- waiting (SHARE or stronger: CREATE TRIGGER takes SHARE ROW EXCLUSIVE).
 CREATE FUNCTION pgshadow._blocks_writers(p_tbl regclass) RETURNS boolean

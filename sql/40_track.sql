@@ -319,6 +319,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.tbl::oid);
+    -- export grants of dropped roles, before a new role could get the oid
+    DELETE FROM pgshadow.export_grant g WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.grantee);
 END
 $$;
 

@@ -19,12 +19,18 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
     -- the table may have changed owner since it was tracked
     SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
       FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
     IF NOT has_table_privilege(v_owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
         EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_owner);
+    END IF;
+    -- a role the owner granted exports reads the changed keys with its own
+    -- rights (it may SELECT the table); shadow_revoke_export takes this back
+    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl)
+       AND NOT has_table_privilege(pgshadow._caller(), format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, pgshadow._caller());
     END IF;
     RETURN v_sub;
 END
@@ -38,7 +44,7 @@ DECLARE
     v_tbl regclass;
 BEGIN
     SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_tbl, pgshadow._caller());
     -- A watermark is a snapshot of this server's past: one ahead of its
     -- transaction counter would make the next export re-baseline every
     -- subscription of every role (pgshadow._history_break).
@@ -68,7 +74,7 @@ DECLARE
     v_sub pgshadow.subscription;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_acts_for(v_sub.tbl, pgshadow._caller());
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
     IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
         RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
             p_id, v_sub.tbl, p_columns
@@ -86,7 +92,7 @@ BEGIN
     UPDATE pgshadow.subscription s
        SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
      WHERE s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
 END
 $$;
 
@@ -118,7 +124,9 @@ DECLARE
     v_round  integer;
     v_limit  interval := pgshadow._duration('pgshadow.max_backlog_age', '0');
 BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    IF NOT pgshadow._export_granted(pgshadow._caller(), p_tbl) THEN
+        PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN;
     END IF;
@@ -416,6 +424,9 @@ BEGIN
     tbl := v_sub.tbl;
     dest := format('%I.%I', v_sub.dest_schema, v_sub.dest_table);
     batches := 0; keys := 0; upserts := 0; deletes := 0; truncated := false;
+    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
+        PERFORM pgshadow._check_export_login(v_sub);
+    END IF;
     -- columns added or dropped since the last export (a new one the target
     -- lacks stops the table here, its changes pending)
     v_sub := pgshadow._current_columns(v_sub, true);
@@ -526,7 +537,7 @@ BEGIN
     -- role with nothing to ship does not even connect)
     v_ids := ARRAY(SELECT s.id FROM pgshadow.subscription s
                     WHERE s.target = shadow_export.target AND s.mode <> 'sync'
-                      AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                     ORDER BY s.id);
     IF cardinality(v_ids) = 0 THEN
         IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
@@ -602,6 +613,8 @@ DECLARE
     v_snap pg_snapshot;
     v_r    record;
 BEGIN
+    -- not for a role that may only export (shadow_grant_export)
+    PERFORM pgshadow._check_acts_for(tbl, pgshadow._caller());
     v_sub := pgshadow._lock_subscription(v_sub.id);
     -- taken before the copy reads: changes committed after it ship again later
     v_snap := pgshadow._snapshot();

@@ -26,12 +26,13 @@ BEGIN
     PERFORM pgshadow._gc();
     -- only the subscriptions the caller acts for (see shadow_export)
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE s.target = p_target AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                 WHERE s.target = p_target AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         -- an all-columns subscription's files carry the table's columns as
         -- they are now (the import applies them to the target, or fails there
         -- naming a column the target lacks)
         v_sub := pgshadow._current_columns(pgshadow._lock_subscription(v_id), false);
+        PERFORM pgshadow._check_grantee_reads_all(v_sub.tbl);
         SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl;
         sub_id := v_id;
         tbl := v_sub.tbl;
@@ -81,6 +82,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._purge(s.tbl) FROM pgshadow.subscription s
       WHERE s.target = p_target
-        AND pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE');
+        AND (pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = s.tbl), 'USAGE')
+             OR pgshadow._export_granted(pgshadow._caller(), s.tbl));
 END
 $$;

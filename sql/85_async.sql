@@ -69,7 +69,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
     VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE
@@ -117,7 +117,7 @@ BEGIN
     FOR v_id IN SELECT s.id FROM pgshadow.subscription s
                  WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
                    AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
-                   AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+                   AND pgshadow._may_export(pgshadow._caller(), s.tbl)
                  ORDER BY s.id LOOP
         PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
                                          coalesce(record_failure.message, 'pgshadow: unknown failure'));
@@ -132,7 +132,7 @@ COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
 CREATE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
     DELETE FROM pgshadow.error WHERE sub_id = p_id;
 END
 $$;
@@ -146,7 +146,7 @@ BEGIN
     UPDATE pgshadow.error e SET next_retry = clock_timestamp()
       FROM pgshadow.subscription s
      WHERE s.id = e.sub_id AND s.target = p_target
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl);
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -161,7 +161,7 @@ DECLARE
     v boolean;
 BEGIN
     SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
-    IF NOT FOUND OR NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl) THEN
+    IF NOT FOUND OR NOT pgshadow._may_export(pgshadow._caller(), v_sub.tbl) THEN
         RETURN NULL;
     ELSIF v_sub.needs_copy THEN
         RETURN true;  -- the initial copy is still to be made
@@ -177,14 +177,14 @@ $$;
 
 -- The async subscriptions (of one target, or all) that are due: something
 -- pending or a failure whose retry time has come; only those the caller acts
--- for (pgshadow._acts_for), in order.
+-- may export (pgshadow._may_export), in order.
 CREATE FUNCTION pgshadow._run_due(p_target text) RETURNS SETOF bigint
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.id FROM pgshadow.subscription s
       LEFT JOIN pgshadow.error e ON e.sub_id = s.id
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
-       AND pgshadow._acts_for(pgshadow._caller(), s.tbl)
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
      ORDER BY s.target, s.id
 $$;
 

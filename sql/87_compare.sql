@@ -80,11 +80,19 @@ BEGIN
             EXECUTE pgshadow._hash_sql(v_sub.columns, v_types, format('%s t', tbl),
                         format('(%s) AND %s', pgshadow._filter_sql(tbl, v_sub.row_filter), pgshadow._range_sql(v_tr, 't.', v_lo, v_hi)))
                INTO source_rows, v_lh;
-            v_rows := pgshadow._remote_value('pgshadow', target,
-                          format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
-                                 pgshadow._hash_sql(v_sub.columns, v_types,
-                                     format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
-                                     pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            BEGIN
+                v_rows := pgshadow._remote_value('pgshadow', target,
+                              format('SELECT ARRAY[n::text, h] FROM (%s) x(n, h)',
+                                     pgshadow._hash_sql(v_sub.columns, v_types,
+                                         format('%I.%I t', v_sub.dest_schema, v_sub.dest_table),
+                                         pgshadow._range_sql(v_tr, 't.', v_lo, v_hi))))::text[];
+            EXCEPTION WHEN OTHERS THEN
+                -- the target's own error ("permission denied for table x")
+                -- names neither the target nor the source table
+                RAISE EXCEPTION 'pgshadow: comparing % with %.% on target "%" failed: %',
+                    v_sub.tbl, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), target, SQLERRM
+                    USING ERRCODE = SQLSTATE;
+            END;
             target_rows := v_rows[1]::bigint;
             v_rh := v_rows[2];
             CONTINUE WHEN source_rows = target_rows AND v_lh = v_rh;

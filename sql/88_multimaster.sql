@@ -361,8 +361,9 @@ CREATE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p_keys text[
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_n bigint;
-    v   record;
+    v_n      bigint;
+    v        record;
+    v_detail text;
 BEGIN
     v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
     -- a peer with node ids is told which node this is (a peer before 0.2.0
@@ -374,8 +375,12 @@ BEGIN
                    CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
+    -- the peer's DETAIL says why (a mapping role that does not own the
+    -- table); it goes into the message, which is what an export reports
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        || CASE WHEN v_detail <> '' THEN ' (' || v_detail || ')' ELSE '' END
         USING ERRCODE = SQLSTATE;
 END
 $$;

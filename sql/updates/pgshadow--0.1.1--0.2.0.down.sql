@@ -47,6 +47,8 @@ ALTER TABLE pgshadow.subscription DROP COLUMN all_columns;
 DROP FUNCTION shadow_learn_peer(text);
 DROP TABLE pgshadow.node;
 ALTER TABLE pgshadow.target DROP COLUMN peer_id, DROP COLUMN peer_node, DROP COLUMN peer_at;
+DROP FUNCTION shadow_grant_export(regclass, regrole), shadow_revoke_export(regclass, regrole);
+DROP TABLE pgshadow.export_grant;
 
 DROP POLICY readable ON pgshadow.subscription;
 ALTER TABLE pgshadow.subscription DISABLE ROW LEVEL SECURITY;

@@ -22,6 +22,23 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
+-- Roles a table's owner lets export its subscriptions without owning the
+-- table (shadow_grant_export): a scheduler that must not be able to drop it.
+CREATE TABLE pgshadow.export_grant (
+    tbl         regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
+    grantee     regrole NOT NULL,              -- regrole so pg_dump/restore re-resolves the name; forgotten when the role is dropped
+    granted_by  name NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tbl, grantee)
+);
+GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
+ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
+    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+-- #if extension
+SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
+-- #endif
+
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
 -- before this upgrade, so its first check re-baselines (ships every held key

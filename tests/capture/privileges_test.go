@@ -125,6 +125,8 @@ func ownerCheckedHelpers(id string) []helperCall {
 			'applied', now(), now(), '{}', '{}')`, "alice_orders"},
 		{"_versions", "SELECT pgshadow._versions('alice_orders')", "alice_orders"},
 		{"_peer_gate", "SELECT pgshadow._peer_gate('alice_orders', 'files')", "alice_orders"},
+		{"_grant_export", "SELECT pgshadow._grant_export('alice_orders', current_user::regrole, true)", "alice_orders"},
+		{"_owner_logs_in_as", "SELECT pgshadow._owner_logs_in_as(" + id + ", current_user)", "alice_orders"},
 	}
 }
 
@@ -151,6 +153,8 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"_history_break": "read-only: whether the watermarks belong to another xid history, public by design (shadow_status)",
 	"_check_history": "changes nothing on a continuous history; after a move it only makes more keys pending, never fewer " +
 		"(tests/continuity TestAnyoneMayCheckTheHistory)",
+	"_export_granted": "read-only: whether the caller itself holds an export grant (false when asked about another role; " +
+		"tests/security TestExportGrantLetsASchedulerExportOnlyThat)",
 	"_stamp": "EXECUTE revoked from PUBLIC: a fresh stamp would hide a move (tests/continuity TestAnyoneMayCheckTheHistory)",
 	"_learn_peer": "records what a target reaches only for a member of the target's owner " +
 		"(TestNonOwnerCannotRecordWhatATargetReaches)",
