@@ -53,6 +53,9 @@ func runExport(ctx context.Context, args []string) error {
 		return oneLine(fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", *target, err))
 	}
 	if push {
+		if *dir != "" {
+			return fmt.Errorf("target %q is a push target: it ships over its foreign server, drop -dir (which is for file targets)", *target)
+		}
 		return pushExport(ctx, conn, *dsn, *target, *timeout)
 	}
 	if *dir == "" {

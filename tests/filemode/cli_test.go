@@ -131,7 +131,7 @@ func TestCLIExportImportStatus(t *testing.T) {
 	cli(t, bin, pgEnv(e.Files), "import", "-dir", bad).wantFailure(t, "import of a damaged batch",
 		"pgshadow import: refused: public.t batch 2, file "+filepath.Base(rows[0])+": sha256")
 	cli(t, bin, nil, "export", "-d", src, "-target", "nope", "-dir", e.Dir).wantFailure(t, "export of an unknown target", `target "nope" does not exist`)
-	cli(t, bin, nil, "export", "-d", src, "-target", pushTarget, "-dir", e.Dir).wantFailure(t, "export of a push target", "shadow_export('push')")
+	cli(t, bin, nil, "export", "-d", src, "-target", pushTarget, "-dir", e.Dir).wantFailure(t, "export of a push target with -dir", "is a push target")
 	cli(t, bin, nil, "export", "-d", src, "-target", fileTarget).wantFailure(t, "export without -dir", "-dir")
 	cli(t, bin, nil, "status", "-d", "host=127.0.0.1 port=1 connect_timeout=5").wantFailure(t, "status against no server", "pgshadow status:")
 	cli(t, bin, nil, "import", "-d", src, "-dir", e.Dir).wantFailure(t, "import of a directory without manifest", "manifest.json")
