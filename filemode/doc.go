@@ -43,7 +43,9 @@
 //
 //   - applied if it is last+1 and starts at the snapshot the applied batch
 //     ended at (or is a full copy);
-//   - a no-op ("already applied") if it is the very batch applied last;
+//   - a no-op ("already applied") if it is the very batch applied last, or
+//     an older batch of the same subscription (the chain passed it, so the
+//     target holds everything it carries);
 //   - applied if it is a re-export of the last batch (same number and start,
 //     later end), since it supersedes it; refused if it is older;
 //   - refused otherwise (out of order), naming the table and the numbers.
