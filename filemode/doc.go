@@ -59,6 +59,16 @@
 // the table whatever was applied before, while any batch of an older
 // subscription, and an incremental batch of another one, is refused.
 //
+// # Inbox
+//
+// ImportInbox applies every batch directory of one directory: each round
+// reads the ledger and imports the first directory, in name order, that
+// continues the chain (the manifests decide, so renamed directories still
+// apply in order), skipping those applied already. When none continues it,
+// the run stops naming the missing batch; nothing that follows it is
+// applied. Pruning removes a directory only when the ledger shows every
+// table of it applied (its batch or a later one of its subscription).
+//
 // Import runs with pgshadow.origin set to the source's node name, so a target
 // that tracks the table itself does not capture the imported writes again.
 // Extra target columns take their defaults; key columns for the delete use
