@@ -43,7 +43,9 @@
 //
 //   - applied if it is last+1 and starts at the snapshot the applied batch
 //     ended at (or is a full copy);
-//   - a no-op ("already applied") if it is the very batch applied last;
+//   - a no-op ("already applied") if it is the very batch applied last, or
+//     an older batch of the same subscription (the chain passed it, so the
+//     target holds everything it carries);
 //   - applied if it is a re-export of the last batch (same number and start,
 //     later end), since it supersedes it; refused if it is older;
 //   - refused otherwise (out of order), naming the table and the numbers.
@@ -56,6 +58,16 @@
 // initial copy to repair: a full copy under a newer subscription replaces
 // the table whatever was applied before, while any batch of an older
 // subscription, and an incremental batch of another one, is refused.
+//
+// # Inbox
+//
+// ImportInbox applies every batch directory of one directory: each round
+// reads the ledger and imports the first directory, in name order, that
+// continues the chain (the manifests decide, so renamed directories still
+// apply in order), skipping those applied already. When none continues it,
+// the run stops naming the missing batch; nothing that follows it is
+// applied. Pruning removes a directory only when the ledger shows every
+// table of it applied (its batch or a later one of its subscription).
 //
 // Import runs with pgshadow.origin set to the source's node name, so a target
 // that tracks the table itself does not capture the imported writes again.

@@ -83,7 +83,7 @@ func TestDecide(t *testing.T) {
 		{"re-export superseding", prev, batch(7, 4, "100:110:", "125:140:", false), "m4b", Applied, ""},
 		{"stale export of the same batch", prev, batch(7, 4, "100:110:", "115:125:", false), "m4a", "", "does not supersede"},
 		{"skipping a batch", prev, batch(7, 6, "140:150:", "160:170:", false), "m6", "", "expected batch 5"},
-		{"older batch", prev, batch(7, 2, "50:60:", "70:80:", false), "m2", "", "batch 4 was applied already"},
+		{"older batch", prev, batch(7, 2, "50:60:", "70:80:", false), "m2", AlreadyApplied, ""},
 		{"new subscription's full copy", prev, batch(8, 1, "1:1:", "200:210:", true), "n1", Applied, ""},
 		{"new subscription incremental", prev, batch(8, 1, "1:1:", "200:210:", false), "n1", "", "fed by subscription 7"},
 		{"older subscription's full copy", prev, batch(6, 1, "1:1:", "90:95:", true), "o1", "", "older than subscription 7"},

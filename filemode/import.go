@@ -279,7 +279,11 @@ func decide(prev *applied, t Table, manifestSHA string) (outcome, refusal string
 		}
 		return "", fmt.Sprintf("batch %d was already applied from another export (%s) that this one does not supersede", prev.batchNo, prev.batchDir)
 	case t.BatchNo < prev.batchNo:
-		return "", fmt.Sprintf("out of order: batch %d was applied already (an older batch is never applied again)", prev.batchNo)
+		// The chain passed this batch number (this export of it, a
+		// re-export superseding it, or a full copy after it): the target
+		// already holds everything it carries, so there is nothing to do,
+		// exactly as for the last batch.
+		return AlreadyApplied, ""
 	default:
 		return "", fmt.Sprintf("out of order: the last batch applied is %d, expected batch %d", prev.batchNo, prev.batchNo+1)
 	}
