@@ -1687,13 +1687,17 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+-- p_partitioned: the function of a partitioned table, attached to every
+-- member of its partition tree (see docs/DESIGN.md, "Partitioned tables").
+CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_partitioned boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
     v_old   text := (SELECT string_agg(format('OLD.%I', c), ', ') FROM unnest(p_cols) c);
     v_ins   text;
     v_gen   text;
+    v_moves text := '';
+    v_trunc text := '';
 BEGIN
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
@@ -1713,9 +1717,44 @@ BEGIN
     -- subquery: planned once per session, run once per statement, and only
     -- when the statement has keys to append, with no query of its own.
     v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
+                    ' WHERE t.tbl OPERATOR(pg_catalog.=) %2$s AND t.shadow OPERATOR(pg_catalog.=) %1$L'
                     ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow,
+                    -- a partition's writes go to its root's shadow
+                    CASE WHEN p_partitioned THEN 'pg_catalog.pg_partition_root(TG_RELID)' ELSE 'TG_RELID' END);
+    IF p_partitioned THEN
+        -- A row moved to another partition by an UPDATE is deleted from one
+        -- partition and inserted into the other: no row UPDATE trigger (the
+        -- key trigger) fires for it, only the statement triggers of the table
+        -- the UPDATE names, whose OLD TABLE holds the moved rows' old keys.
+        -- Only partitioned members of the tree (a leaf cannot move rows) get
+        -- OLD TABLE, and the argument 'moves'; their old keys not among the
+        -- new ones are the moved (or otherwise re-keyed) rows.
+        v_moves := format(E'\n        IF TG_NARGS OPERATOR(pg_catalog.>) 0 THEN\n'
+                          '            %1$s SELECT %2$s, ''D'', %3$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp()'
+                          ' FROM (SELECT %2$s FROM pgshadow_old EXCEPT SELECT %2$s FROM pgshadow_new) pgshadow_moved;\n'
+                          '        END IF;', v_ins, v_list, v_gen);
+        -- TRUNCATE fires the BEFORE TRUNCATE triggers of every member of the
+        -- tree it empties, the named table's first. The root records 'T'
+        -- (the target is emptied); a leaf truncated by itself records its
+        -- keys as deleted (a query of its own: rare, and the leaf is known
+        -- only at run time), unless this transaction recorded 'T' already:
+        -- then the target is emptied and every row written since has its key
+        -- recorded. A partitioned member records nothing: its leaves fire.
+        v_trunc := format(E'IF pg_catalog.pg_partition_root(TG_RELID) OPERATOR(pg_catalog.<>) TG_RELID THEN\n'
+                          '            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID) OPERATOR(pg_catalog.=) ''r''\n'
+                          '               AND NOT EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_op OPERATOR(pg_catalog.=) ''T'''
+                          ' AND shadow_xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN\n'
+                          '                EXECUTE pg_catalog.format(%2$L, TG_RELID::pg_catalog.regclass) USING %3$s;\n'
+                          '            END IF;\n'
+                          '            RETURN NULL;\n'
+                          '        END IF;\n        ',
+                          p_shadow,
+                          -- run through format(): a % in a name is doubled
+                          replace(v_ins || format(' SELECT %s, ''D'', $1, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp()', v_list),
+                                  '%', '%%') || ' FROM %s',
+                          v_gen);
+    END IF;
     -- The body below is a template: %1$s .. %7$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
@@ -1739,19 +1778,19 @@ BEGIN
         INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
         VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%6$s
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        INSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        %8$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
         SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, v_moves, v_gen, v_trunc);
 END
 $fn$;
 
@@ -1794,6 +1833,65 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE i.indrelid = p_tbl AND i.indisprimary
 $$;
 
+-- The capture triggers p_rel needs, as the statements that drop an outdated
+-- one (of an earlier version or shape) and create a missing one. p_rel is a
+-- tracked table, or with p_partitioned a member of a tracked partitioned
+-- table's tree: statement triggers fire only on the table a statement names,
+-- so every member gets its own; the row-level key trigger is put on the root
+-- only, and PostgreSQL clones it to every partition, present and future.
+-- Partitioned members get OLD TABLE on UPDATE (rows moved between
+-- partitions, see pgshadow._capture_fn), and TRUNCATE is captured BEFORE:
+-- a truncated leaf records its keys while it still has them.
+CREATE FUNCTION pgshadow._trigger_plan(p_rel regclass, p_fn text, p_cols name[], p_partitioned boolean) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v      record;
+    v_kind "char" := (SELECT c.relkind FROM pg_class c WHERE c.oid = p_rel);
+    v_root boolean := NOT p_partitioned OR pg_partition_root(p_rel) = p_rel;
+BEGIN
+    FOR v IN
+        SELECT * FROM (VALUES
+            ('pgshadow_capture_key', 'AFTER', 'UPDATE', '', ''),
+            ('pgshadow_capture_ins', 'AFTER', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', ''),
+            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would
+            -- fill, but where rows can move between partitions
+            ('pgshadow_capture_upd', 'AFTER', 'UPDATE',
+             ' REFERENCING NEW TABLE AS pgshadow_new' || CASE WHEN v_kind = 'p' THEN ' OLD TABLE AS pgshadow_old' ELSE '' END,
+             CASE WHEN v_kind = 'p' THEN 'moves' ELSE '' END),
+            ('pgshadow_capture_del', 'AFTER', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', ''),
+            ('pgshadow_capture_trunc', CASE WHEN p_partitioned THEN 'BEFORE' ELSE 'AFTER' END, 'TRUNCATE', '', ''))
+            AS t(name, timing, event, referencing, arg)
+         WHERE t.name <> 'pgshadow_capture_key' OR v_root
+    LOOP
+        -- a trigger of an earlier version (the generic pgshadow.capture(), the
+        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
+        -- same transaction, so no write goes uncaptured
+        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = v.name
+                                                     AND g.tgfoid = to_regproc(p_fn)
+                                                     AND (v.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
+                                                     AND (g.tgtype & 2 = 2) = (v.timing = 'BEFORE')
+                                                     AND (g.tgoldtable IS NOT NULL) = (v.referencing LIKE '%OLD TABLE%')
+                                                     AND g.tgnargs = CASE WHEN v.arg = '' THEN 0 ELSE 1 END);
+        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = v.name) THEN
+            RETURN NEXT format('DROP TRIGGER %I ON %s', v.name, p_rel);
+        END IF;
+        IF v.name = 'pgshadow_capture_key' THEN
+            -- fires only for rows whose key changed, however (SET list, BEFORE
+            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
+            -- equality, resolved in pg_catalog
+            RETURN NEXT format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                               v.name, p_rel,
+                               (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(p_cols) c),
+                               p_fn);
+        ELSE
+            RETURN NEXT format('CREATE TRIGGER %I %s %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)',
+                               v.name, v.timing, v.event, p_rel, v.referencing, p_fn,
+                               CASE WHEN v.arg <> '' THEN quote_literal(v.arg) ELSE '' END);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Everything tracking p_tbl executes, in order (leaving out what exists
 -- already), after checking that it can be tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
 -- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
@@ -1812,6 +1910,8 @@ DECLARE
     v_fn        text;
     v_def       text;
     v_proc      record;
+    v_part      boolean;
+    v_member    regclass;
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner
@@ -1820,16 +1920,21 @@ BEGIN
      WHERE c.oid = p_tbl;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: table with oid % does not exist', p_tbl::oid USING ERRCODE = 'undefined_table';
-    ELSIF v_rel.relkind = 'p' THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables are not supported', p_tbl
+    ELSIF v_rel.relispartition THEN
+        -- rows written through its parent would fire the parent's statement
+        -- triggers, not its own
+        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition of %', p_tbl, pg_partition_root(p_tbl)
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Rows written to a partition directly do not fire the parent''s statement triggers; replicate plain tables.';
-    ELSIF v_rel.relkind <> 'r' THEN
+                  HINT = format('Track the partitioned table %s: that captures the writes to every partition.', pg_partition_root(p_tbl));
+    ELSIF v_rel.relkind = 'p' AND NOT EXISTS (SELECT FROM pg_event_trigger e
+                                               WHERE e.evtname IN ('pgshadow_partition_watch', 'pgshadow_drop_watch')
+                                                 AND e.evtenabled <> 'D' HAVING count(*) = 2) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables need pgshadow''s event triggers pgshadow_partition_watch and pgshadow_drop_watch, which are missing or disabled', p_tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'They capture partitions created, attached, detached or dropped later, and are installed only when a superuser installs pgshadow.';
+    ELSIF v_rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: not an ordinary table', p_tbl
             USING ERRCODE = 'wrong_object_type';
-    ELSIF v_rel.relispartition THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and rows written through its parent would not be captured', p_tbl
-            USING ERRCODE = 'feature_not_supported';
     ELSIF v_rel.relpersistence = 't' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: temporary tables are private to one session', p_tbl
             USING ERRCODE = 'wrong_object_type';
@@ -1838,6 +1943,7 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
 
+    v_part := v_rel.relkind = 'p';
     SELECT k.cols, k.types INTO v_cols, v_types FROM pgshadow._key(p_tbl) k;
     IF v_cols IS NULL THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: it has no primary key', p_tbl
@@ -1951,7 +2057,7 @@ BEGIN
     -- replaced by pgshadow's owner and handed to the table's owner: it runs
     -- with her rights, and writers need none on the shadow table.
     v_fn := pgshadow._capture_fn_name(v_shadow);
-    v_def := pgshadow._capture_fn(v_shadow, v_cols);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols, v_part);
     SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
       FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
     -- rerun only when the body differs: CREATE OR REPLACE would need the
@@ -1975,41 +2081,16 @@ BEGIN
     END IF;
 
     kind := 'trigger';
-    FOR v_rel IN
-        SELECT * FROM (VALUES
-            ('pgshadow_capture_key', 'UPDATE', '', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
-            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would fill
-            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '', 'pgshadow.' || quote_ident(v_fn))) AS t(name, event, referencing, fn)
+    -- a partitioned table: every member of its tree, the root first
+    FOR v_member IN
+        SELECT p_tbl WHERE NOT v_part
+        UNION ALL
+        (SELECT t.relid FROM pg_partition_tree(p_tbl) t WHERE v_part ORDER BY t.level, t.relid::oid)
     LOOP
-        -- a trigger of an earlier version (the generic pgshadow.capture(), the
-        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
-        -- same transaction, so no write goes uncaptured
-        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name
-                                                     AND g.tgfoid = to_regproc(v_rel.fn)
-                                                     AND (v_rel.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
-                                                     AND (v_rel.name <> 'pgshadow_capture_upd' OR g.tgoldtable IS NULL));
-        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name) THEN
+        FOR sql IN SELECT pgshadow._trigger_plan(v_member, 'pgshadow.' || quote_ident(v_fn), v_cols, v_part) LOOP
             step := step + 1;
-            sql := format('DROP TRIGGER %I ON %s', v_rel.name, p_tbl);
             RETURN NEXT;
-        END IF;
-        step := step + 1;
-        IF v_rel.name = 'pgshadow_capture_key' THEN
-            -- fires only for rows whose key changed, however (SET list, BEFORE
-            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
-            -- equality, resolved in pg_catalog
-            sql := format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
-                          v_rel.name, p_tbl,
-                          (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(v_cols) c),
-                          v_rel.fn);
-        ELSE
-            sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
-                          v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
-        END IF;
-        RETURN NEXT;
+        END LOOP;
     END LOOP;
 END
 $$;
@@ -2150,12 +2231,23 @@ CREATE FUNCTION shadow_untrack(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name text;
+    v_rel  regclass;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     -- refuse first, so a refused untrack leaves the triggers in place
     IF EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_untrack.tbl) THEN
         PERFORM pgshadow._drop_shadow(tbl);
     END IF;
+    -- every member of a partitioned table's tree, the root last: the key
+    -- trigger's clones on partitions go with the root's
+    FOR v_rel IN
+        SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.level > 0 ORDER BY t.level DESC
+    LOOP
+        FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
+                                      'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, v_rel);
+        END LOOP;
+    END LOOP;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
@@ -2173,14 +2265,132 @@ COMMENT ON FUNCTION shadow_untrack(regclass) IS
 -- the next time a table is tracked or exported.
 CREATE FUNCTION pgshadow._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_part text;
 BEGIN
     -- DROP EXTENSION drops the catalog in the same command
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
+    -- A dropped partition of a tracked table (a table carrying capture
+    -- triggers that is not tracked itself): its rows are gone by now, so
+    -- their keys cannot be recorded, and the targets would keep them. The
+    -- drop is refused, unless a tracked table goes in the same command
+    -- (dropping a whole partitioned table with its partitions).
+    SELECT string_agg(DISTINCT format('%I.%I', d.address_names[1], d.address_names[2]), ', ') INTO v_part
+      FROM pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'trigger' AND d.address_names[3] = 'pgshadow_capture_ins'
+       AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                      AND o.address_names[1] = d.address_names[1] AND o.address_names[2] = d.address_names[2]
+                      AND NOT EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl::oid = o.objid));
+    IF v_part IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pgshadow.tracked t JOIN pg_event_trigger_dropped_objects() o
+              ON o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.objid = t.tbl::oid) THEN
+        RAISE EXCEPTION 'pgshadow: cannot drop %: a partition of a tracked table, whose rows would stay on its targets', v_part
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'ALTER TABLE ... DETACH PARTITION it first (its rows are then deleted on the targets by the next export), then drop it.';
+    END IF;
     PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
       JOIN pg_event_trigger_dropped_objects() d
         ON d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
+END
+$$;
+
+-- Records the keys of every row of p_rel (a leaf of p_tracked's tree, or
+-- one detached from it) in p_tracked's shadow as changed (op 'U': the rows
+-- came into the table) or deleted ('D': they left it). Called by the
+-- partition watch only. Key columns are copied into columns of the same
+-- types (a partition has its parent's), so nothing of the table's owner
+-- (no cast, domain check or operator) runs.
+CREATE FUNCTION pgshadow._record_rows(p_tracked pgshadow.tracked, p_rel regclass, p_op text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_list text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tracked.key_cols) c);
+BEGIN
+    EXECUTE format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)'
+                   ' SELECT %s, %L, $1, pg_current_xact_id(), statement_timestamp() FROM ONLY %s',
+                   p_tracked.shadow, v_list, v_list, p_op, p_rel)
+        USING p_tracked.gen;
+    IF p_tracked.notify THEN
+        PERFORM pg_notify('pgshadow', '');
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._record_rows(pgshadow.tracked, regclass, text) FROM PUBLIC;
+
+-- Keeps the capture of tracked partitioned tables whole as their trees
+-- change, in the transaction that changes them (see docs/DESIGN.md,
+-- "Partitioned tables"). A partition created or attached gets its capture
+-- triggers (statement triggers are not inherited), and the rows an attached
+-- one brings are recorded as changed; one detached loses them, and its rows
+-- are recorded as deleted. A tracked table may not become a partition (the
+-- writes through its new parent would not be captured). Installed, like the
+-- drop watch, only by a superuser; without it partitioned tables cannot be
+-- tracked.
+CREATE FUNCTION pgshadow._on_partition() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v     pgshadow.tracked;
+    m     record;
+    v_fn  text;
+    v_sql text;
+    v_bad regclass;
+BEGIN
+    IF to_regclass('pgshadow.tracked') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE c.relispartition LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: tracked table % cannot become a partition (of %): writes through its parent would not be captured',
+            v_bad, pg_partition_root(v_bad)
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'shadow_untrack() it first, and track the partitioned table instead.';
+    END IF;
+    FOR v IN
+        SELECT t.* FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
+         WHERE c.relkind = 'p'
+           AND t.tbl IN (SELECT pg_partition_root(d.objid) FROM pg_event_trigger_ddl_commands() d
+                          WHERE d.classid = 'pg_class'::regclass)
+         ORDER BY t.tbl::oid
+    LOOP
+        v_fn := format('pgshadow.%I', pgshadow._capture_fn_name(v.shadow));
+        -- members new to the tree (no insert trigger of this table's yet)
+        FOR m IN
+            SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
+             WHERE p.level > 0
+               AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p.relid AND g.tgname = 'pgshadow_capture_ins'
+                                                        AND g.tgfoid = to_regproc(v_fn))
+             ORDER BY p.level, p.relid::oid
+        LOOP
+            IF m.isleaf THEN
+                PERFORM pgshadow._record_rows(v, m.relid, 'U');
+            END IF;
+            FOR v_sql IN SELECT pgshadow._trigger_plan(m.relid, v_fn, v.key_cols, true) LOOP
+                EXECUTE v_sql;
+            END LOOP;
+        END LOOP;
+        -- tables that left the tree, with this table's triggers still on them
+        FOR m IN
+            SELECT g.tgrelid::regclass AS relid, c.relkind FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE g.tgname = 'pgshadow_capture_ins' AND g.tgfoid = to_regproc(v_fn)
+               AND g.tgrelid <> v.tbl::oid
+               AND g.tgrelid NOT IN (SELECT p.relid FROM pg_partition_tree(v.tbl) p)
+             ORDER BY g.tgrelid
+        LOOP
+            IF m.relkind = 'r' THEN
+                PERFORM pgshadow._record_rows(v, m.relid, 'D');
+            END IF;
+            -- the key trigger only where it is not a clone (of a detached
+            -- partitioned member's, which goes with it)
+            FOR v_sql IN
+                SELECT format('DROP TRIGGER %I ON %s', g.tgname, m.relid) FROM pg_trigger g
+                 WHERE g.tgrelid = m.relid AND g.tgfoid = to_regproc(v_fn) AND g.tgparentid = 0
+            LOOP
+                EXECUTE v_sql;
+            END LOOP;
+        END LOOP;
+    END LOOP;
 END
 $$;
 
@@ -2225,6 +2435,8 @@ BEGIN
             EXECUTE FUNCTION pgshadow._on_drop();
         CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
             EXECUTE FUNCTION pgshadow._on_alter();
+        CREATE EVENT TRIGGER pgshadow_partition_watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION pgshadow._on_partition();
     END IF;
 END
 $$;

@@ -14,6 +14,7 @@ SET LOCAL check_function_bodies = false;
 -- functions go with their triggers, and 0.1.1's _track (below) puts its
 -- triggers and statements back.
 DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
+DROP EVENT TRIGGER IF EXISTS pgshadow_partition_watch;
 DO $$
 DECLARE
     f regprocedure;

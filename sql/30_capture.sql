@@ -50,13 +50,17 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+-- p_partitioned: the function of a partitioned table, attached to every
+-- member of its partition tree (see docs/DESIGN.md, "Partitioned tables").
+CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_partitioned boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
     v_old   text := (SELECT string_agg(format('OLD.%I', c), ', ') FROM unnest(p_cols) c);
     v_ins   text;
     v_gen   text;
+    v_moves text := '';
+    v_trunc text := '';
 BEGIN
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
@@ -76,9 +80,44 @@ BEGIN
     -- subquery: planned once per session, run once per statement, and only
     -- when the statement has keys to append, with no query of its own.
     v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
+                    ' WHERE t.tbl OPERATOR(pg_catalog.=) %2$s AND t.shadow OPERATOR(pg_catalog.=) %1$L'
                     ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow,
+                    -- a partition's writes go to its root's shadow
+                    CASE WHEN p_partitioned THEN 'pg_catalog.pg_partition_root(TG_RELID)' ELSE 'TG_RELID' END);
+    IF p_partitioned THEN
+        -- A row moved to another partition by an UPDATE is deleted from one
+        -- partition and inserted into the other: no row UPDATE trigger (the
+        -- key trigger) fires for it, only the statement triggers of the table
+        -- the UPDATE names, whose OLD TABLE holds the moved rows' old keys.
+        -- Only partitioned members of the tree (a leaf cannot move rows) get
+        -- OLD TABLE, and the argument 'moves'; their old keys not among the
+        -- new ones are the moved (or otherwise re-keyed) rows.
+        v_moves := format(E'\n        IF TG_NARGS OPERATOR(pg_catalog.>) 0 THEN\n'
+                          '            %1$s SELECT %2$s, ''D'', %3$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp()'
+                          ' FROM (SELECT %2$s FROM pgshadow_old EXCEPT SELECT %2$s FROM pgshadow_new) pgshadow_moved;\n'
+                          '        END IF;', v_ins, v_list, v_gen);
+        -- TRUNCATE fires the BEFORE TRUNCATE triggers of every member of the
+        -- tree it empties, the named table's first. The root records 'T'
+        -- (the target is emptied); a leaf truncated by itself records its
+        -- keys as deleted (a query of its own: rare, and the leaf is known
+        -- only at run time), unless this transaction recorded 'T' already:
+        -- then the target is emptied and every row written since has its key
+        -- recorded. A partitioned member records nothing: its leaves fire.
+        v_trunc := format(E'IF pg_catalog.pg_partition_root(TG_RELID) OPERATOR(pg_catalog.<>) TG_RELID THEN\n'
+                          '            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) TG_RELID) OPERATOR(pg_catalog.=) ''r''\n'
+                          '               AND NOT EXISTS (SELECT FROM pgshadow.%1$I WHERE shadow_op OPERATOR(pg_catalog.=) ''T'''
+                          ' AND shadow_xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN\n'
+                          '                EXECUTE pg_catalog.format(%2$L, TG_RELID::pg_catalog.regclass) USING %3$s;\n'
+                          '            END IF;\n'
+                          '            RETURN NULL;\n'
+                          '        END IF;\n        ',
+                          p_shadow,
+                          -- run through format(): a % in a name is doubled
+                          replace(v_ins || format(' SELECT %s, ''D'', $1, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp()', v_list),
+                                  '%', '%%') || ' FROM %s',
+                          v_gen);
+    END IF;
     -- The body below is a template: %1$s .. %7$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
@@ -102,19 +141,19 @@ BEGIN
         INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
         VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%6$s
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        INSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        %8$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
         SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, v_moves, v_gen, v_trunc);
 END
 $fn$;
 

@@ -20,6 +20,65 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE i.indrelid = p_tbl AND i.indisprimary
 $$;
 
+-- The capture triggers p_rel needs, as the statements that drop an outdated
+-- one (of an earlier version or shape) and create a missing one. p_rel is a
+-- tracked table, or with p_partitioned a member of a tracked partitioned
+-- table's tree: statement triggers fire only on the table a statement names,
+-- so every member gets its own; the row-level key trigger is put on the root
+-- only, and PostgreSQL clones it to every partition, present and future.
+-- Partitioned members get OLD TABLE on UPDATE (rows moved between
+-- partitions, see pgshadow._capture_fn), and TRUNCATE is captured BEFORE:
+-- a truncated leaf records its keys while it still has them.
+CREATE FUNCTION pgshadow._trigger_plan(p_rel regclass, p_fn text, p_cols name[], p_partitioned boolean) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v      record;
+    v_kind "char" := (SELECT c.relkind FROM pg_class c WHERE c.oid = p_rel);
+    v_root boolean := NOT p_partitioned OR pg_partition_root(p_rel) = p_rel;
+BEGIN
+    FOR v IN
+        SELECT * FROM (VALUES
+            ('pgshadow_capture_key', 'AFTER', 'UPDATE', '', ''),
+            ('pgshadow_capture_ins', 'AFTER', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', ''),
+            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would
+            -- fill, but where rows can move between partitions
+            ('pgshadow_capture_upd', 'AFTER', 'UPDATE',
+             ' REFERENCING NEW TABLE AS pgshadow_new' || CASE WHEN v_kind = 'p' THEN ' OLD TABLE AS pgshadow_old' ELSE '' END,
+             CASE WHEN v_kind = 'p' THEN 'moves' ELSE '' END),
+            ('pgshadow_capture_del', 'AFTER', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', ''),
+            ('pgshadow_capture_trunc', CASE WHEN p_partitioned THEN 'BEFORE' ELSE 'AFTER' END, 'TRUNCATE', '', ''))
+            AS t(name, timing, event, referencing, arg)
+         WHERE t.name <> 'pgshadow_capture_key' OR v_root
+    LOOP
+        -- a trigger of an earlier version (the generic pgshadow.capture(), the
+        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
+        -- same transaction, so no write goes uncaptured
+        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = v.name
+                                                     AND g.tgfoid = to_regproc(p_fn)
+                                                     AND (v.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
+                                                     AND (g.tgtype & 2 = 2) = (v.timing = 'BEFORE')
+                                                     AND (g.tgoldtable IS NOT NULL) = (v.referencing LIKE '%OLD TABLE%')
+                                                     AND g.tgnargs = CASE WHEN v.arg = '' THEN 0 ELSE 1 END);
+        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = v.name) THEN
+            RETURN NEXT format('DROP TRIGGER %I ON %s', v.name, p_rel);
+        END IF;
+        IF v.name = 'pgshadow_capture_key' THEN
+            -- fires only for rows whose key changed, however (SET list, BEFORE
+            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
+            -- equality, resolved in pg_catalog
+            RETURN NEXT format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                               v.name, p_rel,
+                               (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(p_cols) c),
+                               p_fn);
+        ELSE
+            RETURN NEXT format('CREATE TRIGGER %I %s %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s(%s)',
+                               v.name, v.timing, v.event, p_rel, v.referencing, p_fn,
+                               CASE WHEN v.arg <> '' THEN quote_literal(v.arg) ELSE '' END);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- Everything tracking p_tbl executes, in order (leaving out what exists
 -- already), after checking that it can be tracked: kind 'shadow' steps run with pgshadow's rights (_make_shadow),
 -- kind 'trigger' steps with the table owner's (_track). `pgshadow gen` prints
@@ -38,6 +97,8 @@ DECLARE
     v_fn        text;
     v_def       text;
     v_proc      record;
+    v_part      boolean;
+    v_member    regclass;
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner
@@ -46,16 +107,21 @@ BEGIN
      WHERE c.oid = p_tbl;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgshadow: table with oid % does not exist', p_tbl::oid USING ERRCODE = 'undefined_table';
-    ELSIF v_rel.relkind = 'p' THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables are not supported', p_tbl
+    ELSIF v_rel.relispartition THEN
+        -- rows written through its parent would fire the parent's statement
+        -- triggers, not its own
+        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition of %', p_tbl, pg_partition_root(p_tbl)
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Rows written to a partition directly do not fire the parent''s statement triggers; replicate plain tables.';
-    ELSIF v_rel.relkind <> 'r' THEN
+                  HINT = format('Track the partitioned table %s: that captures the writes to every partition.', pg_partition_root(p_tbl));
+    ELSIF v_rel.relkind = 'p' AND NOT EXISTS (SELECT FROM pg_event_trigger e
+                                               WHERE e.evtname IN ('pgshadow_partition_watch', 'pgshadow_drop_watch')
+                                                 AND e.evtenabled <> 'D' HAVING count(*) = 2) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: partitioned tables need pgshadow''s event triggers pgshadow_partition_watch and pgshadow_drop_watch, which are missing or disabled', p_tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'They capture partitions created, attached, detached or dropped later, and are installed only when a superuser installs pgshadow.';
+    ELSIF v_rel.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: not an ordinary table', p_tbl
             USING ERRCODE = 'wrong_object_type';
-    ELSIF v_rel.relispartition THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition, and rows written through its parent would not be captured', p_tbl
-            USING ERRCODE = 'feature_not_supported';
     ELSIF v_rel.relpersistence = 't' THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: temporary tables are private to one session', p_tbl
             USING ERRCODE = 'wrong_object_type';
@@ -64,6 +130,7 @@ BEGIN
             USING ERRCODE = 'wrong_object_type';
     END IF;
 
+    v_part := v_rel.relkind = 'p';
     SELECT k.cols, k.types INTO v_cols, v_types FROM pgshadow._key(p_tbl) k;
     IF v_cols IS NULL THEN
         RAISE EXCEPTION 'pgshadow: cannot track %: it has no primary key', p_tbl
@@ -177,7 +244,7 @@ BEGIN
     -- replaced by pgshadow's owner and handed to the table's owner: it runs
     -- with her rights, and writers need none on the shadow table.
     v_fn := pgshadow._capture_fn_name(v_shadow);
-    v_def := pgshadow._capture_fn(v_shadow, v_cols);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols, v_part);
     SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
       FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
     -- rerun only when the body differs: CREATE OR REPLACE would need the
@@ -201,41 +268,16 @@ BEGIN
     END IF;
 
     kind := 'trigger';
-    FOR v_rel IN
-        SELECT * FROM (VALUES
-            ('pgshadow_capture_key', 'UPDATE', '', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
-            -- new keys only: no OLD TABLE, whose tuplestore every UPDATE would fill
-            ('pgshadow_capture_upd', 'UPDATE',   ' REFERENCING NEW TABLE AS pgshadow_new', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old', 'pgshadow.' || quote_ident(v_fn)),
-            ('pgshadow_capture_trunc', 'TRUNCATE', '', 'pgshadow.' || quote_ident(v_fn))) AS t(name, event, referencing, fn)
+    -- a partitioned table: every member of its tree, the root first
+    FOR v_member IN
+        SELECT p_tbl WHERE NOT v_part
+        UNION ALL
+        (SELECT t.relid FROM pg_partition_tree(p_tbl) t WHERE v_part ORDER BY t.level, t.relid::oid)
     LOOP
-        -- a trigger of an earlier version (the generic pgshadow.capture(), the
-        -- statement-level key trigger, OLD TABLE on UPDATE) is replaced in the
-        -- same transaction, so no write goes uncaptured
-        CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name
-                                                     AND g.tgfoid = to_regproc(v_rel.fn)
-                                                     AND (v_rel.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
-                                                     AND (v_rel.name <> 'pgshadow_capture_upd' OR g.tgoldtable IS NULL));
-        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_tbl AND g.tgname = v_rel.name) THEN
+        FOR sql IN SELECT pgshadow._trigger_plan(v_member, 'pgshadow.' || quote_ident(v_fn), v_cols, v_part) LOOP
             step := step + 1;
-            sql := format('DROP TRIGGER %I ON %s', v_rel.name, p_tbl);
             RETURN NEXT;
-        END IF;
-        step := step + 1;
-        IF v_rel.name = 'pgshadow_capture_key' THEN
-            -- fires only for rows whose key changed, however (SET list, BEFORE
-            -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
-            -- equality, resolved in pg_catalog
-            sql := format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
-                          v_rel.name, p_tbl,
-                          (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(v_cols) c),
-                          v_rel.fn);
-        ELSE
-            sql := format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION %s()',
-                          v_rel.name, v_rel.event, p_tbl, v_rel.referencing, v_rel.fn);
-        END IF;
-        RETURN NEXT;
+        END LOOP;
     END LOOP;
 END
 $$;
@@ -376,12 +418,23 @@ CREATE FUNCTION shadow_untrack(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_name text;
+    v_rel  regclass;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
     -- refuse first, so a refused untrack leaves the triggers in place
     IF EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = shadow_untrack.tbl) THEN
         PERFORM pgshadow._drop_shadow(tbl);
     END IF;
+    -- every member of a partitioned table's tree, the root last: the key
+    -- trigger's clones on partitions go with the root's
+    FOR v_rel IN
+        SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.level > 0 ORDER BY t.level DESC
+    LOOP
+        FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
+                                      'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, v_rel);
+        END LOOP;
+    END LOOP;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);

@@ -4,14 +4,132 @@
 -- the next time a table is tracked or exported.
 CREATE FUNCTION pgshadow._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_part text;
 BEGIN
     -- DROP EXTENSION drops the catalog in the same command
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
+    -- A dropped partition of a tracked table (a table carrying capture
+    -- triggers that is not tracked itself): its rows are gone by now, so
+    -- their keys cannot be recorded, and the targets would keep them. The
+    -- drop is refused, unless a tracked table goes in the same command
+    -- (dropping a whole partitioned table with its partitions).
+    SELECT string_agg(DISTINCT format('%I.%I', d.address_names[1], d.address_names[2]), ', ') INTO v_part
+      FROM pg_event_trigger_dropped_objects() d
+     WHERE d.object_type = 'trigger' AND d.address_names[3] = 'pgshadow_capture_ins'
+       AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                      AND o.address_names[1] = d.address_names[1] AND o.address_names[2] = d.address_names[2]
+                      AND NOT EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl::oid = o.objid));
+    IF v_part IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pgshadow.tracked t JOIN pg_event_trigger_dropped_objects() o
+              ON o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND o.objid = t.tbl::oid) THEN
+        RAISE EXCEPTION 'pgshadow: cannot drop %: a partition of a tracked table, whose rows would stay on its targets', v_part
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'ALTER TABLE ... DETACH PARTITION it first (its rows are then deleted on the targets by the next export), then drop it.';
+    END IF;
     PERFORM pgshadow._forget(t) FROM pgshadow.tracked t
       JOIN pg_event_trigger_dropped_objects() d
         ON d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
+END
+$$;
+
+-- Records the keys of every row of p_rel (a leaf of p_tracked's tree, or
+-- one detached from it) in p_tracked's shadow as changed (op 'U': the rows
+-- came into the table) or deleted ('D': they left it). Called by the
+-- partition watch only. Key columns are copied into columns of the same
+-- types (a partition has its parent's), so nothing of the table's owner
+-- (no cast, domain check or operator) runs.
+CREATE FUNCTION pgshadow._record_rows(p_tracked pgshadow.tracked, p_rel regclass, p_op text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_list text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tracked.key_cols) c);
+BEGIN
+    EXECUTE format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)'
+                   ' SELECT %s, %L, $1, pg_current_xact_id(), statement_timestamp() FROM ONLY %s',
+                   p_tracked.shadow, v_list, v_list, p_op, p_rel)
+        USING p_tracked.gen;
+    IF p_tracked.notify THEN
+        PERFORM pg_notify('pgshadow', '');
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._record_rows(pgshadow.tracked, regclass, text) FROM PUBLIC;
+
+-- Keeps the capture of tracked partitioned tables whole as their trees
+-- change, in the transaction that changes them (see docs/DESIGN.md,
+-- "Partitioned tables"). A partition created or attached gets its capture
+-- triggers (statement triggers are not inherited), and the rows an attached
+-- one brings are recorded as changed; one detached loses them, and its rows
+-- are recorded as deleted. A tracked table may not become a partition (the
+-- writes through its new parent would not be captured). Installed, like the
+-- drop watch, only by a superuser; without it partitioned tables cannot be
+-- tracked.
+CREATE FUNCTION pgshadow._on_partition() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v     pgshadow.tracked;
+    m     record;
+    v_fn  text;
+    v_sql text;
+    v_bad regclass;
+BEGIN
+    IF to_regclass('pgshadow.tracked') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE c.relispartition LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: tracked table % cannot become a partition (of %): writes through its parent would not be captured',
+            v_bad, pg_partition_root(v_bad)
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'shadow_untrack() it first, and track the partitioned table instead.';
+    END IF;
+    FOR v IN
+        SELECT t.* FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
+         WHERE c.relkind = 'p'
+           AND t.tbl IN (SELECT pg_partition_root(d.objid) FROM pg_event_trigger_ddl_commands() d
+                          WHERE d.classid = 'pg_class'::regclass)
+         ORDER BY t.tbl::oid
+    LOOP
+        v_fn := format('pgshadow.%I', pgshadow._capture_fn_name(v.shadow));
+        -- members new to the tree (no insert trigger of this table's yet)
+        FOR m IN
+            SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
+             WHERE p.level > 0
+               AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p.relid AND g.tgname = 'pgshadow_capture_ins'
+                                                        AND g.tgfoid = to_regproc(v_fn))
+             ORDER BY p.level, p.relid::oid
+        LOOP
+            IF m.isleaf THEN
+                PERFORM pgshadow._record_rows(v, m.relid, 'U');
+            END IF;
+            FOR v_sql IN SELECT pgshadow._trigger_plan(m.relid, v_fn, v.key_cols, true) LOOP
+                EXECUTE v_sql;
+            END LOOP;
+        END LOOP;
+        -- tables that left the tree, with this table's triggers still on them
+        FOR m IN
+            SELECT g.tgrelid::regclass AS relid, c.relkind FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+             WHERE g.tgname = 'pgshadow_capture_ins' AND g.tgfoid = to_regproc(v_fn)
+               AND g.tgrelid <> v.tbl::oid
+               AND g.tgrelid NOT IN (SELECT p.relid FROM pg_partition_tree(v.tbl) p)
+             ORDER BY g.tgrelid
+        LOOP
+            IF m.relkind = 'r' THEN
+                PERFORM pgshadow._record_rows(v, m.relid, 'D');
+            END IF;
+            -- the key trigger only where it is not a clone (of a detached
+            -- partitioned member's, which goes with it)
+            FOR v_sql IN
+                SELECT format('DROP TRIGGER %I ON %s', g.tgname, m.relid) FROM pg_trigger g
+                 WHERE g.tgrelid = m.relid AND g.tgfoid = to_regproc(v_fn) AND g.tgparentid = 0
+            LOOP
+                EXECUTE v_sql;
+            END LOOP;
+        END LOOP;
+    END LOOP;
 END
 $$;
 
@@ -56,6 +174,8 @@ BEGIN
             EXECUTE FUNCTION pgshadow._on_drop();
         CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
             EXECUTE FUNCTION pgshadow._on_alter();
+        CREATE EVENT TRIGGER pgshadow_partition_watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION pgshadow._on_partition();
     END IF;
 END
 $$;

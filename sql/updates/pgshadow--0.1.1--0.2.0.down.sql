@@ -6,6 +6,7 @@
 -- functions go with their triggers, and 0.1.1's _track (below) puts its
 -- triggers and statements back.
 DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
+DROP EVENT TRIGGER IF EXISTS pgshadow_partition_watch;
 DO $$
 DECLARE
     f regprocedure;

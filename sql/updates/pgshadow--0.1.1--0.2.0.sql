@@ -146,6 +146,11 @@ BEGIN
         CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
             EXECUTE FUNCTION pgshadow._on_alter();
     END IF;
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_partition_watch') THEN
+        CREATE EVENT TRIGGER pgshadow_partition_watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION pgshadow._on_partition();
+    END IF;
 END
 $$;
 

@@ -96,10 +96,11 @@ func writer(ctx context.Context, dsn string, ops []string, rng *rand.Rand, stop 
 	}
 }
 
-// expected filters the errors a random workload provokes on purpose.
+// expected filters the errors a random workload provokes on purpose (40001:
+// a row another writer moved to another partition).
 func expected(err error) error {
 	var pgErr *pgconn.PgError
-	if err == nil || errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "40P01") {
+	if err == nil || errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "40P01" || pgErr.Code == "40001") {
 		return nil
 	}
 	return err
