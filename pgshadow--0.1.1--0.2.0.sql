@@ -1967,6 +1967,15 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION pgshadow._record_rows(pgshadow.tracked, regclass, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION pgshadow._has_rows(p_rel regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM ONLY %s)', p_rel) INTO v_found;
+    RETURN v_found;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._on_partition() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1975,6 +1984,7 @@ DECLARE
     v_fn  text;
     v_sql text;
     v_bad regclass;
+    v_sync boolean;
 BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
@@ -1994,6 +2004,9 @@ BEGIN
          ORDER BY t.tbl::oid
     LOOP
         v_fn := format('pgshadow.%I', pgshadow._capture_fn_name(v.shadow));
+        -- sync subscriptions apply each statement, not the shadow: rows an
+        -- attach brings or a detach takes away would never reach them
+        v_sync := EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = v.tbl AND s.mode = 'sync');
         -- members new to the tree (no insert trigger of this table's yet)
         FOR m IN
             SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
@@ -2008,6 +2021,14 @@ BEGIN
             FOR v_sql IN SELECT pgshadow._trigger_plan(m.relid, v_fn, v.key_cols, true) LOOP
                 EXECUTE v_sql;
             END LOOP;
+            IF v_sync THEN
+                IF m.isleaf AND pgshadow._has_rows(m.relid) THEN
+                    RAISE EXCEPTION 'pgshadow: cannot attach % with rows to %: it has a sync subscription, which would not receive them', m.relid, v.tbl
+                        USING ERRCODE = 'feature_not_supported',
+                              HINT = 'Attach it empty and insert its rows through the table, or unsubscribe the sync subscription first.';
+                END IF;
+                PERFORM pgshadow._sync_triggers(m.relid, true);
+            END IF;
         END LOOP;
         -- tables that left the tree, with this table's triggers still on them
         FOR m IN
@@ -2017,6 +2038,11 @@ BEGIN
                AND g.tgrelid NOT IN (SELECT p.relid FROM pg_partition_tree(v.tbl) p)
              ORDER BY g.tgrelid
         LOOP
+            IF v_sync THEN
+                RAISE EXCEPTION 'pgshadow: cannot detach % from %: it has a sync subscription, whose target would keep its rows', m.relid, v.tbl
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'DELETE its rows through the table first, or unsubscribe the sync subscription.';
+            END IF;
             IF m.relkind = 'r' THEN
                 PERFORM pgshadow._record_rows(v, m.relid, 'D');
             END IF;
@@ -3972,6 +3998,17 @@ BEGIN
     RETURN NULL;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._truncated_here(p_tbl regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_op = ''T'' AND shadow_xid = pg_current_xact_id())',
+                   (SELECT t.shadow FROM pgshadow.tracked t WHERE t.tbl = p_tbl))
+       INTO v_found;
+    RETURN v_found;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
@@ -3992,6 +4029,8 @@ DECLARE
     v_rarr   text[];
     v_at     timestamptz[];
     v_detail text;
+    -- the tracked table: a partition's writes are its root's
+    v_tbl    regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
 BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
@@ -4003,15 +4042,28 @@ BEGIN
     -- a role without SELECT on the table sees none (row security on
     -- pgshadow.subscription) and could not read the rows to apply: its write
     -- would commit here and never reach the target. Refused instead.
-    IF NOT has_table_privilege(TG_RELID, 'SELECT') THEN
+    IF NOT has_table_privilege(v_tbl, 'SELECT') THEN
         RAISE EXCEPTION 'pgshadow: % has a sync subscription, and role % may not SELECT it: the write cannot be replicated',
-            TG_RELID::regclass, current_user
+            v_tbl, current_user
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Sync mode applies each statement with the writer''s own rights: the writer needs SELECT on the table and a user mapping for the target''s server.';
     END IF;
-    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_tbl;
+    IF TG_OP = 'TRUNCATE' AND v_tbl <> TG_RELID THEN
+        -- TRUNCATE fires on every member it empties. When it emptied the
+        -- whole table, the root's trigger fired first and truncated the
+        -- target (capture recorded 'T' in this transaction, and every write
+        -- since was applied). A partition truncated by itself would have to
+        -- delete its rows on the target, which are gone here: refused.
+        IF pgshadow._truncated_here(v_tbl) THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'pgshadow: cannot truncate partition % alone: % has a sync subscription, and its rows would stay on the target', TG_RELID::regclass, v_tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'DELETE FROM the partition instead.';
+    END IF;
     v_dbl := pgshadow._dblink();
-    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = v_tbl AND s.mode = 'sync' ORDER BY s.id LOOP
         -- the columns as they are (a column the target lacks fails the write there, naming it)
         v_sub.columns := pgshadow._shipped_columns(v_sub);
         v_conn := pgshadow._sync_conn(v_sub.target);
@@ -4077,7 +4129,7 @@ BEGIN
             PERFORM pgshadow._remote_exec(v_conn, v_sub.target, v_sql);
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
-                TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
+                v_tbl, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
                 USING ERRCODE = SQLSTATE;
         END;
     END LOOP;
@@ -4087,8 +4139,10 @@ $$;
 CREATE OR REPLACE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v record;
+    v     record;
+    v_rel regclass;
 BEGIN
+    FOR v_rel IN SELECT p_tbl UNION SELECT t.relid FROM pg_partition_tree(p_tbl) t LOOP
     FOR v IN SELECT * FROM (VALUES
             ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
             ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
@@ -4097,13 +4151,14 @@ BEGIN
     LOOP
         IF NOT p_on THEN
             -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
-            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', v.name, p_tbl);
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v.name, v_rel);
             END IF;
-        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
+        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
             EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
-                           v.name, v.event, p_tbl, v.referencing);
+                           v.name, v.event, v_rel, v.referencing);
         END IF;
+    END LOOP;
     END LOOP;
 END
 $$;

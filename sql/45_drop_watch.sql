@@ -58,6 +58,17 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION pgshadow._record_rows(pgshadow.tracked, regclass, text) FROM PUBLIC;
 
+-- Whether p_rel (a leaf joining a tracked table) holds any row.
+CREATE FUNCTION pgshadow._has_rows(p_rel regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM ONLY %s)', p_rel) INTO v_found;
+    RETURN v_found;
+END
+$$;
+
 -- Keeps the capture of tracked partitioned tables whole as their trees
 -- change, in the transaction that changes them (see docs/DESIGN.md,
 -- "Partitioned tables"). A partition created or attached gets its capture
@@ -75,6 +86,7 @@ DECLARE
     v_fn  text;
     v_sql text;
     v_bad regclass;
+    v_sync boolean;
 BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
@@ -94,6 +106,9 @@ BEGIN
          ORDER BY t.tbl::oid
     LOOP
         v_fn := format('pgshadow.%I', pgshadow._capture_fn_name(v.shadow));
+        -- sync subscriptions apply each statement, not the shadow: rows an
+        -- attach brings or a detach takes away would never reach them
+        v_sync := EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = v.tbl AND s.mode = 'sync');
         -- members new to the tree (no insert trigger of this table's yet)
         FOR m IN
             SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
@@ -108,6 +123,14 @@ BEGIN
             FOR v_sql IN SELECT pgshadow._trigger_plan(m.relid, v_fn, v.key_cols, true) LOOP
                 EXECUTE v_sql;
             END LOOP;
+            IF v_sync THEN
+                IF m.isleaf AND pgshadow._has_rows(m.relid) THEN
+                    RAISE EXCEPTION 'pgshadow: cannot attach % with rows to %: it has a sync subscription, which would not receive them', m.relid, v.tbl
+                        USING ERRCODE = 'feature_not_supported',
+                              HINT = 'Attach it empty and insert its rows through the table, or unsubscribe the sync subscription first.';
+                END IF;
+                PERFORM pgshadow._sync_triggers(m.relid, true);
+            END IF;
         END LOOP;
         -- tables that left the tree, with this table's triggers still on them
         FOR m IN
@@ -117,6 +140,11 @@ BEGIN
                AND g.tgrelid NOT IN (SELECT p.relid FROM pg_partition_tree(v.tbl) p)
              ORDER BY g.tgrelid
         LOOP
+            IF v_sync THEN
+                RAISE EXCEPTION 'pgshadow: cannot detach % from %: it has a sync subscription, whose target would keep its rows', m.relid, v.tbl
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'DELETE its rows through the table first, or unsubscribe the sync subscription.';
+            END IF;
             IF m.relkind = 'r' THEN
                 PERFORM pgshadow._record_rows(v, m.relid, 'D');
             END IF;

@@ -55,6 +55,21 @@ $$;
 CREATE CONSTRAINT TRIGGER sync_commit AFTER INSERT ON pgshadow.sync_open
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgshadow.sync_commit();
 
+-- Whether the current transaction truncated tracked table p_tbl as a whole
+-- (its shadow holds a 'T' of this transaction). Definer: writers may not
+-- read the shadow, and this tells only about the caller's own transaction.
+CREATE FUNCTION pgshadow._truncated_here(p_tbl regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_found boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_op = ''T'' AND shadow_xid = pg_current_xact_id())',
+                   (SELECT t.shadow FROM pgshadow.tracked t WHERE t.tbl = p_tbl))
+       INTO v_found;
+    RETURN v_found;
+END
+$$;
+
 -- The sync capture: runs with the writer's rights (its user mapping, its reads).
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
@@ -76,6 +91,8 @@ DECLARE
     v_rarr   text[];
     v_at     timestamptz[];
     v_detail text;
+    -- the tracked table: a partition's writes are its root's
+    v_tbl    regclass := coalesce(pg_partition_root(TG_RELID), TG_RELID);
 BEGIN
     -- replicated changes are not shipped again, by the rule pgshadow.capture
     -- applies: the session's role (not current_user, which an owner's
@@ -87,15 +104,28 @@ BEGIN
     -- a role without SELECT on the table sees none (row security on
     -- pgshadow.subscription) and could not read the rows to apply: its write
     -- would commit here and never reach the target. Refused instead.
-    IF NOT has_table_privilege(TG_RELID, 'SELECT') THEN
+    IF NOT has_table_privilege(v_tbl, 'SELECT') THEN
         RAISE EXCEPTION 'pgshadow: % has a sync subscription, and role % may not SELECT it: the write cannot be replicated',
-            TG_RELID::regclass, current_user
+            v_tbl, current_user
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Sync mode applies each statement with the writer''s own rights: the writer needs SELECT on the table and a user mapping for the target''s server.';
     END IF;
-    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = TG_RELID;
+    SELECT * INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = v_tbl;
+    IF TG_OP = 'TRUNCATE' AND v_tbl <> TG_RELID THEN
+        -- TRUNCATE fires on every member it empties. When it emptied the
+        -- whole table, the root's trigger fired first and truncated the
+        -- target (capture recorded 'T' in this transaction, and every write
+        -- since was applied). A partition truncated by itself would have to
+        -- delete its rows on the target, which are gone here: refused.
+        IF pgshadow._truncated_here(v_tbl) THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'pgshadow: cannot truncate partition % alone: % has a sync subscription, and its rows would stay on the target', TG_RELID::regclass, v_tbl
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'DELETE FROM the partition instead.';
+    END IF;
     v_dbl := pgshadow._dblink();
-    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = TG_RELID AND s.mode = 'sync' ORDER BY s.id LOOP
+    FOR v_sub IN SELECT * FROM pgshadow.subscription s WHERE s.tbl = v_tbl AND s.mode = 'sync' ORDER BY s.id LOOP
         -- the columns as they are (a column the target lacks fails the write there, naming it)
         v_sub.columns := pgshadow._shipped_columns(v_sub);
         v_conn := pgshadow._sync_conn(v_sub.target);
@@ -161,7 +191,7 @@ BEGIN
             PERFORM pgshadow._remote_exec(v_conn, v_sub.target, v_sql);
         EXCEPTION WHEN OTHERS THEN
             RAISE EXCEPTION 'pgshadow: sync apply of % to %.% on target "%" failed: %',
-                TG_RELID::regclass, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
+                v_tbl, quote_ident(v_sub.dest_schema), quote_ident(v_sub.dest_table), v_sub.target, SQLERRM
                 USING ERRCODE = SQLSTATE;
         END;
     END LOOP;
@@ -170,12 +200,16 @@ END
 $$;
 
 -- Creates (p_on) or drops the sync triggers of a table, with the caller's
--- rights: they exist only while the table has a sync subscription.
+-- rights: they exist only while the table has a sync subscription. On a
+-- partitioned table, on every member of its tree (statement triggers fire
+-- only on the table a statement names).
 CREATE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v record;
+    v     record;
+    v_rel regclass;
 BEGIN
+    FOR v_rel IN SELECT p_tbl UNION SELECT t.relid FROM pg_partition_tree(p_tbl) t LOOP
     FOR v IN SELECT * FROM (VALUES
             ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
             ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
@@ -184,13 +218,14 @@ BEGIN
     LOOP
         IF NOT p_on THEN
             -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
-            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', v.name, p_tbl);
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v.name, v_rel);
             END IF;
-        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p_tbl AND tgname = v.name) THEN
+        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
             EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
-                           v.name, v.event, p_tbl, v.referencing);
+                           v.name, v.event, v_rel, v.referencing);
         END IF;
+    END LOOP;
     END LOOP;
 END
 $$;

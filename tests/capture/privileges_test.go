@@ -140,17 +140,19 @@ var targetWideHelpers = []helperCall{
 // securityDefinerWithoutOwnerCheck: the SECURITY DEFINER functions of schema
 // pgshadow that no one needs to own a table to call, and why that is safe.
 var securityDefinerWithoutOwnerCheck = map[string]string{
-	"capture":        "trigger function: TestCaptureTriggerOnAnUntrackedTableCannotWriteAnyShadow",
-	"sync_commit":    "constraint trigger on pgshadow.sync_open: commits only the calling session's own dblink connection",
-	"_on_drop":       "event trigger function: cannot be called directly",
-	"_on_alter":      "event trigger function: cannot be called directly",
-	"_gc":            "takes no argument: forgets only tables that no longer exist",
-	"_pending":       "read-only: counts of pending keys, public by design (shadow_status)",
-	"_has_pending":   "read-only: whether keys are pending, public by design",
-	"_add_target":    "creates a target owned by the caller",
-	"_forget":        "EXECUTE revoked from PUBLIC: only other definer functions call it (TestForgetIsNotCallable)",
-	"_system_id":     "read-only: the cluster's system identifier, which pg_control_system() shows everyone anyway",
-	"_history_break": "read-only: whether the watermarks belong to another xid history, public by design (shadow_status)",
+	"capture":         "trigger function: TestCaptureTriggerOnAnUntrackedTableCannotWriteAnyShadow",
+	"sync_commit":     "constraint trigger on pgshadow.sync_open: commits only the calling session's own dblink connection",
+	"_on_drop":        "event trigger function: cannot be called directly",
+	"_on_alter":       "event trigger function: cannot be called directly",
+	"_on_partition":   "event trigger function: cannot be called directly",
+	"_truncated_here": "read-only: whether the caller's own transaction truncated a table",
+	"_gc":             "takes no argument: forgets only tables that no longer exist",
+	"_pending":        "read-only: counts of pending keys, public by design (shadow_status)",
+	"_has_pending":    "read-only: whether keys are pending, public by design",
+	"_add_target":     "creates a target owned by the caller",
+	"_forget":         "EXECUTE revoked from PUBLIC: only other definer functions call it (TestForgetIsNotCallable)",
+	"_system_id":      "read-only: the cluster's system identifier, which pg_control_system() shows everyone anyway",
+	"_history_break":  "read-only: whether the watermarks belong to another xid history, public by design (shadow_status)",
 	"_check_history": "changes nothing on a continuous history; after a move it only makes more keys pending, never fewer " +
 		"(tests/continuity TestAnyoneMayCheckTheHistory)",
 	"_export_granted": "read-only: whether the caller itself holds an export grant (false when asked about another role; " +

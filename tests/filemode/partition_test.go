@@ -1,0 +1,44 @@
+package filemode_test
+
+import "testing"
+
+// A partitioned table ships through files like through push mode: the
+// initial copy, writes to every member of its tree, rows moved across
+// partitions, a partition attached with rows and one detached. The file
+// target is partitioned like the source, the push target is a plain table.
+func TestFileModePartitionedTable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ddl := `CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+		CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+		CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
+		CREATE TABLE ev_2024_h0 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+		CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+		CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`
+	e.SrcAndFiles(t, ddl)
+	e.Push.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
+	e.Src.Exec(t, "INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' FROM generate_series(1, 200) g")
+	e.Src.Exec(t, "SELECT shadow_track('ev')")
+	e.Subscribe(t, "ev")
+	e.Sync(t)
+	e.Same(t, "ev")
+
+	e.Src.Exec(t, "INSERT INTO ev_2023 VALUES (1003, '2023-07-01', 'leaf')")
+	e.Src.Exec(t, "INSERT INTO ev_2024 VALUES (1004, '2024-07-01', 'mid')")
+	e.Src.Exec(t, "UPDATE ev SET day = day + 365 WHERE day < '2023-03-01'")
+	e.Src.Exec(t, "UPDATE ev_2024 SET id = id + 1 WHERE id % 13 = 0")
+	e.Src.Exec(t, "DELETE FROM ev_2024_h1 WHERE id % 3 = 0")
+	e.Sync(t)
+	e.Same(t, "ev")
+
+	e.Src.Exec(t, "CREATE TABLE ev_2025 (id int, day date, v text, PRIMARY KEY (id, day))")
+	e.Src.Exec(t, "INSERT INTO ev_2025 SELECT g, '2025-01-05', 'attached' FROM generate_series(4001, 4010) g")
+	e.Src.Exec(t, "ALTER TABLE ev ATTACH PARTITION ev_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+	e.Files.Exec(t, "CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+	e.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2023")
+	e.Sync(t)
+	e.Same(t, "ev")
+	if n := e.Files.QueryInt(t, "SELECT count(*) FROM ev_2023"); n != 0 {
+		t.Fatalf("file target keeps %d rows of the detached partition", n)
+	}
+}
