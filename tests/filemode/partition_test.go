@@ -1,6 +1,10 @@
 package filemode_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
+)
 
 // A partitioned table ships through files like through push mode: the
 // initial copy, writes to every member of its tree, rows moved across
@@ -9,15 +13,11 @@ import "testing"
 func TestFileModePartitionedTable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ddl := `CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
-		CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
-		CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
-		CREATE TABLE ev_2024_h0 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-		CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+	ddl := pgtest.PartitionedDDL + `;
 		CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`
 	e.SrcAndFiles(t, ddl)
 	e.Push.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	e.Src.Exec(t, "INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' FROM generate_series(1, 200) g")
+	e.Src.Exec(t, pgtest.PartitionedSeed)
 	e.Src.Exec(t, "SELECT shadow_track('ev')")
 	e.Subscribe(t, "ev")
 	e.Sync(t)

@@ -7,15 +7,9 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// partitionedDDL: ev partitioned by range of day, 2024 sub-partitioned by
-// hash of id; the target gets a plain ev.
-const partitionedDDL = `
-CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
-CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
-CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
-CREATE TABLE ev_2024_h0 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
-INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' FROM generate_series(1, 200) g;`
+// partitionedDDL: table ev (pgtest.PartitionedDDL) with 200 rows; the
+// target gets a plain ev.
+const partitionedDDL = pgtest.PartitionedDDL + ";" + pgtest.PartitionedSeed
 
 // partitionedWrites touch every member: the parent, a leaf, the
 // sub-partitioned partition, rows moved across partitions both ways.

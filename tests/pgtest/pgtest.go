@@ -527,3 +527,16 @@ func NewRole(t testing.TB, d *DB, prefix, options string) string {
 	})
 	return name
 }
+
+// PartitionedDDL creates table ev, partitioned by range of day, with 2023 a
+// leaf and 2024 sub-partitioned by hash of id; the key (id, day) holds both
+// partition keys. The partition tests of several packages share it.
+const PartitionedDDL = `
+CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
+CREATE TABLE ev_2024_h0 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);`
+
+// PartitionedSeed fills 200 rows of ev over 2023 and 2024.
+const PartitionedSeed = `INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' || g FROM generate_series(1, 200) g`

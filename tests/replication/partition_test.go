@@ -10,17 +10,11 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// partitionedDDL is a table partitioned by range of day, one range
-// sub-partitioned by hash of id; the key (id, day) holds both partition keys.
-const partitionedDDL = `
-CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
-CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
-CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id);
-CREATE TABLE ev_2024_h0 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1);`
-
-// partitionedSeed fills both 2023 and 2024.
-const partitionedSeed = `INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' || g FROM generate_series(1, 200) g`
+// partitionedDDL and partitionedSeed: table ev (see pgtest.PartitionedDDL).
+const (
+	partitionedDDL  = pgtest.PartitionedDDL
+	partitionedSeed = pgtest.PartitionedSeed
+)
 
 // Every way of writing to a partitioned table reaches a target that is not
 // partitioned: through the parent, straight into a leaf and into a
