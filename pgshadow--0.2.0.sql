@@ -2272,14 +2272,18 @@ BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
-    -- A dropped partition of a tracked table (a table carrying capture
-    -- triggers that is not tracked itself): its rows are gone by now, so
+    -- A dropped partition of a tracked table (a table that is not tracked
+    -- itself and carried the capture triggers, the key trigger among them,
+    -- which only a partition has as a clone): its rows are gone by now, so
     -- their keys cannot be recorded, and the targets would keep them. The
     -- drop is refused, unless a tracked table goes in the same command
     -- (dropping a whole partitioned table with its partitions).
     SELECT string_agg(DISTINCT format('%I.%I', d.address_names[1], d.address_names[2]), ', ') INTO v_part
       FROM pg_event_trigger_dropped_objects() d
      WHERE d.object_type = 'trigger' AND d.address_names[3] = 'pgshadow_capture_ins'
+       AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() k
+                    WHERE k.object_type = 'trigger' AND k.address_names[1] = d.address_names[1]
+                      AND k.address_names[2] = d.address_names[2] AND k.address_names[3] = 'pgshadow_capture_key')
        AND EXISTS (SELECT FROM pg_event_trigger_dropped_objects() o
                     WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
                       AND o.address_names[1] = d.address_names[1] AND o.address_names[2] = d.address_names[2]

@@ -32,8 +32,9 @@ func TestTrackRefusesWhatItCannotCapture(t *testing.T) {
 		{"shadow_name_too_long",
 			`CREATE SCHEMA ` + longSchema + `; CREATE TABLE ` + longSchema + `.` + longTable + ` (id int PRIMARY KEY)`,
 			longSchema + "." + longTable, "42622", longTable},
-		{"partitioned_table", `CREATE TABLE parted_t (id int PRIMARY KEY) PARTITION BY RANGE (id)`,
-			"parted_t", "0A000", "parted_t"},
+		{"sub-partitioned_partition", `CREATE TABLE parted_root (id int PRIMARY KEY) PARTITION BY RANGE (id);
+			CREATE TABLE parted_t PARTITION OF parted_root FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (id)`,
+			"parted_t", "0A000", "parted_root"},
 		{"partition", `CREATE TABLE parent_t (id int PRIMARY KEY) PARTITION BY RANGE (id);
 			CREATE TABLE partition_t PARTITION OF parent_t FOR VALUES FROM (0) TO (100)`,
 			"partition_t", "0A000", "partition_t"},

@@ -157,6 +157,13 @@ func TestPartitionedTableRetrackAndUntrack(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	p.Src.Exec(t, partitionedDDL)
+	// without the partition watch, a partition created later would go uncaptured
+	p.Src.Exec(t, "ALTER EVENT TRIGGER pgshadow_partition_watch DISABLE")
+	err := p.Src.ExecErr("SELECT shadow_track('ev')")
+	if err == nil || !strings.Contains(describe(err), "pgshadow_partition_watch") {
+		t.Fatalf("tracking without the partition watch: want a refusal naming it, got %v", describe(err))
+	}
+	p.Src.Exec(t, "ALTER EVENT TRIGGER pgshadow_partition_watch ENABLE")
 	p.Src.Exec(t, "SELECT shadow_track('ev')")
 	// five capture triggers on the root, four statement triggers and a
 	// clone of the key trigger on each partition
@@ -181,7 +188,7 @@ func TestPartitionedTableRetrackAndUntrack(t *testing.T) {
 	p.Src.Exec(t, "CREATE TABLE ev_2030 (id int, day date, v text, PRIMARY KEY (id, day))")
 	p.Src.Exec(t, "SELECT shadow_track('ev_2030')")
 	p.Src.Exec(t, "CREATE TABLE other (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)")
-	err := p.Src.ExecErr("ALTER TABLE other ATTACH PARTITION ev_2030 FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')")
+	err = p.Src.ExecErr("ALTER TABLE other ATTACH PARTITION ev_2030 FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')")
 	if err == nil || !strings.Contains(describe(err), "cannot become a partition") {
 		t.Fatalf("attaching a tracked table: want a refusal, got %v", describe(err))
 	}
