@@ -4,6 +4,7 @@
 package replication
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -234,4 +235,25 @@ func TestPartitionedConcurrentWritersConverge(t *testing.T) {
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM ev WHERE id > 600"); n == 0 {
 		t.Errorf("scenario broken: no key update committed")
 	}
+}
+
+// A writer with rights on partitions only, and none on pgshadow's tables,
+// writes straight into them (a truncate included): everything is captured
+// with the table owner's rights and reaches the target.
+func TestPartitionWriterWithoutRightsOnTheRootIsCaptured(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.Src.Exec(t, partitionedDDL)
+	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
+	p.Src.Exec(t, partitionedSeed)
+	p.Subscribe(t, "ev")
+	w := pgtest.NewRole(t, p.Src, "writer", "")
+	p.Src.Exec(t, fmt.Sprintf("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ev_2023, ev_2024_h0 TO %s", ident(w)))
+	c := p.Src.ConnAs(t, w, pgtest.RolePassword)
+	mustExec(t, c, "INSERT INTO ev_2023 VALUES (5001, '2023-05-05', 'w')")
+	mustExec(t, c, "UPDATE ev_2023 SET v = 'w+', id = id + 7000 WHERE id % 9 = 0")
+	mustExec(t, c, "DELETE FROM ev_2023 WHERE id % 4 = 0")
+	mustExec(t, c, "TRUNCATE ev_2024_h0")
+	p.Export(t)
+	p.Same(t, "ev", "ev")
 }
