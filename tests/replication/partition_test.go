@@ -26,13 +26,7 @@ const (
 // one (refused until detached).
 func TestPartitionedTableToPlainTarget(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, partitionedDDL)
-	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, partitionedSeed)
-	if n := p.Subscribe(t, "ev"); n != 200 {
-		t.Fatalf("initial copy shipped %d rows, want 200", n)
-	}
+	p := subscribedPartitioned(t)
 	p.Same(t, "ev", "ev")
 
 	steps := []struct{ name, sql string }{
@@ -113,6 +107,20 @@ func TestPartitionedTableToPlainTarget(t *testing.T) {
 	p.Src.Exec(t, "DROP TABLE ev_2026, ev_2025")
 	p.Export(t)
 	p.Same(t, "ev", "ev")
+}
+
+// subscribedPartitioned is a pair with ev partitioned on the source, plain
+// on the target, subscribed after 200 rows were written (and copied).
+func subscribedPartitioned(t *testing.T) *pair {
+	t.Helper()
+	p := newPair(t)
+	p.Src.Exec(t, partitionedDDL)
+	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
+	p.Src.Exec(t, partitionedSeed)
+	if n := p.Subscribe(t, "ev"); n != 200 {
+		t.Fatalf("initial copy shipped %d rows, want 200", n)
+	}
+	return p
 }
 
 // pgtestDiff is the row difference of a source and a target table ("" when equal).
@@ -212,11 +220,7 @@ func retrackIsNoop(t *testing.T, p *pair) {
 // after a final export both sides hold the same rows.
 func TestPartitionedConcurrentWritersConverge(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, partitionedDDL)
-	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, partitionedSeed)
-	p.Subscribe(t, "ev")
+	p := subscribedPartitioned(t)
 	ops := []string{
 		"INSERT INTO ev VALUES ($1, date '2023-01-01' + $2::int, 'ins') ON CONFLICT DO NOTHING",
 		"INSERT INTO ev_2023 VALUES ($1, date '2023-01-01' + $2::int % 365, 'leaf') ON CONFLICT DO NOTHING",
@@ -242,11 +246,7 @@ func TestPartitionedConcurrentWritersConverge(t *testing.T) {
 // with the table owner's rights and reaches the target.
 func TestPartitionWriterWithoutRightsOnTheRootIsCaptured(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, partitionedDDL)
-	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, partitionedSeed)
-	p.Subscribe(t, "ev")
+	p := subscribedPartitioned(t)
 	w := pgtest.NewRole(t, p.Src, "writer", "")
 	p.Src.Exec(t, fmt.Sprintf("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ev_2023, ev_2024_h0 TO %s", ident(w)))
 	c := p.Src.ConnAs(t, w, pgtest.RolePassword)
