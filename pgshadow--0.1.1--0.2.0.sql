@@ -1396,15 +1396,7 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     -- shadow names are at most 60 bytes (the partitions add _g0/_g1)
     SELECT p_shadow || '_fn'
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+CREATE OR REPLACE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_gen smallint, p_notify boolean) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
@@ -1412,6 +1404,10 @@ DECLARE
     v_ins   text;
     v_gen   text;
 BEGIN
+    IF p_gen IS NULL OR p_gen NOT IN (0, 1) OR p_notify IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: capture of pgshadow.%: generation % and notify % must be 0 or 1 and not null',
+            quote_ident(p_shadow), p_gen, p_notify;
+    END IF;
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
     -- name containing the tag would end the body early, and the rest of it
@@ -1422,25 +1418,17 @@ BEGIN
             USING ERRCODE = 'invalid_name';
     END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
-    -- The generation writers append to, from the table's catalog row, found
-    -- by TG_RELID *and* the shadow name: attached to another table, the
-    -- function refuses (pgshadow._not_tracked, called only when no row is
-    -- found). A table with an async subscription also sends NOTIFY pgshadow
-    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
-    -- subquery: planned once per session, run once per statement, and only
-    -- when the statement has keys to append, with no query of its own.
-    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
-                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+    v_gen := format('%s::pg_catalog.int2', p_gen);
     -- The body below is a template: %1$s .. %7$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
-    -- session: no EXECUTE, no other query.
+    -- session: no EXECUTE, no other query, no catalog lookup.
     RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
 -- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
--- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked
+-- again, when a purge moves writers to the other partition (the generation
+-- written below) and when its first async subscription comes or its last goes.
 BEGIN
     -- replicated changes applied by the table owner's session are not captured
     -- again; the setting is tested first, and apart (NULL when never set: an
@@ -1449,7 +1437,7 @@ BEGIN
         IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
-    END IF;
+    END IF;%6$s
     IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         -- the key trigger: this row's key changed (by the SET list, a BEFORE
         -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
@@ -1468,7 +1456,11 @@ BEGIN
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old,
+        -- an async subscription's `pgshadow run` waits: NOTIFY, sent at
+        -- commit and once per transaction however many statements ask
+        CASE WHEN p_notify THEN E'\n    PERFORM pg_catalog.pg_notify(''pgshadow'', '''');' ELSE '' END,
+        v_gen);
 END
 $fn$;
 CREATE OR REPLACE FUNCTION pgshadow.capture() RETURNS trigger
@@ -1479,6 +1471,16 @@ BEGIN
         USING HINT = 'Run shadow_track() on it (its owner), or drop its pgshadow_capture_* triggers.';
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._replace_capture(p_tr pgshadow.tracked) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace
+                                      AND p.proname = pgshadow._capture_fn_name(p_tr.shadow) AND p.pronargs = 0) THEN
+        EXECUTE pgshadow._capture_fn(p_tr.shadow, p_tr.key_cols, p_tr.gen, p_tr.notify);
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;
 
 -- code of: sql/40_track.sql
 CREATE OR REPLACE FUNCTION pgshadow._key(p_tbl regclass, OUT cols name[], OUT types text[])
@@ -1647,7 +1649,7 @@ BEGIN
     -- replaced by pgshadow's owner and handed to the table's owner: it runs
     -- with her rights, and writers need none on the shadow table.
     v_fn := pgshadow._capture_fn_name(v_shadow);
-    v_def := pgshadow._capture_fn(v_shadow, v_cols);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols, coalesce(v_old.gen, 0::smallint), coalesce(v_old.notify, false));
     SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
       FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
     -- rerun only when the body differs: CREATE OR REPLACE would need the
@@ -1720,6 +1722,10 @@ BEGIN
     PERFORM pgshadow._gc();
     SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
     SELECT r.rolsuper INTO v_super FROM pg_roles r WHERE r.rolname = current_user;
+    -- the capture function is written for the catalog row's generation and
+    -- notify flag: wait for a purge or an async (un)subscribe changing them,
+    -- and plan after it (pgshadow._replace_capture)
+    PERFORM FROM pgshadow.tracked t WHERE t.tbl = p_tbl FOR UPDATE;
     FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
         IF v_sql LIKE 'ALTER FUNCTION %' AND NOT v_super THEN
             -- A non-superuser pgshadow owner may give the function away only
@@ -2848,7 +2854,8 @@ BEGIN
         -- the emptied partition takes the writers if the current one holds anything
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
         EXIT WHEN NOT v_keep;
-        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING * INTO v_tr;
+        PERFORM pgshadow._replace_capture(v_tr);
     END LOOP;
 END
 $$;
@@ -3761,11 +3768,18 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     UPDATE pgshadow.tracked t
-       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
-     WHERE t.tbl = p_tbl;
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
 END
 $$;
 

@@ -39,18 +39,14 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_shadow || '_fn'
 $$;
 
--- Raised by a capture function whose table has no catalog row with its
--- shadow (untracked, or the function attached to another table).
-CREATE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-END
-$$;
-
-CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[]) RETURNS text
+-- p_gen is the shadow partition writers append to and p_notify whether an
+-- async subscription waits for a NOTIFY (pgshadow.tracked's gen and notify):
+-- both are written into the body as constants, and whoever changes them in
+-- the catalog replaces the function in the same transaction
+-- (pgshadow._replace_capture). Reading them from the catalog instead cost
+-- each captured statement a subquery, about 30k instructions (a fifth of
+-- capture; docs/DESIGN.md, Capture).
+CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_gen smallint, p_notify boolean) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
@@ -58,6 +54,10 @@ DECLARE
     v_ins   text;
     v_gen   text;
 BEGIN
+    IF p_gen IS NULL OR p_gen NOT IN (0, 1) OR p_notify IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: capture of pgshadow.%: generation % and notify % must be 0 or 1 and not null',
+            quote_ident(p_shadow), p_gen, p_notify;
+    END IF;
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
     -- name containing the tag would end the body early, and the rest of it
@@ -68,25 +68,17 @@ BEGIN
             USING ERRCODE = 'invalid_name';
     END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
-    -- The generation writers append to, from the table's catalog row, found
-    -- by TG_RELID *and* the shadow name: attached to another table, the
-    -- function refuses (pgshadow._not_tracked, called only when no row is
-    -- found). A table with an async subscription also sends NOTIFY pgshadow
-    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
-    -- subquery: planned once per session, run once per statement, and only
-    -- when the statement has keys to append, with no query of its own.
-    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) TG_RELID AND t.shadow OPERATOR(pg_catalog.=) %1$L'
-                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow);
+    v_gen := format('%s::pg_catalog.int2', p_gen);
     -- The body below is a template: %1$s .. %7$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
-    -- session: no EXECUTE, no other query.
+    -- session: no EXECUTE, no other query, no catalog lookup.
     RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
 -- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
--- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked
+-- again, when a purge moves writers to the other partition (the generation
+-- written below) and when its first async subscription comes or its last goes.
 BEGIN
     -- replicated changes applied by the table owner's session are not captured
     -- again; the setting is tested first, and apart (NULL when never set: an
@@ -95,7 +87,7 @@ BEGIN
         IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
-    END IF;
+    END IF;%6$s
     IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         -- the key trigger: this row's key changed (by the SET list, a BEFORE
         -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
@@ -114,7 +106,11 @@ BEGIN
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, NULL, v_gen);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old,
+        -- an async subscription's `pgshadow run` waits: NOTIFY, sent at
+        -- commit and once per transaction however many statements ask
+        CASE WHEN p_notify THEN E'\n    PERFORM pg_catalog.pg_notify(''pgshadow'', '''');' ELSE '' END,
+        v_gen);
 END
 $fn$;
 
@@ -133,3 +129,23 @@ $$;
 -- pgshadow.capture_key(), the statement-level key trigger of earlier
 -- versions, is gone: the table's own function records old keys itself, from
 -- a row trigger that fires only for rows whose key changed.
+
+-- Replaces a tracked table's capture function with one for its catalog row's
+-- current generation and notify flag; called in the transaction that changes
+-- them (under the row's lock), so the two never disagree once it commits.
+-- Only an existing function is replaced (it keeps its owner, the table's):
+-- one made here would belong to pgshadow's owner and capture with its rights.
+-- Writers still running the old body append to the partition they read
+-- before, as a writer that read the generation just before a switch did:
+-- the purge never truncates a partition holding unshipped rows or a writer's
+-- lock (see pgshadow._purge), so that costs at most a later truncation.
+CREATE FUNCTION pgshadow._replace_capture(p_tr pgshadow.tracked) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace
+                                      AND p.proname = pgshadow._capture_fn_name(p_tr.shadow) AND p.pronargs = 0) THEN
+        EXECUTE pgshadow._capture_fn(p_tr.shadow, p_tr.key_cols, p_tr.gen, p_tr.notify);
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;

@@ -176,7 +176,8 @@ BEGIN
         -- the emptied partition takes the writers if the current one holds anything
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
         EXIT WHEN NOT v_keep;
-        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING * INTO v_tr;
+        PERFORM pgshadow._replace_capture(v_tr);
     END LOOP;
 END
 $$;

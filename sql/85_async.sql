@@ -353,13 +353,21 @@ BEGIN
 END
 $$;
 
--- Keeps tracked.notify in step with the table's async subscriptions.
+-- Keeps tracked.notify, and the capture function that reads it, in step with
+-- the table's async subscriptions.
 CREATE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     UPDATE pgshadow.tracked t
-       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
-     WHERE t.tbl = p_tbl;
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
 END
 $$;
