@@ -2078,11 +2078,14 @@ END
 $$;
 
 -- code of: sql/60_ship.sql
+CREATE OR REPLACE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND shadow_xid < pg_snapshot_xmax(%2$s)'
-                  ' AND pg_visible_in_snapshot(shadow_xid, %2$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)',
-                  p_old, p_new)
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._after(p_alias text, p_cols name[], p_types text[], p_after text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -2872,8 +2875,8 @@ BEGIN
     END IF;
     FOR v_sub IN SELECT * FROM pgshadow.subscription s
                   WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
-        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE %s ORDER BY shadow_xid LIMIT 1',
+                       p_tr.shadow, pgshadow._unshipped_where('$1'))
            INTO v_oldest USING v_sub.snapshot;
         v_age := clock_timestamp() - v_oldest;
         CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;
@@ -3481,9 +3484,9 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
-                   ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
+                   ' min(shadow_at) FROM pgshadow.%I WHERE $2 OR (%s)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow,
+                   pgshadow._unshipped_where('$1'))
        INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;
@@ -3619,9 +3622,8 @@ BEGIN
         RETURN true;  -- the initial copy is still to be made
     END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
-                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s)',
+                   v_shadow, pgshadow._pending_where('$1', 'pg_current_snapshot()'))
        INTO v USING v_sub.snapshot;
     RETURN v;
 END
@@ -4215,7 +4217,7 @@ BEGIN
         FOR v_c IN EXECUTE format(
             'WITH k AS (%1$s), r AS (%2$s),'
             ' l AS (SELECT %3$s, max(shadow_at) AS at,'
-            '              bool_or($4 IS NOT NULL AND shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)) AS pending'
+            '              bool_or($4 IS NOT NULL AND %11$s) AS pending'
             '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
             ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
             '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
@@ -4229,7 +4231,7 @@ BEGIN
             (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match, v_ver)
+            p_dest, v_match, v_ver, pgshadow._unshipped_where('$4'))
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
         LOOP
             v_remote := CASE p_policy

@@ -10,13 +10,21 @@
 -- text arrays, so one statement of a few literals carries a whole chunk (up to
 -- 20k keys or rows), no per-row statements; chunks are pipelined (see _ship).
 
--- Rows whose transaction is visible in p_new but not in p_old (SQL text over
--- two snapshot expressions). The xid range lets the shadow_xid index serve it.
+-- Shadow rows a watermark has not shipped: their transaction is not visible
+-- in p_old (SQL text over a snapshot expression). The lower bound lets the
+-- shadow_xid index serve it. The one definition of "unshipped".
+CREATE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
+
+-- Rows whose transaction is visible in p_new but not in p_old: what an
+-- export from watermark p_old to p_new ships (SQL text over two snapshot
+-- expressions). The xid range lets the shadow_xid index serve it.
 CREATE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND shadow_xid < pg_snapshot_xmax(%2$s)'
-                  ' AND pg_visible_in_snapshot(shadow_xid, %2$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)',
-                  p_old, p_new)
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
 $$;
 
 -- "(k1, k2) > (after[1]::t1, after[2]::t2)" for keyset pagination; the

@@ -215,8 +215,8 @@ BEGIN
     END IF;
     FOR v_sub IN SELECT * FROM pgshadow.subscription s
                   WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
-        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE %s ORDER BY shadow_xid LIMIT 1',
+                       p_tr.shadow, pgshadow._unshipped_where('$1'))
            INTO v_oldest USING v_sub.snapshot;
         v_age := clock_timestamp() - v_oldest;
         CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;

@@ -22,9 +22,9 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
-                   ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
+                   ' min(shadow_at) FROM pgshadow.%I WHERE $2 OR (%s)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow,
+                   pgshadow._unshipped_where('$1'))
        INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;

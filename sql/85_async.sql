@@ -167,9 +167,8 @@ BEGIN
         RETURN true;  -- the initial copy is still to be made
     END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
-                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s)',
+                   v_shadow, pgshadow._pending_where('$1', 'pg_current_snapshot()'))
        INTO v USING v_sub.snapshot;
     RETURN v;
 END
