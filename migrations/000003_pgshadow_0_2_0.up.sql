@@ -2620,7 +2620,7 @@ DECLARE
     v_key_chunk integer := greatest(p_chunk, 1000000);
     -- a consistent export (shadow_export) holds one remote transaction open
     -- for all the target's tables: then this batch neither begins nor ends it
-    v_open   boolean := current_setting('pgshadow.consistent_batch', true) = 'on';
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
 BEGIN
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
@@ -3755,6 +3755,10 @@ BEGIN
     RETURN v;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._consistent(p_target text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.consistent AND t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = p_target), false)
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._run_due(p_target text) RETURNS SETOF bigint
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.id FROM pgshadow.subscription s
@@ -3762,7 +3766,40 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
        AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND NOT pgshadow._consistent(s.target)
      ORDER BY s.target, s.id
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._run_due_consistent(p_target text) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT s.target ORDER BY s.target), '{}')
+      FROM pgshadow.subscription s
+      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
+       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND pgshadow._consistent(s.target)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._run_consistent(p_target text, p_batch_size integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s
+                    WHERE s.target = p_target AND s.mode = 'async'
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+                      AND (pgshadow._has_pending(s.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = s.id))) THEN
+        RETURN;
+    END IF;
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(p_target, p_batch_size);
+    IF v_state IS NULL THEN
+        PERFORM pgshadow._clear_failure(s.id) FROM pgshadow.subscription s
+          WHERE s.target = p_target AND s.mode <> 'sync' AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(p_target, v_state, v_msg, false);
+    RAISE WARNING '%', v_msg;
+END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._run_one(p_id bigint, p_batch_size integer) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -3795,9 +3832,19 @@ $$;
 CREATE OR REPLACE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_id      bigint;
+    v_targets text[];
+    v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
+    v_targets := pgshadow._run_due_consistent(target);
+    FOREACH v_target IN ARRAY v_targets LOOP
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+        PERFORM pgshadow._run_consistent(v_target, batch_size);
+        COMMIT;
+        PERFORM pgshadow.file_purge(v_target);
+    END LOOP;
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
@@ -3852,8 +3899,17 @@ DECLARE
     v_state text;
     v_msg   text;
 BEGIN
+    IF pgshadow._consistent(target) THEN
+        -- one snapshot for all the target's tables (pgshadow._export_consistent)
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    END IF;
     SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
     IF v_state IS NULL THEN
+        IF pgshadow._consistent(target) THEN
+            COMMIT;
+            PERFORM pgshadow.file_purge(target);  -- on current state, READ COMMITTED
+        END IF;
         RETURN;
     END IF;
     PERFORM pgshadow.record_failure(target, v_state, v_msg, false);

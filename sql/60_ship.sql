@@ -677,7 +677,7 @@ DECLARE
     v_key_chunk integer := greatest(p_chunk, 1000000);
     -- a consistent export (shadow_export) holds one remote transaction open
     -- for all the target's tables: then this batch neither begins nor ends it
-    v_open   boolean := current_setting('pgshadow.consistent_batch', true) = 'on';
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
 BEGIN
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
