@@ -3387,6 +3387,9 @@ BEGIN
         -- export (for a consistent target, at the snapshot of its other
         -- tables, so the target never mixes two moments of the source)
         PERFORM pgshadow._reset(v_sub.id, v_snap, true);
+        IF (SELECT t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+            RAISE NOTICE 'pgshadow: % is copied to target "%" by its next shadow_export, at the snapshot its other tables ship at', tbl, target;
+        END IF;
         RETURN 0;
     END IF;
     PERFORM pgshadow._connect(target);
