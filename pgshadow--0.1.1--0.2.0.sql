@@ -1945,6 +1945,13 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: target "%": consistent must be true or false', p_target
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF p_consistent AND v_t.server IS NULL THEN
+        -- pgshadow export already writes a file target's batch from one
+        -- REPEATABLE READ transaction, and pgshadow import applies it in one
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target: consistent applies to push targets', p_target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A file batch is written at one snapshot and imported in one transaction already.';
+    END IF;
     UPDATE pgshadow.target SET consistent = p_consistent WHERE name = p_target;
 END
 $$;

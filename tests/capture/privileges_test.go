@@ -175,9 +175,13 @@ func TestNonOwnerCannotAlterATarget(t *testing.T) {
 	if got := setting(); got != "false" {
 		t.Errorf("bob made alice's target consistent: %s", got)
 	}
-	run(t, f.asAlice, "SELECT shadow_alter_target('files', consistent => true)")
-	if got := setting(); got != "true" {
-		t.Errorf("alice could not make her own target consistent: %s", got)
+	// alice may alter her own target; a file target is refused for what it
+	// already is (one snapshot per batch, one import transaction)
+	run(t, f.asAlice, "SELECT shadow_alter_target('files', consistent => false)")
+	err := runErr(t, f.asAlice, "SELECT shadow_alter_target('files', consistent => true)")
+	assertError(t, err, f.alice+": shadow_alter_target('files', true)", "42809", "is a file target")
+	if got := setting(); got != "false" {
+		t.Errorf("a file target was made consistent: %s", got)
 	}
 }
 
