@@ -4618,12 +4618,10 @@ CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id      bigint;
-    v_targets text[];
     v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
-    v_targets := pgshadow._run_due_consistent(target);
-    FOREACH v_target IN ARRAY v_targets LOOP
+    FOREACH v_target IN ARRAY pgshadow._run_due_consistent(target) LOOP
         COMMIT;
         SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
         PERFORM pgshadow._run_consistent(v_target, batch_size);
@@ -4694,7 +4692,10 @@ $$;
 -- table failed: a target down), the failure is recorded on the caller's
 -- subscriptions of the target (shadow_status.last_error, shadow_errors,
 -- shadow_failures) and committed, then raised, so psql still exits non-zero.
--- Must be CALLed outside a transaction block (it commits).
+-- Must be CALLed outside a transaction block (it commits). A consistent
+-- target is exported in a REPEATABLE READ transaction of its own (its one
+-- snapshot, pgshadow._export_consistent) and purged after its commit, on
+-- current state (READ COMMITTED).
 CREATE PROCEDURE shadow_export_logged(target text, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -4702,7 +4703,6 @@ DECLARE
     v_msg   text;
 BEGIN
     IF pgshadow._consistent(target) THEN
-        -- one snapshot for all the target's tables (pgshadow._export_consistent)
         COMMIT;
         SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
     END IF;
@@ -4710,7 +4710,7 @@ BEGIN
     IF v_state IS NULL THEN
         IF pgshadow._consistent(target) THEN
             COMMIT;
-            PERFORM pgshadow.file_purge(target);  -- on current state, READ COMMITTED
+            PERFORM pgshadow.file_purge(target);
         END IF;
         RETURN;
     END IF;

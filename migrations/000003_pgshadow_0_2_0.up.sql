@@ -3843,12 +3843,10 @@ CREATE OR REPLACE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size inte
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id      bigint;
-    v_targets text[];
     v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
-    v_targets := pgshadow._run_due_consistent(target);
-    FOREACH v_target IN ARRAY v_targets LOOP
+    FOREACH v_target IN ARRAY pgshadow._run_due_consistent(target) LOOP
         COMMIT;
         SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
         PERFORM pgshadow._run_consistent(v_target, batch_size);
@@ -3910,7 +3908,6 @@ DECLARE
     v_msg   text;
 BEGIN
     IF pgshadow._consistent(target) THEN
-        -- one snapshot for all the target's tables (pgshadow._export_consistent)
         COMMIT;
         SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
     END IF;
@@ -3918,7 +3915,7 @@ BEGIN
     IF v_state IS NULL THEN
         IF pgshadow._consistent(target) THEN
             COMMIT;
-            PERFORM pgshadow.file_purge(target);  -- on current state, READ COMMITTED
+            PERFORM pgshadow.file_purge(target);
         END IF;
         RETURN;
     END IF;
