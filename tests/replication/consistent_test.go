@@ -308,6 +308,20 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 	if err == nil || !strings.Contains(describe(err), "order_lines_order_id_fkey") || !strings.Contains(describe(err), "DEFERRABLE") {
 		t.Fatalf("expected the copy to fail naming the constraint and DEFERRABLE, got %v", err)
 	}
+
+	// and a consistent export that deletes an order with its lines: the
+	// order's delete is checked before the lines' (table by table), so it
+	// fails naming the constraint and the fix, and nothing moves
+	p.Src.Exec(t, "SELECT shadow_alter_target('t1', consistent => true)")
+	p.Src.Exec(t, "DELETE FROM order_lines WHERE order_id = 8; DELETE FROM orders WHERE id = 8")
+	wo := p.watermark(t, "orders")
+	_, err = exportRR(p)
+	if err == nil || !strings.Contains(describe(err), "order_lines_order_id_fkey") || !strings.Contains(describe(err), "declare it DEFERRABLE") {
+		t.Fatalf("expected the consistent export to fail naming the constraint and DEFERRABLE, got %v", err)
+	}
+	if p.watermark(t, "orders") != wo {
+		t.Errorf("the failed consistent export moved the watermark of orders")
+	}
 }
 
 // shadow_run ships a consistent target as a whole in a REPEATABLE READ
