@@ -259,7 +259,7 @@ func (b *bench) figShip() error {
 		baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
 		note: "no source, no transport: the least any apply that replaces changed rows by key costs; its ratio bounds what shipping can reach against a COPY into an empty table"})
 	b.rep.add(f, row{what: "2 tables of " + rowsLabel(n/2) + " changed rows, consistent export (one snapshot, one remote transaction)",
-		unit: seconds,
+		unit:     seconds,
 		oursName: "consistent", ours: res.get("consistent", "ship"), oursCPU: res.cpu("consistent", "ship"),
 		baseName: "per table", base: res.get("pertable", "ship"), baseCPU: res.cpu("pertable", "ship"),
 		note: "the cost of shipping a target's tables at one snapshot in one remote transaction instead of one per table"})
