@@ -2629,7 +2629,15 @@ DECLARE
     -- a consistent export (shadow_export) holds one remote transaction open
     -- for all the target's tables: then this batch neither begins nor ends it
     v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
+    v_stack  text;
 BEGIN
+    IF v_open THEN
+        -- only _export_consistent's transaction counts: a caller who sets the
+        -- setting herself must not get a batch applied without its BEGIN
+        -- (the fixed settings) and COMMIT
+        GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -3234,6 +3242,11 @@ BEGIN
     -- every subscription locked first, in id order, before anything ships
     FOREACH v_id IN ARRAY p_ids LOOP
         v_sub := pgshadow._lock_subscription(v_id);
+        -- callable directly: every batch goes over the one connection to p_target
+        IF v_sub.target <> p_target OR v_sub.mode = 'sync' THEN
+            RAISE EXCEPTION 'pgshadow: subscription % of % is not a batch or async subscription to target "%"', v_id, v_sub.tbl, p_target
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         -- the transaction reads its own uncommitted writes, which its
         -- watermark leaves pending: the target would get a state the source
         -- never committed

@@ -553,6 +553,11 @@ BEGIN
     -- every subscription locked first, in id order, before anything ships
     FOREACH v_id IN ARRAY p_ids LOOP
         v_sub := pgshadow._lock_subscription(v_id);
+        -- callable directly: every batch goes over the one connection to p_target
+        IF v_sub.target <> p_target OR v_sub.mode = 'sync' THEN
+            RAISE EXCEPTION 'pgshadow: subscription % of % is not a batch or async subscription to target "%"', v_id, v_sub.tbl, p_target
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
         -- the transaction reads its own uncommitted writes, which its
         -- watermark leaves pending: the target would get a state the source
         -- never committed

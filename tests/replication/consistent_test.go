@@ -262,6 +262,19 @@ func TestConsistentExportFailureMovesNothing(t *testing.T) {
 			t.Errorf("%s: last_error %q does not record the failed consistent export", tbl, msg)
 		}
 	}
+	// _export_consistent is callable: it ships only subscriptions to the
+	// target it connects to, so no other target's watermark moves through it
+	p.Src.Exec(t, "SELECT shadow_add_target('t2', 'tgt')")
+	p.Src.Exec(t, "SELECT shadow_subscribe('t2', 'orders', dest => 'orders2', initial_copy => false)")
+	other := p.Src.QueryString(t, "SELECT id::text FROM pgshadow.subscription WHERE target = 't2'")
+	w2 := p.Src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription WHERE target = 't2'")
+	err = p.Src.ExecErr("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM pgshadow._export_consistent('t1', ARRAY[" + other + "]::bigint[], 1000); COMMIT")
+	if err == nil || !strings.Contains(err.Error(), `not a batch or async subscription to target "t1"`) {
+		t.Errorf("expected _export_consistent to refuse another target's subscription, got %v", err)
+	}
+	if got := p.Src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription WHERE target = 't2'"); got != w2 {
+		t.Errorf("the watermark of t2 moved through an export to t1")
+	}
 	p.Dst.Exec(t, "ALTER TABLE order_lines DROP CONSTRAINT order_lines_qty_check")
 	p.Src.Exec(t, "CALL shadow_export_logged('t1')")
 	p.Same(t, "orders", "orders")
