@@ -46,7 +46,11 @@ CREATE TABLE pgshadow.target (
     -- runs no pgshadow)
     peer_id     uuid,
     peer_node   text,
-    peer_at     timestamptz
+    peer_at     timestamptz,
+    -- every subscription of the target ships at one source snapshot in one
+    -- remote transaction (shadow_alter_target), so the target only ever
+    -- shows states the source had (foreign keys between its tables hold)
+    consistent  boolean NOT NULL DEFAULT false
 );
 
 -- This database as a node of a mesh: an id generated at install, so two
@@ -2304,6 +2308,43 @@ $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
 
+-- Sets how a target is exported; only its owner (or a member of her role)
+-- may, since it changes how every role's export of the target behaves.
+CREATE FUNCTION pgshadow._alter_target(p_target text, p_consistent boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: target "%" belongs to role %; role % may not alter it', p_target, v_t.owner, pgshadow._caller()
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_consistent IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%": consistent must be true or false', p_target
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_consistent AND v_t.server IS NULL THEN
+        -- pgshadow export already writes a file target's batch from one
+        -- REPEATABLE READ transaction, and pgshadow import applies it in one
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target: consistent applies to push targets', p_target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A file batch is written at one snapshot and imported in one transaction already.';
+    END IF;
+    UPDATE pgshadow.target SET consistent = p_consistent WHERE name = p_target;
+END
+$$;
+
+CREATE FUNCTION shadow_alter_target(target text, consistent boolean) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._alter_target(target, consistent)
+$$;
+COMMENT ON FUNCTION shadow_alter_target(text, boolean) IS
+    'pgshadow: consistent => true ships every table of the target at one snapshot in one remote transaction';
+
 -- Records what node target p_target reaches (p_id NULL: no pgshadow node
 -- id there), as a connection to it just answered. A change is announced:
 -- a renamed node (same id) with a NOTICE, another node with a WARNING. Only
@@ -2860,6 +2901,15 @@ $$;
 CREATE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF p_state = '23503' THEN
+        -- a copy replaces a table's rows by DELETE, and a consistent export
+        -- applies several tables in one transaction: both need the target's
+        -- foreign keys checked at commit
+        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+            USING ERRCODE = p_state,
+                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
+    END IF;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
         USING ERRCODE = p_state;
@@ -3143,7 +3193,18 @@ DECLARE
     -- scan of the table (a 1M-key batch in a 1M-row table: 2.9 s against 4
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
+    -- a consistent export (shadow_export) holds one remote transaction open
+    -- for all the target's tables: then this batch neither begins nor ends it
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
+    v_stack  text;
 BEGIN
+    IF v_open THEN
+        -- only _export_consistent's transaction counts: a caller who sets the
+        -- setting herself must not get a batch applied without its BEGIN
+        -- (the fixed settings) and COMMIT
+        GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -3157,7 +3218,9 @@ BEGIN
     IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
-        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        END IF;
         v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
@@ -3169,7 +3232,9 @@ BEGIN
             EXIT WHEN v_nkeys < p_chunk;
             v_after := v_last;
         END LOOP;
-        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        END IF;
         deletes := keys - upserts;
         RETURN;
     END IF;
@@ -3180,8 +3245,9 @@ BEGIN
     -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
-    -- tables reference may be replaced within deferred constraints.
-    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
+    -- tables reference may be replaced within deferred constraints (so the
+    -- copy defers them: a DEFERRABLE foreign key to the table holds at commit).
+    v_buf := CASE WHEN v_open THEN '' ELSE pgshadow._remote_begin() END || CASE WHEN v_full THEN format(' SET CONSTRAINTS ALL DEFERRED; DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there are
@@ -3254,7 +3320,11 @@ BEGIN
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
     END IF;
-    PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    IF NOT v_open THEN
+        PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    ELSIF v_buf <> '' THEN
+        PERFORM pgshadow._remote(p_sub, v_buf);
+    END IF;
 
     IF v_full THEN
         keys := upserts;
@@ -3613,7 +3683,10 @@ BEGIN
     -- Creating the capture triggers locked the table against writers until
     -- this transaction ends; a copy now would keep them waiting for all of
     -- it. Then the first export copies instead, in a transaction of its own.
-    v_defer := initial_copy AND v_target.server IS NOT NULL AND pgshadow._blocks_writers(tbl);
+    -- A consistent target copies with its next export too: at the snapshot
+    -- its other tables ship at, so the copy agrees with them.
+    v_defer := initial_copy AND v_target.server IS NOT NULL
+               AND ((v_target.consistent AND mode <> 'sync') OR pgshadow._blocks_writers(tbl));
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, v_filter,
                                         mode, on_conflict, initial_copy AND (v_target.server IS NULL OR v_defer));
     IF mode = 'sync' THEN
@@ -3632,8 +3705,12 @@ BEGIN
     END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
-            USING DETAIL = 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.',
-                  HINT = 'Run shadow_track() in a transaction of its own first to copy at subscribe.';
+            USING DETAIL = CASE WHEN v_target.consistent AND mode <> 'sync'
+                                THEN 'The target is exported consistently: the copy is made at the snapshot its other tables ship at.'
+                                ELSE 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.' END,
+                  HINT = CASE WHEN v_target.consistent AND mode <> 'sync'
+                              THEN 'Run shadow_export() in a REPEATABLE READ transaction, or pgshadow export.'
+                              ELSE 'Run shadow_track() in a transaction of its own first to copy at subscribe.' END;
     ELSIF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
@@ -3733,7 +3810,10 @@ BEGIN
         -- Cutting also ships a key again in every part it changed in, so it is
         -- only done when the backlog's distinct keys, not just its changes,
         -- pass the cap: 100k keys changed 10 times each stay one net batch.
-        IF v_pending > p_batch_size AND NOT EXISTS (
+        -- A consistent export (one snapshot for all the target's tables) is
+        -- never cut: its batch is everything up to that snapshot.
+        IF v_pending > p_batch_size AND current_setting('pgshadow.consistent_batch', true) IS DISTINCT FROM 'on'
+           AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
             -- cut after the transaction that passes the cap; one larger
@@ -3774,6 +3854,97 @@ BEGIN
 END
 $$;
 
+-- Ships the subscriptions p_ids of a consistent target at ONE source
+-- snapshot in ONE remote transaction, so the target only ever shows states
+-- the source had (foreign keys between its tables hold, a reader never sees
+-- a line without its order). The one snapshot is the calling transaction's:
+-- under REPEATABLE READ every read sees it, and pgshadow._snapshot() (each
+-- watermark) is it, so what each table ships is exactly its change up to
+-- that moment. Under READ COMMITTED each statement has a snapshot of its own,
+-- so the export refuses (pgshadow export and shadow_run open the right
+-- transaction). The remote transaction defers the target's constraints
+-- (SET CONSTRAINTS ALL DEFERRED): those declared DEFERRABLE hold at its
+-- commit. All watermarks move together, after the remote COMMIT. A failure
+-- of any table fails the whole export (nothing ships, nothing moves), naming
+-- the table; the callers record it on every subscription of the target.
+-- Purging is left to a READ COMMITTED transaction after the commit
+-- (_purge does nothing under REPEATABLE READ).
+CREATE FUNCTION pgshadow._export_consistent(p_target text, p_ids bigint[], p_batch_size integer)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
+               truncated boolean, error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id    bigint;
+    v_sub   pgshadow.subscription;
+    v_cur   regclass;
+    v_own   xid8;
+    v_wrote boolean;
+    v_state text;
+    v_msg   text;
+    v_hint  text;
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RAISE EXCEPTION 'pgshadow: target "%" is exported consistently (all its tables at one snapshot), which needs a REPEATABLE READ transaction', p_target
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM shadow_export(...); COMMIT; or use pgshadow export, CALL shadow_export_logged() or CALL shadow_run(), which do so.';
+    END IF;
+    -- every subscription locked first, in id order, before anything ships
+    FOREACH v_id IN ARRAY p_ids LOOP
+        v_sub := pgshadow._lock_subscription(v_id);
+        -- callable directly: every batch goes over the one connection to p_target
+        IF v_sub.target <> p_target OR v_sub.mode = 'sync' THEN
+            RAISE EXCEPTION 'pgshadow: subscription % of % is not a batch or async subscription to target "%"', v_id, v_sub.tbl, p_target
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- the transaction reads its own uncommitted writes, which its
+        -- watermark leaves pending: the target would get a state the source
+        -- never committed
+        v_own := pg_current_xact_id_if_assigned();
+        IF v_own IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid = $1)',
+                           (SELECT t.shadow FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl))
+               INTO v_wrote USING v_own;
+            IF v_wrote THEN
+                RAISE EXCEPTION 'pgshadow: target "%" is exported consistently, and this transaction wrote %, which it ships', p_target, v_sub.tbl
+                    USING ERRCODE = 'invalid_transaction_state',
+                          HINT = 'Export in a transaction of its own, after the writes committed.';
+            END IF;
+        END IF;
+    END LOOP;
+    PERFORM set_config('pgshadow.consistent_batch', 'on', true);
+    PERFORM pgshadow._connect(p_target);
+    BEGIN
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, pgshadow._remote_begin() || ' SET CONSTRAINTS ALL DEFERRED;');
+        FOREACH v_id IN ARRAY p_ids LOOP
+            v_cur := (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id);
+            SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
+              FROM pgshadow._export_sub(v_id, p_batch_size);
+            error := NULL;
+            RETURN NEXT;
+        END LOOP;
+        v_cur := NULL;
+        -- deferred constraints are checked here
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, 'COMMIT');
+    EXCEPTION WHEN OTHERS THEN
+        -- the subtransaction took every watermark move back with it
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM set_config('pgshadow.consistent_batch', '', true);
+        PERFORM pgshadow._disconnect();  -- the target rolls its transaction back
+        IF v_state = '23503' THEN
+            v_hint := 'The target checks a foreign key before the batch is complete: declare it DEFERRABLE there (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE); a consistent export defers constraints to its commit.';
+        END IF;
+        v_msg := format('pgshadow: consistent export to target "%s" failed %s, nothing shipped: %s', p_target,
+                        CASE WHEN v_cur IS NULL THEN 'at its commit' ELSE format('at table %s', v_cur) END, v_msg);
+        IF coalesce(v_hint, '') = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state;
+        END IF;
+        RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state, HINT = v_hint;
+    END;
+    PERFORM set_config('pgshadow.consistent_batch', '', true);
+    PERFORM pgshadow._disconnect();
+END
+$$;
+
 -- Ships every pending batch of every (batch or async) subscription of a target.
 -- A table that fails does not hold the others back: each is shipped in a
 -- subtransaction of its own. Its row then carries the error (also kept in
@@ -3811,6 +3982,10 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
             PERFORM pgshadow._connect(target);  -- raises its "does not exist"
         END IF;
+        RETURN;
+    END IF;
+    IF (SELECT t.consistent FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
+        RETURN QUERY SELECT * FROM pgshadow._export_consistent(target, v_ids, batch_size);
         RETURN;
     END IF;
     PERFORM pgshadow._connect(target);
@@ -3886,8 +4061,15 @@ BEGIN
     v_sub := pgshadow._lock_subscription(v_sub.id);
     -- taken before the copy reads: changes committed after it ship again later
     v_snap := pgshadow._snapshot();
-    IF (SELECT t.server FROM pgshadow.target t WHERE t.name = shadow_resync.target) IS NULL THEN
+    IF (SELECT t.server IS NULL OR (t.consistent AND v_sub.mode <> 'sync')
+          FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+        -- a file target, or a consistent one: the copy goes with the next
+        -- export (for a consistent target, at the snapshot of its other
+        -- tables, so the target never mixes two moments of the source)
         PERFORM pgshadow._reset(v_sub.id, v_snap, true);
+        IF (SELECT t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+            RAISE NOTICE 'pgshadow: % is copied to target "%" by its next shadow_export, at the snapshot its other tables ship at', tbl, target;
+        END IF;
         RETURN 0;
     END IF;
     PERFORM pgshadow._connect(target);
@@ -4122,7 +4304,7 @@ $$;
 -- Purges the shadow tables of a target's tables the caller owns, on current
 -- state: run by `pgshadow export` and `ship` in a READ COMMITTED transaction
 -- of its own after the batch committed (_purge does nothing under another
--- isolation level).
+-- isolation level); so is a consistent push export (_export_consistent).
 CREATE FUNCTION pgshadow.file_purge(p_target text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -4372,6 +4554,12 @@ BEGIN
 END
 $$;
 
+-- Whether a target is exported consistently (shadow_alter_target).
+CREATE FUNCTION pgshadow._consistent(p_target text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.consistent AND t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = p_target), false)
+$$;
+
 -- The async subscriptions (of one target, or all) that are due: something
 -- pending or a failure whose retry time has come; only those the caller acts
 -- may export (pgshadow._may_export), in order.
@@ -4382,7 +4570,49 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
        AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND NOT pgshadow._consistent(s.target)
      ORDER BY s.target, s.id
+$$;
+
+-- The consistent targets (of one, or all) with a due async subscription the
+-- caller may export: shadow_run ships each as a whole (_run_consistent).
+CREATE FUNCTION pgshadow._run_due_consistent(p_target text) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT s.target ORDER BY s.target), '{}')
+      FROM pgshadow.subscription s
+      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
+       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND pgshadow._consistent(s.target)
+$$;
+
+-- Exports a consistent target as a whole (shadow_export: every table of it
+-- the caller may export, at one snapshot) if one of its async subscriptions
+-- has something to do; called by shadow_run in a REPEATABLE READ
+-- transaction. A failure is the whole export's: it is recorded on every
+-- subscription of the target (retry times included) instead of raised.
+CREATE FUNCTION pgshadow._run_consistent(p_target text, p_batch_size integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s
+                    WHERE s.target = p_target AND s.mode = 'async'
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+                      AND (pgshadow._has_pending(s.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = s.id))) THEN
+        RETURN;
+    END IF;
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(p_target, p_batch_size);
+    IF v_state IS NULL THEN
+        PERFORM pgshadow._clear_failure(s.id) FROM pgshadow.subscription s
+          WHERE s.target = p_target AND s.mode <> 'sync' AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(p_target, v_state, v_msg, false);
+    RAISE WARNING '%', v_msg;
+END
 $$;
 
 -- Exports one async subscription if it has anything to do; a failure is
@@ -4423,12 +4653,22 @@ $$;
 -- through the caller's search_path (no operator, cast or unqualified name).
 -- _has_pending reads the watermarks, so a database moved into another xid
 -- history is re-baselined first (_check_history).
+-- A consistent target goes first, as a whole, in a REPEATABLE READ
+-- transaction (its one snapshot), then purges in a READ COMMITTED one.
 CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_id      bigint;
+    v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
+    FOREACH v_target IN ARRAY pgshadow._run_due_consistent(target) LOOP
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+        PERFORM pgshadow._run_consistent(v_target, batch_size);
+        COMMIT;
+        PERFORM pgshadow.file_purge(v_target);
+    END LOOP;
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
@@ -4493,15 +4733,26 @@ $$;
 -- table failed: a target down), the failure is recorded on the caller's
 -- subscriptions of the target (shadow_status.last_error, shadow_errors,
 -- shadow_failures) and committed, then raised, so psql still exits non-zero.
--- Must be CALLed outside a transaction block (it commits).
+-- Must be CALLed outside a transaction block (it commits). A consistent
+-- target is exported in a REPEATABLE READ transaction of its own (its one
+-- snapshot, pgshadow._export_consistent) and purged after its commit, on
+-- current state (READ COMMITTED).
 CREATE PROCEDURE shadow_export_logged(target text, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_state text;
     v_msg   text;
 BEGIN
+    IF pgshadow._consistent(target) THEN
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    END IF;
     SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
     IF v_state IS NULL THEN
+        IF pgshadow._consistent(target) THEN
+            COMMIT;
+            PERFORM pgshadow.file_purge(target);
+        END IF;
         RETURN;
     END IF;
     PERFORM pgshadow.record_failure(target, v_state, v_msg, false);

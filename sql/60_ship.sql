@@ -391,6 +391,15 @@ $$;
 CREATE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF p_state = '23503' THEN
+        -- a copy replaces a table's rows by DELETE, and a consistent export
+        -- applies several tables in one transaction: both need the target's
+        -- foreign keys checked at commit
+        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+            USING ERRCODE = p_state,
+                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
+    END IF;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
         USING ERRCODE = p_state;
@@ -674,7 +683,18 @@ DECLARE
     -- scan of the table (a 1M-key batch in a 1M-row table: 2.9 s against 4
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
+    -- a consistent export (shadow_export) holds one remote transaction open
+    -- for all the target's tables: then this batch neither begins nor ends it
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
+    v_stack  text;
 BEGIN
+    IF v_open THEN
+        -- only _export_consistent's transaction counts: a caller who sets the
+        -- setting herself must not get a batch applied without its BEGIN
+        -- (the fixed settings) and COMMIT
+        GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -688,7 +708,9 @@ BEGIN
     IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
-        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        END IF;
         v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
@@ -700,7 +722,9 @@ BEGIN
             EXIT WHEN v_nkeys < p_chunk;
             v_after := v_last;
         END LOOP;
-        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        END IF;
         deletes := keys - upserts;
         RETURN;
     END IF;
@@ -711,8 +735,9 @@ BEGIN
     -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
-    -- tables reference may be replaced within deferred constraints.
-    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
+    -- tables reference may be replaced within deferred constraints (so the
+    -- copy defers them: a DEFERRABLE foreign key to the table holds at commit).
+    v_buf := CASE WHEN v_open THEN '' ELSE pgshadow._remote_begin() END || CASE WHEN v_full THEN format(' SET CONSTRAINTS ALL DEFERRED; DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there are
@@ -785,7 +810,11 @@ BEGIN
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
     END IF;
-    PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    IF NOT v_open THEN
+        PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    ELSIF v_buf <> '' THEN
+        PERFORM pgshadow._remote(p_sub, v_buf);
+    END IF;
 
     IF v_full THEN
         keys := upserts;

@@ -94,8 +94,34 @@ func pushExport(ctx context.Context, conn *pgx.Conn, dsn, target string, timeout
 	if err != nil {
 		return oneLine(err)
 	}
+	// A consistent target ships all its tables at the snapshot of one
+	// REPEATABLE READ transaction, and purges after its commit, on current
+	// state (pgshadow._export_consistent).
+	var consistent bool
+	if err := conn.QueryRow(ctx, "SELECT pgshadow._consistent($1)", target).Scan(&consistent); err != nil {
+		return oneLine(err)
+	}
 	wait, stop := pgsession.CancelOnDone(ctx, conn)
+	if consistent {
+		if _, err = conn.Exec(wait, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			stop()
+			return oneLine(err)
+		}
+	}
 	header, rows, right, err := queryText(wait, conn, "SELECT * FROM "+schema+".shadow_export($1)", target)
+	if consistent {
+		if err == nil {
+			_, err = conn.Exec(wait, "COMMIT")
+		} else if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			fmt.Fprintf(os.Stderr, "pgshadow export: %v\n", oneLine(rerr))
+		}
+	}
+	if err == nil && consistent {
+		if _, perr := conn.Exec(wait, "SELECT pgshadow.file_purge($1)", target); perr != nil {
+			// shipped and committed: a later export purges
+			fmt.Fprintf(os.Stderr, "pgshadow export: purge: %v\n", oneLine(perr))
+		}
+	}
 	stop()
 	if err != nil {
 		if ctx.Err() != nil && timeout > 0 {
