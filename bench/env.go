@@ -19,7 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 // sizes are the workload sizes of one run; quick mode divides most by 10.

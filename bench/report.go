@@ -226,7 +226,7 @@ pgshadow's, so below 1 means pgshadow spends more per transaction; a wall
 ratio well above the CPU ratio means the CPUs were not saturated (latency or
 other load bounded the baseline), so the extra CPU was partly hidden.
 The servers are throwaway local clusters started by the benchmark itself
-(tests/pgserver); settings below.
+(internal/pgserver); settings below.
 
 `)
 	b.WriteString("Run it with `make bench` (full, well under 30 minutes) or `make bench QUICK=1` " +

@@ -18,7 +18,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
 func init() {

@@ -22,7 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 func init() {

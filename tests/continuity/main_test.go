@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 

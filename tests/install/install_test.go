@@ -19,7 +19,7 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	_ "github.com/golang-migrate/migrate/v4/source/file"
 
-	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/internal/generator"
 	"github.com/pgshadow/pgshadow/tests/install"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )

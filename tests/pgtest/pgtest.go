@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 // queryTimeout bounds every helper call so that a test stuck on a lock fails

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
