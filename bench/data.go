@@ -1,6 +1,7 @@
 // Test data and the setup every figure shares: the row shape the issue asks
 // for (bigint key, int, ~50-byte text, timestamptz, numeric), a staging table
 // to insert from, pgshadow with its targets, and the raw COPY pipe.
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 // The benchmark environment: three throwaway servers (a source, a source
 // with wal_level=logical for the logical replication comparison, and a
 // target), connections, timing and the interleaving runner.
+
 package main
 
 import (

@@ -1,5 +1,6 @@
 // The machine description written at the top of BENCHMARKS.md: without it
 // the numbers cannot be compared with another run.
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 // The report: figures made of rows that each hold pgshadow's measurements,
 // a named baseline's measurements from the same run, their ratio and the
 // goal; printed as they come in and written as BENCHMARKS.md at the end.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // file durable, and only then moves the watermarks (pgshadow.file_done) and
 // commits. Any failure before the commit leaves the watermarks where they
 // were, so the next export ships the same changes again.
+
 package filemode
 
 import (

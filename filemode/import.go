@@ -4,6 +4,7 @@
 // per source and destination table the last batch applied, in
 // pgshadow_import.batches, and refuses batches that do not continue it.
 // pgshadow need not be installed on the target.
+
 package filemode
 
 import (

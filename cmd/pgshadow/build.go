@@ -1,6 +1,7 @@
 // Build-side subcommands: `generate` assembles sql/ into the
 // extension scripts and migrations; `migrate` applies those migrations with
 // golang-migrate, for servers where extension files cannot be installed.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // (export/import), printing every SQL statement it runs, and checks that all
 // three end with identical rows. Everything it starts is removed on exit,
 // also on SIGINT/SIGTERM.
+
 package main
 
 import (
