@@ -64,6 +64,19 @@ func sqlState(t *testing.T, what string, err error) (string, string) {
 	return pgErr.Code, pgErr.Message
 }
 
+// nullable runs a query of one text value, NULL shown as <NULL>.
+func nullable(t *testing.T, d *pgtest.DB, sql string, args ...any) string {
+	t.Helper()
+	var got *string
+	if err := d.Pool.QueryRow(ctx(t), sql, args...).Scan(&got); err != nil {
+		t.Fatalf("%s %v: %v", sql, args, err)
+	}
+	if got == nil {
+		return "<NULL>"
+	}
+	return *got
+}
+
 // visible lists the xids in 1..40 that snapshot s (an SQL expression) sees
 // as committed.
 func visible(t *testing.T, d *pgtest.DB, s string) string {
@@ -186,21 +199,13 @@ func TestArrayOf(t *testing.T) {
 		{"numeric(10,2)", "numeric(10,2)[]"},
 		{"timestamp with time zone", "timestamp with time zone[]"},
 		{"public.mood", "public.mood[]"},
-		{"mood", "<NULL>"}, // resolved under the pinned search_path only
+		{"mood", "<NULL>"},      // resolved under the pinned search_path only
 		{"integer[]", "<NULL>"}, // elements are array literals themselves
 		{"box", "<NULL>"},       // its array delimiter is ';'
 		{"no_such_type", "<NULL>"},
 	}
 	for _, c := range cases {
-		var got *string
-		if err := d.Pool.QueryRow(ctx(t), "SELECT pgshadow._array_of($1)", c.typ).Scan(&got); err != nil {
-			t.Fatalf("_array_of(%s): %v", c.typ, err)
-		}
-		s := "<NULL>"
-		if got != nil {
-			s = *got
-		}
-		if s != c.want {
+		if s := nullable(t, d, "SELECT pgshadow._array_of($1)", c.typ); s != c.want {
 			t.Errorf("_array_of(%s) = %s, want %s", c.typ, s, c.want)
 		}
 	}
@@ -220,18 +225,11 @@ func TestFilterEntryPoints(t *testing.T) {
 		if c.in == "" {
 			in = nil
 		}
-		var got *string
-		if err := d.Pool.QueryRow(ctx(t), "SELECT pgshadow._filter('orders', $1)", in).Scan(&got); err != nil {
-			t.Fatalf("_filter(%q): %v", c.in, err)
-		}
-		s := "<NULL>"
-		if got != nil {
-			s = *got
-		}
+		s := nullable(t, d, "SELECT pgshadow._filter('orders', $1)", in)
 		if s != c.want {
 			t.Errorf("_filter(%q) = %s, want %s", c.in, s, c.want)
 		}
-		if got != nil {
+		if s != "<NULL>" {
 			if again := d.QueryString(t, "SELECT pgshadow._filter('orders', $1)", s); again != s {
 				t.Errorf("_filter is not idempotent on %s: %s", s, again)
 			}
