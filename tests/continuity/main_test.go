@@ -50,12 +50,7 @@ func newEnv(t *testing.T, on *pgserver.Server) *env {
 		Files: pgtest.NewDB(t, pgtest.Server("files")),
 		Dir:   t.TempDir(),
 	}
-	p := e.Push
-	e.Src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		lit(p.Server.Host), lit(fmt.Sprint(p.Server.Port)), lit(p.Name)))
-	e.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-		lit(p.Server.User), lit(p.Server.Password)))
-	e.Src.Exec(t, "SELECT shadow_add_target($1, 'tgt')", pushTarget)
+	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
 	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
 	return e
 }
@@ -239,8 +234,4 @@ func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	if _, err := c.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
 	}
-}
-
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }

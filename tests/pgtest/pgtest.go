@@ -485,20 +485,36 @@ func (d *DB) failure(sql string, err error) string {
 	return sb.String()
 }
 
-// Describe renders an error for a test failure: a server error with its
-// SQLSTATE, DETAIL, HINT and CONTEXT, anything else as it prints.
+// Describe renders an error for a test failure: as it prints (with the
+// context a caller wrapped it in, and a server error's SQLSTATE), then a
+// server error's DETAIL, HINT and CONTEXT.
 func Describe(err error) string {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err.Error()
 	}
-	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	s := err.Error()
 	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
 		if f[1] != "" {
 			s += "\n" + f[0] + ": " + f[1]
 		}
 	}
 	return s
+}
+
+// LinkServer declares database to as foreign server srv in d, with a user
+// mapping for d's superuser that logs in as to's superuser.
+func (d *DB) LinkServer(t testing.TB, srv string, to *DB) {
+	t.Helper()
+	d.Exec(t, to.Server.ForeignServerSQL(srv, to.Name))
+	d.Exec(t, to.Server.UserMappingSQL(srv))
+}
+
+// AddPushTarget is LinkServer, then pgshadow push target name over srv.
+func (d *DB) AddPushTarget(t testing.TB, name, srv string, to *DB) {
+	t.Helper()
+	d.LinkServer(t, srv, to)
+	d.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
 }
 
 // RolePassword is the password of every role NewRole creates.

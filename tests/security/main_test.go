@@ -51,15 +51,11 @@ func newScene(t *testing.T) *scene {
 	s.alice = pgtest.NewRole(t, s.Src, "alice", "")
 	s.wally = pgtest.NewRole(t, s.Src, "wally", "")
 	s.olga = pgtest.NewRole(t, s.Src, "olga", "")
+	s.Src.AddPushTarget(t, "replica", "tgt", s.Dst)
 	s.Src.Exec(t, fmt.Sprintf(`
-		CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s);
-		CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s);
-		SELECT shadow_add_target('replica', 'tgt');
 		CREATE TABLE orders (id int PRIMARY KEY, v text);
 		ALTER TABLE orders OWNER TO %s;
-		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`,
-		lit(s.Dst.Server.Host), lit(fmt.Sprint(s.Dst.Server.Port)), lit(s.Dst.Name),
-		lit(s.Dst.Server.User), lit(s.Dst.Server.Password), ident(s.alice), ident(s.wally)))
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`, ident(s.alice), ident(s.wally)))
 	s.asAlice = s.Src.ConnAs(t, s.alice, pgtest.RolePassword)
 	s.asWally = s.Src.ConnAs(t, s.wally, pgtest.RolePassword)
 	s.asOlga = s.Src.ConnAs(t, s.olga, pgtest.RolePassword)
