@@ -4,13 +4,11 @@
 package capture_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,26 +65,12 @@ func connAs(t *testing.T, db *pgtest.DB, role string) *pgx.Conn {
 	return db.ConnAs(t, role, rolePassword)
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
-
-// run executes sql on c and fails the test on error.
-func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
-		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
-	}
-}
-
-// runErr executes sql on c and returns its error.
-func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
-	t.Helper()
-	_, err := c.Exec(ctx(t), sql, args...)
-	return err
-}
+// Short names for the pgtest helpers the many statements here use.
+var (
+	ctx    = pgtest.Ctx
+	run    = pgtest.Run
+	runErr = pgtest.RunErr
+)
 
 // text returns the one value of a one-row query on c, as text.
 func text(t *testing.T, c *pgx.Conn, sql string, args ...any) string {

@@ -215,23 +215,7 @@ func adopt(t *testing.T, s *pgserver.Server, name string) *pgtest.DB {
 	return &pgtest.DB{Server: s, Name: name, Pool: pool}
 }
 
-func connect(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, d.ConnString())
-	if err != nil {
-		t.Fatalf("connect to %s: %v", d.Name, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
+// connect is a dedicated superuser connection to d.
+func connect(t *testing.T, d *pgtest.DB) *pgx.Conn { return d.Conn(t) }
 
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
-	}
-}
+var mustExec = pgtest.Run

@@ -96,17 +96,8 @@ func (e *env) PushExport(t *testing.T) {
 	e.Src.Exec(t, "SELECT count(*) FROM shadow_export($1)", pushTarget)
 }
 
-func connect(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, d.ConnString())
-	if err != nil {
-		t.Fatalf("connect to %s: %v", d.Name, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
+// connect is a dedicated superuser connection to d.
+func connect(t *testing.T, d *pgtest.DB) *pgx.Conn { return d.Conn(t) }
 
 // ExportErr exports the file target with opts' hook, into e.Dir.
 func (e *env) ExportErr(t *testing.T, o filemode.ExportOptions) (*filemode.ExportResult, error) {

@@ -120,8 +120,6 @@ func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-// describe is pgtest.Describe, short for the many failure messages here.
-
 // wantError fails unless err is an error whose message contains every one
 // of wants.
 func wantError(t *testing.T, what string, err error, wants ...string) {

@@ -517,6 +517,36 @@ func (d *DB) AddPushTarget(t testing.TB, name, srv string, to *DB) {
 	d.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
 }
 
+// Conn is a dedicated superuser connection to d, closed at cleanup.
+func (d *DB) Conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	return d.ConnAs(t, d.Server.User, d.Server.Password)
+}
+
+// Ctx is a context for one test's queries, cancelled when the test ends.
+func Ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Run executes sql on c and fails the test on error, naming the role.
+func Run(t testing.TB, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if err := RunErr(t, c, sql, args...); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, Describe(err), sql)
+	}
+}
+
+// RunErr executes sql on c and returns its error.
+func RunErr(t testing.TB, c *pgx.Conn, sql string, args ...any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	_, err := c.Exec(ctx, sql, args...)
+	return err
+}
+
 // RolePassword is the password of every role NewRole creates.
 const RolePassword = "pgshadow_test_pw"
 

@@ -170,14 +170,7 @@ func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
 }
 
 // mustExec runs sql on a dedicated connection, failing the test on error.
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
-	}
-}
+var mustExec = pgtest.Run
 
 // mustQueryString returns the one text value of sql on a dedicated connection.
 func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
@@ -190,8 +183,6 @@ func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string 
 	}
 	return s
 }
-
-// describe is pgtest.Describe, short for the many failure messages here.
 
 // lit quotes s as an SQL string literal (standard_conforming_strings is on).
 func lit(s string) string {

@@ -6,12 +6,10 @@
 package security
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -72,26 +70,12 @@ func (s *scene) letUseTarget(t *testing.T, role string) {
 	t.Cleanup(func() { _ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(role) + " SERVER tgt") })
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
-
-// run executes sql on c and fails the test on error.
-func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
-		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
-	}
-}
-
-// runErr executes sql on c and returns its error.
-func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
-	t.Helper()
-	_, err := c.Exec(ctx(t), sql, args...)
-	return err
-}
+// Short names for the pgtest helpers the many statements here use.
+var (
+	ctx    = pgtest.Ctx
+	run    = pgtest.Run
+	runErr = pgtest.RunErr
+)
 
 // assertError fails unless err is a PostgreSQL error with SQLSTATE code whose
 // message contains every one of parts.

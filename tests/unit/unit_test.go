@@ -7,12 +7,10 @@
 package unit_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -47,11 +45,7 @@ type keep struct{ *testing.T }
 
 func (keep) Cleanup(func()) {}
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+var ctx = pgtest.Ctx
 
 // sqlState returns err's SQLSTATE and message, or fails the test when err is
 // not a server error.
