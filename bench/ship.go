@@ -4,6 +4,7 @@
 // reference), and by mimeo's refresh_dml, against the
 // raw limit, a COPY ... TO STDOUT | COPY ... FROM STDIN pipe between the same
 // two servers.
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 // Inbox: applies every batch directory waiting in one directory, in chain
 // order, each as Import applies one; optionally removes the ones the target
 // has applied.
+
 package filemode
 
 import (

@@ -1,5 +1,6 @@
 // The batch directory's description: manifest.json (what was exported, with
 // sizes and checksums) and the .columns file format.
+
 package filemode
 
 import (

@@ -1,6 +1,7 @@
 // Progress reporting and checksumming on the COPY streams: rows are counted
 // as lines (COPY text escapes newlines inside values), at most one progress
 // line per second so a large table shows it is moving without flooding.
+
 package filemode
 
 import (

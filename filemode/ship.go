@@ -11,6 +11,7 @@
 // commits leaves the batch pending too, and the next ship applies it again
 // as a re-export that supersedes it (same batch number and start, later
 // end), exactly as Import accepts the re-export of an unacknowledged batch.
+
 package filemode
 
 import (

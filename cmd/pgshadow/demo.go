@@ -4,6 +4,7 @@
 // (export/import), printing every SQL statement it runs, and checks that all
 // three end with identical rows. Everything it starts is removed on exit,
 // also on SIGINT/SIGTERM.
+
 package main
 
 import (
@@ -22,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 func init() {

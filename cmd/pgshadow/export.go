@@ -2,6 +2,7 @@
 // directory (see package filemode), over an ordinary client connection; for
 // a push target (a foreign server) it calls shadow_export and records a
 // failure of the whole call, which shadow_export itself cannot keep.
+
 package main
 
 import (

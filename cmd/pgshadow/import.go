@@ -1,6 +1,7 @@
 // `pgshadow import`: applies one exported batch directory to a target
 // database in one transaction, or every batch directory waiting in an inbox
 // in chain order (see package filemode).
+
 package main
 
 import (

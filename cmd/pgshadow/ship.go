@@ -2,6 +2,7 @@
 // source database into the target database, streaming, with no files (see
 // filemode.Ship); the same batches and bookkeeping as export followed by
 // import.
+
 package main
 
 import (
