@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // ordersDDL is the source schema: lines reference their order.
@@ -179,7 +180,7 @@ func runOrders(t *testing.T, p *pair, consistent bool, d time.Duration) (orphanC
 		exports++
 		if err != nil {
 			failed++
-			t.Logf("export failed: %s", describe(err))
+			t.Logf("export failed: %s", pgtest.Describe(err))
 		}
 		if n := p.Dst.QueryInt(t, orphansSQL); n > 0 {
 			orphanChecks++
@@ -209,7 +210,7 @@ func TestConsistentExportKeepsForeignKeys(t *testing.T) {
 		t.Errorf("consistent export: orphan lines after %d export commits, seen %d times by the reader; %d exports failed", checks, polls, failed)
 	}
 	if _, err := exportRR(p); err != nil {
-		t.Fatal(describe(err))
+		t.Fatal(pgtest.Describe(err))
 	}
 	p.Same(t, "orders", "orders")
 	p.Same(t, "order_lines", "order_lines")
@@ -234,7 +235,7 @@ func TestConsistentExportFailureMovesNothing(t *testing.T) {
 	t.Parallel()
 	p := newOrdersPair(t, deferrableFK, true)
 	if _, err := exportRR(p); err != nil {
-		t.Fatal(describe(err))
+		t.Fatal(pgtest.Describe(err))
 	}
 	p.Src.Exec(t, "INSERT INTO orders VALUES (100, 'x'); INSERT INTO order_lines VALUES (1000, 100, 1)")
 	p.Dst.Exec(t, "ALTER TABLE order_lines ADD CHECK (qty < 0) NOT VALID")
@@ -293,7 +294,7 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 		t.Fatalf("subscribing to a consistent target should leave both copies to the export, %d are marked", n)
 	}
 	if _, err := exportRR(p); err != nil {
-		t.Fatal(describe(err))
+		t.Fatal(pgtest.Describe(err))
 	}
 	p.Same(t, "orders", "orders")
 	p.Same(t, "order_lines", "order_lines")
@@ -304,7 +305,7 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 		t.Fatalf("resync of a consistent target should copy with the next export, copied %d now", n)
 	}
 	if _, err := exportRR(p); err != nil {
-		t.Fatal(describe(err))
+		t.Fatal(pgtest.Describe(err))
 	}
 	p.Same(t, "orders", "orders")
 	p.Same(t, "order_lines", "order_lines")
@@ -318,7 +319,7 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 	// NOT DEFERRABLE: a clear error naming the constraint and the fix
 	p.Dst.Exec(t, "ALTER TABLE order_lines ALTER CONSTRAINT order_lines_order_id_fkey NOT DEFERRABLE")
 	err := p.Src.ExecErr("SELECT shadow_resync('t1', 'orders')")
-	if err == nil || !strings.Contains(describe(err), "order_lines_order_id_fkey") || !strings.Contains(describe(err), "DEFERRABLE") {
+	if err == nil || !strings.Contains(pgtest.Describe(err), "order_lines_order_id_fkey") || !strings.Contains(pgtest.Describe(err), "DEFERRABLE") {
 		t.Fatalf("expected the copy to fail naming the constraint and DEFERRABLE, got %v", err)
 	}
 
@@ -329,7 +330,7 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 	p.Src.Exec(t, "DELETE FROM order_lines WHERE order_id = 8; DELETE FROM orders WHERE id = 8")
 	wo := p.watermark(t, "orders")
 	_, err = exportRR(p)
-	if err == nil || !strings.Contains(describe(err), "order_lines_order_id_fkey") || !strings.Contains(describe(err), "declare it DEFERRABLE") {
+	if err == nil || !strings.Contains(pgtest.Describe(err), "order_lines_order_id_fkey") || !strings.Contains(pgtest.Describe(err), "declare it DEFERRABLE") {
 		t.Fatalf("expected the consistent export to fail naming the constraint and DEFERRABLE, got %v", err)
 	}
 	if p.watermark(t, "orders") != wo {

@@ -161,8 +161,8 @@ func TestSnapshotLeavesTheOwnXidInProgress(t *testing.T) {
 func TestPendingWhere(t *testing.T) {
 	d := shared(t)
 	text := d.QueryString(t, "SELECT pgshadow._pending_where('o.s', 'n.s')")
-	want := "shadow_xid >= pg_snapshot_xmin(o.s) AND shadow_xid < pg_snapshot_xmax(n.s)" +
-		" AND pg_visible_in_snapshot(shadow_xid, n.s) AND NOT pg_visible_in_snapshot(shadow_xid, o.s)"
+	want := "shadow_xid >= pg_snapshot_xmin(o.s) AND NOT pg_visible_in_snapshot(shadow_xid, o.s)" +
+		" AND shadow_xid < pg_snapshot_xmax(n.s) AND pg_visible_in_snapshot(shadow_xid, n.s)"
 	if text != want {
 		t.Errorf("_pending_where text:\n%s\nwant\n%s", text, want)
 	}
@@ -266,22 +266,36 @@ func TestFilterEntryPoints(t *testing.T) {
 
 // _capture_fn returns the CREATE statement of a table's capture function:
 // named after the shadow, SECURITY DEFINER with a pinned search_path, one
-// static INSERT per event (no EXECUTE), every name quoted, and valid
-// PL/pgSQL. A name holding the body's dollar-quote tag is refused.
+// static INSERT per event (no EXECUTE) into the generation it is given, a
+// NOTIFY only when asked, every name quoted, and valid PL/pgSQL. A name
+// holding the body's dollar-quote tag is refused, as is a generation other
+// than 0 or 1.
 func TestCaptureFunctionText(t *testing.T) {
 	d := shared(t)
-	text := d.QueryString(t, `SELECT pgshadow._capture_fn('public__Odd"name', ARRAY['id', 'Key Two']::name[])`)
+	quiet := d.QueryString(t, `SELECT pgshadow._capture_fn('public__Odd"name', ARRAY['id', 'Key Two']::name[], 0::int2, false)`)
+	if strings.Contains(quiet, "pg_notify") || !strings.Contains(quiet, "'I', 0::pg_catalog.int2,") {
+		t.Errorf("capture function for generation 0 without NOTIFY:\n%s", quiet)
+	}
+	text := d.QueryString(t, `SELECT pgshadow._capture_fn('public__Odd"name', ARRAY['id', 'Key Two']::name[], 1::int2, true)`)
 	for _, want := range []string{
 		`CREATE OR REPLACE FUNCTION pgshadow."public__Odd""name_fn"() RETURNS trigger`,
 		"LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$",
 		`INSERT INTO pgshadow."public__Odd""name" (id, "Key Two", shadow_op, shadow_gen, shadow_xid, shadow_at)`,
-		`VALUES (OLD.id, OLD."Key Two", 'D'`,
+		`VALUES (OLD.id, OLD."Key Two", 'D', 1::pg_catalog.int2,`,
+		"'I', 1::pg_catalog.int2,", "'U', 1::pg_catalog.int2,", "'T', 1::pg_catalog.int2,",
 		"FROM pgshadow_new", "FROM pgshadow_old",
-		`pgshadow._not_tracked(TG_RELID, 'public__Odd"name')`,
+		"PERFORM pg_catalog.pg_notify('pgshadow', '');",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("capture function text lacks %q:\n%s", want, text)
 		}
+	}
+	if strings.Contains(text, "pgshadow.tracked") {
+		t.Errorf("capture function text reads the catalog on every statement:\n%s", text)
+	}
+	_, err := d.Pool.Exec(ctx(t), "SELECT pgshadow._capture_fn('s__t', '{id}', 2::int2, false)")
+	if err == nil || !strings.Contains(err.Error(), "must be 0 or 1") {
+		t.Errorf("_capture_fn with generation 2: %v, want an error", err)
 	}
 	if strings.Contains(text, "EXECUTE") {
 		t.Errorf("capture function text runs dynamic SQL:\n%s", text)
@@ -299,7 +313,7 @@ func TestCaptureFunctionText(t *testing.T) {
 		t.Errorf("capture function text does not compile: %v\n%s", err, text)
 	}
 	for _, args := range [][2]string{{"x$pgshadow$y", "{id}"}, {"s__t", "{id,a$pgshadow$b}"}} {
-		_, err := d.Pool.Exec(ctx(t), "SELECT pgshadow._capture_fn($1, $2::name[])", args[0], args[1])
+		_, err := d.Pool.Exec(ctx(t), "SELECT pgshadow._capture_fn($1, $2::name[], 0::int2, false)", args[0], args[1])
 		if code, msg := sqlState(t, "_capture_fn with $pgshadow$ in a name", err); code != "42602" || !strings.Contains(msg, "$pgshadow$") {
 			t.Errorf("_capture_fn(%s, %s): %s %q, want 42602 naming $pgshadow$", args[0], args[1], code, msg)
 		}
