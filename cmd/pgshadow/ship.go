@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/pgshadow/pgshadow/filemode"
 )
@@ -18,11 +17,12 @@ func init() {
 }
 
 func runShip(ctx context.Context, args []string) error {
-	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D]")
+	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]")
 	source := fs.String("source", "", "source database: "+dsnHelp)
 	dest := fs.String("dest", "", "target database, where the batch is applied: connection string or URL (PG* environment variables fill in the rest)")
 	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
 	timeout := fs.Duration("timeout", 0, timeoutHelp)
+	progress := progressFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func runShip(ctx context.Context, args []string) error {
 		return fmt.Errorf("destination: %w", err)
 	}
 	defer dst.Close(context.WithoutCancel(ctx))
-	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: os.Stderr})
+	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: progress()})
 	if err != nil {
 		return oneLine(err)
 	}

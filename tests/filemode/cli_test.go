@@ -224,3 +224,58 @@ func TestDemoClosedOutputLeavesNoServer(t *testing.T) {
 		}
 	}
 }
+
+// Progress on stderr when it is not a terminal: plain lines (no redrawing),
+// rows against the total (a copy's row estimate, a batch file's rows) and a
+// last line when a table is done; a push export's from shadow_progress;
+// nothing with -quiet.
+func TestCLIProgressLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const rows = 200000
+	e.All(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, repeat('v', 30) || g FROM generate_series(1, $1) g", rows)
+	e.Src.Exec(t, "ANALYZE t")
+	// tracking in the subscribing transaction leaves the push copy to the export
+	e.Src.Exec(t, "SELECT shadow_track('t'); SELECT shadow_subscribe('push', 't'); SELECT shadow_subscribe('files', 't')")
+	src := e.Src.ConnString()
+	bin := pgshadowBinary(t)
+
+	wantLines := func(what, stderr string, patterns ...string) {
+		t.Helper()
+		if strings.ContainsAny(stderr, "\r\x1b") {
+			t.Errorf("%s: stderr redraws lines although it is not a terminal: %q", what, stderr)
+		}
+		for _, p := range patterns {
+			if !regexp.MustCompile("(?m)" + p).MatchString(stderr) {
+				t.Errorf("%s: stderr has no line matching %s:\n%s", what, p, stderr)
+			}
+		}
+	}
+	r := cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir, "-progress", "1ms")
+	r.wantOK(t, "export", "full copy, 200000 rows")
+	wantLines("export", r.stderr,
+		`^export public\.t rows: \d+ of ~\d+ rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB$`,
+		`^export public\.t rows: 200000 of ~\d+ rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB, done in [0-9.]+s$`)
+	dirs, _ := filepath.Glob(filepath.Join(e.Dir, fileTarget, "*"))
+	r = cli(t, bin, pgEnv(e.Files), "import", "-dir", dirs[0], "-progress", "1ms")
+	r.wantOK(t, "import", "full copy: 200000 rows")
+	wantLines("import", r.stderr,
+		`^import public\.t rows: \d+ of 200000 rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB$`,
+		`^import public\.t rows: 200000 of 200000 rows \(100\.0%\), \d+ rows/s, [0-9.]+ MB, done in [0-9.]+s$`)
+
+	r = cli(t, bin, nil, "export", "-d", src, "-target", pushTarget, "-progress", "1ms")
+	r.wantOK(t, "push export")
+	wantLines("push export", r.stderr, `^export public\.t copy: \d+ of ~\d+ rows \(\d+\.\d%\), \d+ rows/s`)
+	e.Same(t, "t")
+
+	e.Src.Exec(t, "UPDATE t SET v = 'x' WHERE id <= 50000")
+	for _, args := range [][]string{
+		{"export", "-d", src, "-target", fileTarget, "-dir", e.Dir, "-quiet", "-progress", "1ms"},
+		{"export", "-d", src, "-target", pushTarget, "-quiet", "-progress", "1ms"},
+	} {
+		if r := cli(t, bin, nil, args...); r.code != 0 || r.stderr != "" {
+			t.Errorf("pgshadow %s: exit code %d, stderr %q; want 0 and nothing", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
