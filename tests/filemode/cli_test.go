@@ -232,10 +232,8 @@ func TestDemoClosedOutputLeavesNoServer(t *testing.T) {
 func TestCLIProgressLines(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	const rows = 200000
 	e.All(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, repeat('v', 30) || g FROM generate_series(1, $1) g", rows)
-	e.Src.Exec(t, "ANALYZE t")
+	e.fillLarge(t, "t", 200000)
 	// tracking in the subscribing transaction leaves the push copy to the export
 	e.Src.Exec(t, "SELECT shadow_track('t'); SELECT shadow_subscribe('push', 't'); SELECT shadow_subscribe('files', 't')")
 	src := e.Src.ConnString()

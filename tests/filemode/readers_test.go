@@ -18,9 +18,8 @@ import (
 func TestFullCopyImportKeepsTargetReadable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	const rows = 200000
 	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, repeat('v', 40) || g FROM generate_series(1, $1) g", rows)
+	e.fillLarge(t, "t", 200000)
 	e.SubscribeFiles(t, "t")
 	dir := e.Export(t)
 
