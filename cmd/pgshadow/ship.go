@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshadow/pgshadow/filemode"
 )
 
@@ -34,16 +36,11 @@ func runShip(ctx context.Context, args []string) error {
 	if *target == "" || *dest == "" {
 		return errors.New("-target and -dest are required (pgshadow ship -h)")
 	}
-	src, err := connectDB(ctx, *source)
+	src, dst, closeBoth, err := connectBoth(ctx, *source, *dest)
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
+		return err
 	}
-	defer src.Close(context.WithoutCancel(ctx))
-	dst, err := connectDB(ctx, *dest)
-	if err != nil {
-		return fmt.Errorf("destination: %w", err)
-	}
-	defer dst.Close(context.WithoutCancel(ctx))
+	defer closeBoth()
 	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: progress()})
 	if err != nil {
 		return oneLine(err)
@@ -66,4 +63,20 @@ func runShip(ctx context.Context, args []string) error {
 		fmt.Printf("  %s: nothing pending\n", tbl)
 	}
 	return nil
+}
+
+// connectBoth opens the source and the destination sessions of ship and
+// compare; closeBoth closes them.
+func connectBoth(ctx context.Context, source, dest string) (src, dst *pgx.Conn, closeBoth func(), err error) {
+	if src, err = connectDB(ctx, source); err != nil {
+		return nil, nil, nil, fmt.Errorf("source: %w", err)
+	}
+	if dst, err = connectDB(ctx, dest); err != nil {
+		src.Close(context.WithoutCancel(ctx))
+		return nil, nil, nil, fmt.Errorf("destination: %w", err)
+	}
+	return src, dst, func() {
+		dst.Close(context.WithoutCancel(ctx))
+		src.Close(context.WithoutCancel(ctx))
+	}, nil
 }
