@@ -2182,7 +2182,10 @@ BEGIN
     END IF;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
+        -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_name) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        END IF;
     END LOOP;
     PERFORM pgshadow._drop_shadow(tbl);
 END
@@ -3183,7 +3186,8 @@ DECLARE
     v_busy   boolean := false;
     v_nestloop text;
     v_appname  text := current_setting('application_name');
-    v_total    bigint := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
+    -- NULL when never analyzed (reltuples -1): the total is then unknown
+    v_total    bigint := (SELECT nullif(greatest(c.reltuples, -1), -1)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -3299,17 +3303,15 @@ BEGIN
             NOT v_full AND keys < v_chunk)
         USING p_old, p_new, v_chunk;
     PERFORM set_config('enable_nestloop', v_nestloop, true);
+    PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, 0, CASE WHEN v_full THEN v_total ELSE keys END);
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF v_rows THEN
             v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
-            -- progress, for other sessions to watch in pg_stat_activity
-            PERFORM set_config('application_name',
-                               left(format('pgshadow %s %s: %s of %s rows', CASE WHEN v_full THEN 'copy' ELSE 'batch' END,
-                                           p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
-                               true);
+            -- progress, for other sessions to watch (shadow_progress)
+            PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, upserts, CASE WHEN v_full THEN v_total ELSE keys END);
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_rows := true;
@@ -4378,6 +4380,45 @@ SELECT s.target,
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;
+
+-- Progress of a running copy or batch (pgshadow._ship), for other sessions
+-- to watch: the shipping session writes it into its application_name, the
+-- one place another session sees mid-transaction (a row written to a table
+-- shows only at commit). Numbers first and the table last, since
+-- application_name keeps 63 bytes. p_total NULL: not known.
+CREATE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT set_config('application_name',
+                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
+                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
+                      true)
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._progress(bigint, regclass, boolean, bigint, bigint) FROM PUBLIC;
+
+-- One row per copy or batch being shipped in this database, of a table the
+-- viewer may SELECT: rows sent so far, and the total (a copy: the table's
+-- row estimate, total_estimated; a batch: its distinct keys; NULL: unknown).
+-- started is NULL for another role's session unless the viewer may read
+-- its statistics (pg_read_all_stats).
+CREATE VIEW shadow_progress WITH (security_barrier) AS
+SELECT a.pid,
+       s.target,
+       s.tbl                                         AS "table",
+       format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
+       m.f[1]                                        AS phase,
+       m.f[3]::bigint                                AS rows_done,
+       nullif(m.f[5], '?')::bigint                   AS rows_total,
+       m.f[4] = '~'                                  AS total_estimated,
+       a.xact_start                                  AS started
+  FROM pg_catalog.pg_stat_activity a
+ CROSS JOIN LATERAL pg_catalog.regexp_match(a.application_name,
+                                            '^pgshadow (copy|batch) #([0-9]+): ([0-9]+)/(~?)([0-9]+|\?) rows') AS m(f)
+  JOIN pgshadow.subscription s ON s.id = m.f[2]::bigint
+ WHERE a.datname = pg_catalog.current_database()
+   AND pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+COMMENT ON VIEW shadow_progress IS 'pgshadow: copies and batches being shipped now, rows done and total, of the tables the viewer may SELECT';
+GRANT SELECT ON shadow_progress TO PUBLIC;
 
 -- source: sql/85_async.sql
 -- Async mode: changes ship shortly after commit, and writers never wait on or

@@ -288,13 +288,17 @@ func loadKeys(ctx context.Context, tx pgx.Tx, i int, t Table, cols []Column, loa
 }
 
 // applyRows applies batch t inside tx once its keys are in keyTable (""
-// for a full copy): deletes the changed keys (a full copy truncates), then
-// appends the current rows; r receives the counts.
+// for a full copy): deletes the changed keys (a full copy every row), then
+// appends the current rows; r receives the counts. A full copy deletes
+// rather than truncates, as push mode does: readers of the target keep
+// seeing the old rows until the import commits instead of waiting for the
+// ACCESS EXCLUSIVE lock TRUNCATE holds for the whole load, and rows other
+// tables reference may be replaced within deferred constraints.
 func applyRows(ctx context.Context, tx pgx.Tx, t Table, cols []Column, keyTable string, load copyIn, r *TableResult) error {
 	dest := pgx.Identifier{t.DestSchema, t.DestTable}.Sanitize()
 	if t.FullCopy {
-		if _, err := tx.Exec(ctx, "TRUNCATE "+dest); err != nil {
-			return err
+		if _, err := tx.Exec(ctx, "DELETE FROM "+dest); err != nil {
+			return fmt.Errorf("delete old rows: %w", err)
 		}
 	} else {
 		keys, err := keyColumns(cols)

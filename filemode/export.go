@@ -26,9 +26,9 @@ type ExportOptions struct {
 	Target string // a file target: shadow_add_target(name, NULL)
 	// Dir is the export root; each run writes Dir/<Target>/<batch name>.
 	Dir string
-	// Progress receives a line per second while a table is being copied;
+	// Progress reports how far each table's copy got;
 	// nil is silent.
-	Progress io.Writer
+	Progress *Progress
 	// BeforeDone, if set, runs once every file is durable and before any
 	// watermark moves; an error aborts the export there. Tests use it to
 	// fail at the last possible moment.
@@ -153,7 +153,7 @@ func export(ctx context.Context, conn *pgx.Conn, o ExportOptions) (res *ExportRe
 
 // writeTable writes one table's files into dir; nil means nothing was
 // pending (and nothing is left in dir).
-func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, progress io.Writer) (*Table, error) {
+func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, progress *Progress) (*Table, error) {
 	t := b.table()
 	if !b.fullCopy {
 		sql, err := b.keysCopy()
@@ -161,7 +161,7 @@ func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, pro
 			return nil, err
 		}
 		f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.keys", b.subID)),
-			sql, newMeter(progress, "export "+b.tbl+" keys"))
+			sql, newMeter(progress, "export "+b.tbl+" keys", -1, false))
 		if err != nil {
 			return nil, err
 		}
@@ -171,8 +171,12 @@ func writeTable(ctx context.Context, conn *pgx.Conn, dir string, b batchRow, pro
 		t.Keys = n
 		t.Files.Keys = &f
 	}
+	total, estimated := t.Keys, false
+	if b.fullCopy {
+		total, estimated = rowEstimate(ctx, conn, b.tbl), true
+	}
 	f, n, err := copyToFile(ctx, conn, filepath.Join(dir, fmt.Sprintf("%d.rows", b.subID)),
-		b.rowsCopy(), newMeter(progress, "export "+b.tbl+" rows"))
+		b.rowsCopy(), newMeter(progress, "export "+b.tbl+" rows", total, estimated))
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +207,20 @@ func copyToFile(ctx context.Context, conn *pgx.Conn, path, sql string, m *meter)
 		return err
 	})
 	return f, rows, err
+}
+
+// rowEstimate is the planner's row count of table tbl, the total a full
+// copy's progress is shown against; -1 when never analyzed or unreadable
+// (progress then shows no total, the copy goes on). to_regclass: a name
+// that no longer resolves must not abort the caller's transaction.
+func rowEstimate(ctx context.Context, conn *pgx.Conn, tbl string) int64 {
+	var n int64
+	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT c.reltuples::bigint FROM pg_catalog.pg_class c
+	        WHERE c.oid = pg_catalog.to_regclass($1)), -1)`, tbl).Scan(&n)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // batchName names a run's directory so that runs sort in the order they

@@ -14,7 +14,7 @@ import (
 )
 
 func writeMetered(path string, write func(io.Writer) error) (File, error) {
-	return writeMeteredWith(path, newMeter(nil, ""), write)
+	return writeMeteredWith(path, newMeter(nil, "", -1, false), write)
 }
 
 // writeMeteredWith creates path, runs write on it through m, then flushes
@@ -38,7 +38,8 @@ func writeMeteredWith(path string, m *meter, write func(io.Writer) error) (File,
 	if err := f.Close(); err != nil {
 		return File{}, err
 	}
-	return File{Name: filepath.Base(path), Size: m.bytes, SHA256: m.sha256()}, nil
+	m.finish()
+	return File{Name: filepath.Base(path), Size: m.size(), SHA256: m.sha256()}, nil
 }
 
 func writeFileSync(path string, data []byte) error {

@@ -1,6 +1,6 @@
 // Import: applies one batch directory to a target database in one
 // transaction, the way push mode applies a batch (delete the changed keys,
-// append their current rows; a full copy truncates first). The target keeps
+// append their current rows; a full copy deletes every row first). The target keeps
 // per source and destination table the last batch applied, in
 // pgshadow_import.batches, and refuses batches that do not continue it.
 // pgshadow need not be installed on the target.
@@ -23,9 +23,8 @@ import (
 // ImportOptions say which batch directory to apply.
 type ImportOptions struct {
 	Dir string // one batch directory (holding manifest.json)
-	// Progress receives a line per second while a table's rows load; nil
-	// is silent.
-	Progress io.Writer
+	// Progress reports how far each table's load got; nil is silent.
+	Progress *Progress
 }
 
 // ImportResult says what an import did.
@@ -72,19 +71,19 @@ func Import(ctx context.Context, conn *pgx.Conn, o ImportOptions) (*ImportResult
 		if r.Outcome != Applied {
 			continue
 		}
-		load := func(file File, sql, what string) (int64, error) {
-			return copyFromFile(ctx, conn, filepath.Join(o.Dir, file.Name), file, sql, newMeter(o.Progress, "import "+t.Dest+" "+what))
+		load := func(file File, sql, what string, total int64) (int64, error) {
+			return copyFromFile(ctx, conn, filepath.Join(o.Dir, file.Name), file, sql, newMeter(o.Progress, "import "+t.Dest+" "+what, total, false))
 		}
 		keys := ""
 		if !t.FullCopy {
 			if keys, _, err = loadKeys(ctx, tx, i, t, cols[i], func(sql string) (int64, error) {
-				return load(*t.Files.Keys, sql, "keys")
+				return load(*t.Files.Keys, sql, "keys", t.Keys)
 			}); err != nil {
 				return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
 			}
 		}
 		if err := applyRows(ctx, tx, t, cols[i], keys, func(sql string) (int64, error) {
-			return load(t.Files.Rows, sql, "rows")
+			return load(t.Files.Rows, sql, "rows", t.Rows)
 		}, r); err != nil {
 			return nil, fmt.Errorf("import %s batch %d: %w", t.Dest, t.BatchNo, err)
 		}
@@ -162,7 +161,8 @@ func copyFromFile(ctx context.Context, conn *pgx.Conn, path string, want File, s
 	if err != nil {
 		return 0, err
 	}
-	if m.bytes != want.Size || m.sha256() != want.SHA256 {
+	m.finish()
+	if m.size() != want.Size || m.sha256() != want.SHA256 {
 		return 0, fmt.Errorf("%s changed while it was being imported", path)
 	}
 	return tag.RowsAffected(), nil

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,7 +22,7 @@ type InboxOptions struct {
 	// Prune removes, after a run that applied everything it could, every
 	// batch directory of the inbox the target's ledger shows applied.
 	Prune    bool
-	Progress io.Writer
+	Progress *Progress
 }
 
 // InboxBatch says what happened to one batch directory of the inbox.

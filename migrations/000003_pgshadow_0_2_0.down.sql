@@ -35,6 +35,7 @@ ALTER TABLE pgshadow.tracked ALTER COLUMN ins_sql DROP DEFAULT, ALTER COLUMN upd
 DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
 -- the failure history, its view and the procedure that records into it
 DROP VIEW shadow_failures;
+DROP VIEW shadow_progress;
 DROP PROCEDURE shadow_export_logged(text, integer);
 DROP TABLE pgshadow.failure;
 ALTER TABLE pgshadow.subscription DROP COLUMN failures;

@@ -388,7 +388,10 @@ BEGIN
     END IF;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
+        -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_name) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        END IF;
     END LOOP;
     PERFORM pgshadow._drop_shadow(tbl);
 END

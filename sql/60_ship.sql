@@ -673,7 +673,8 @@ DECLARE
     v_busy   boolean := false;
     v_nestloop text;
     v_appname  text := current_setting('application_name');
-    v_total    bigint := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
+    -- NULL when never analyzed (reltuples -1): the total is then unknown
+    v_total    bigint := (SELECT nullif(greatest(c.reltuples, -1), -1)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -789,17 +790,15 @@ BEGIN
             NOT v_full AND keys < v_chunk)
         USING p_old, p_new, v_chunk;
     PERFORM set_config('enable_nestloop', v_nestloop, true);
+    PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, 0, CASE WHEN v_full THEN v_total ELSE keys END);
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF v_rows THEN
             v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
-            -- progress, for other sessions to watch in pg_stat_activity
-            PERFORM set_config('application_name',
-                               left(format('pgshadow %s %s: %s of %s rows', CASE WHEN v_full THEN 'copy' ELSE 'batch' END,
-                                           p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
-                               true);
+            -- progress, for other sessions to watch (shadow_progress)
+            PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, upserts, CASE WHEN v_full THEN v_total ELSE keys END);
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_rows := true;

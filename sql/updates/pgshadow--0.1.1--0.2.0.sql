@@ -125,6 +125,7 @@ DROP FUNCTION pgshadow._pending(bigint);
 
 GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
+GRANT SELECT ON shadow_progress TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)

@@ -55,6 +55,14 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// fillLarge fills the source's table tbl (id int, v text) with rows rows of
+// about 50 bytes, and analyzes it (a copy's progress total is its estimate).
+func (e *env) fillLarge(t *testing.T, tbl string, rows int) {
+	t.Helper()
+	e.Src.Exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, repeat('v', 40) || g FROM generate_series(1, $1) g", pgx.Identifier{tbl}.Sanitize()), rows)
+	e.Src.Exec(t, "ANALYZE "+pgx.Identifier{tbl}.Sanitize())
+}
+
 // All runs sql on the source and both targets (same DDL everywhere).
 func (e *env) All(t *testing.T, sql string) {
 	t.Helper()
