@@ -2,7 +2,7 @@
 # side (generator, tests, demo, benchmarks).
 #
 #   make generate         assemble sql/ into pgshadow--<version>.sql and migrations/
-#   make install          generate, then install into $(PG_CONFIG)'s share directory
+#   make install          generate (when Go is present), then install into $(PG_CONFIG)'s share directory
 #   make test             run the Go tests against a private PostgreSQL $(PG) (default 15) holding
 #                         this checkout's extension (TESTFLAGS passes flags to go test);
 #                         PG_TARGET=18 runs the servers that play the target role on another major;
@@ -37,8 +37,13 @@ TESTFLAGS ?=
 
 .PHONY: generate check-generated test vet demo bench
 
+# The generated scripts are committed (docs/DESIGN.md, Layout), so `make
+# install` works without Go; with Go it regenerates first, so a checkout
+# whose sql/ was edited installs what sql/ says.
+ifneq ($(shell command -v $(GO) 2>/dev/null),)
 all: generate
 install: generate
+endif
 
 generate:
 	$(GO) run ./cmd/pgshadow generate

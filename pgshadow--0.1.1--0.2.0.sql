@@ -91,6 +91,8 @@ CREATE TABLE pgshadow.node (
 INSERT INTO pgshadow.node DEFAULT VALUES;
 GRANT SELECT ON pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.target ADD COLUMN peer_id uuid, ADD COLUMN peer_node text, ADD COLUMN peer_at timestamptz;
+-- consistent export: all of a target's tables at one snapshot (shadow_alter_target)
+ALTER TABLE pgshadow.target ADD COLUMN consistent boolean NOT NULL DEFAULT false;
 -- its argument is now the target that reaches the origin (a new name)
 DROP FUNCTION pgshadow._peer_gate(regclass, text);
 
@@ -1396,15 +1398,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     -- shadow names are at most 60 bytes (the partitions add _g0/_g1)
     SELECT p_shadow || '_fn'
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_partitioned boolean DEFAULT false) RETURNS text
+CREATE OR REPLACE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_gen smallint, p_notify boolean,
+                                     p_partitioned boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
@@ -1414,6 +1409,10 @@ DECLARE
     v_moves text := '';
     v_trunc text := '';
 BEGIN
+    IF p_gen IS NULL OR p_gen NOT IN (0, 1) OR p_notify IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: capture of pgshadow.%: generation % and notify % must be 0 or 1 and not null',
+            quote_ident(p_shadow), p_gen, p_notify;
+    END IF;
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
     -- name containing the tag would end the body early, and the rest of it
@@ -1424,19 +1423,7 @@ BEGIN
             USING ERRCODE = 'invalid_name';
     END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
-    -- The generation writers append to, from the table's catalog row, found
-    -- by TG_RELID *and* the shadow name: attached to another table, the
-    -- function refuses (pgshadow._not_tracked, called only when no row is
-    -- found). A table with an async subscription also sends NOTIFY pgshadow
-    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
-    -- subquery: planned once per session, run once per statement, and only
-    -- when the statement has keys to append, with no query of its own.
-    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) %2$s AND t.shadow OPERATOR(pg_catalog.=) %1$L'
-                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow,
-                    -- a partition's writes go to its root's shadow
-                    CASE WHEN p_partitioned THEN 'pg_catalog.pg_partition_root(TG_RELID)' ELSE 'TG_RELID' END);
+    v_gen := format('%s::pg_catalog.int2', p_gen);
     IF p_partitioned THEN
         -- A row moved to another partition by an UPDATE is deleted from one
         -- partition and inserted into the other: no row UPDATE trigger (the
@@ -1470,14 +1457,16 @@ BEGIN
                                   '%', '%%') || ' FROM %s',
                           v_gen);
     END IF;
-    -- The body below is a template: %1$s .. %7$s are filled in at the end.
+    -- The body below is a template: %1$s .. %9$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
-    -- session: no EXECUTE, no other query.
+    -- session: no EXECUTE, no other query, no catalog lookup.
     RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
 -- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
--- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked
+-- again, when a purge moves writers to the other partition (the generation
+-- written below) and when its first async subscription comes or its last goes.
 BEGIN
     -- replicated changes applied by the table owner's session are not captured
     -- again; the setting is tested first, and apart (NULL when never set: an
@@ -1486,26 +1475,30 @@ BEGIN
         IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
-    END IF;
+    END IF;%6$s
     IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         -- the key trigger: this row's key changed (by the SET list, a BEFORE
         -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
         INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
         VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%6$s
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%8$s
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        %8$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        %9$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
         SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, v_moves, v_gen, v_trunc);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old,
+        -- an async subscription's `pgshadow run` waits: NOTIFY, sent at
+        -- commit and once per transaction however many statements ask
+        CASE WHEN p_notify THEN E'\n    PERFORM pg_catalog.pg_notify(''pgshadow'', '''');' ELSE '' END,
+        v_gen, v_moves, v_trunc);
 END
 $fn$;
 CREATE OR REPLACE FUNCTION pgshadow.capture() RETURNS trigger
@@ -1516,6 +1509,18 @@ BEGIN
         USING HINT = 'Run shadow_track() on it (its owner), or drop its pgshadow_capture_* triggers.';
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._replace_capture(p_tr pgshadow.tracked) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace
+                                      AND p.proname = pgshadow._capture_fn_name(p_tr.shadow) AND p.pronargs = 0) THEN
+        -- a partitioned table's function has the partitioned body
+        EXECUTE pgshadow._capture_fn(p_tr.shadow, p_tr.key_cols, p_tr.gen, p_tr.notify,
+                                     (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = p_tr.tbl));
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;
 
 -- code of: sql/40_track.sql
 CREATE OR REPLACE FUNCTION pgshadow._key(p_tbl regclass, OUT cols name[], OUT types text[])
@@ -1741,7 +1746,7 @@ BEGIN
     -- replaced by pgshadow's owner and handed to the table's owner: it runs
     -- with her rights, and writers need none on the shadow table.
     v_fn := pgshadow._capture_fn_name(v_shadow);
-    v_def := pgshadow._capture_fn(v_shadow, v_cols, v_part);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols, coalesce(v_old.gen, 0::smallint), coalesce(v_old.notify, false), v_part);
     SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
       FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
     -- rerun only when the body differs: CREATE OR REPLACE would need the
@@ -1789,6 +1794,10 @@ BEGIN
     PERFORM pgshadow._gc();
     SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
     SELECT r.rolsuper INTO v_super FROM pg_roles r WHERE r.rolname = current_user;
+    -- the capture function is written for the catalog row's generation and
+    -- notify flag: wait for a purge or an async (un)subscribe changing them,
+    -- and plan after it (pgshadow._replace_capture)
+    PERFORM FROM pgshadow.tracked t WHERE t.tbl = p_tbl FOR UPDATE;
     FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
         IF v_sql LIKE 'ALTER FUNCTION %' AND NOT v_super THEN
             -- A non-superuser pgshadow owner may give the function away only
@@ -1905,12 +1914,17 @@ BEGIN
     LOOP
         FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
                                       'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, v_rel);
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v_name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
+            END IF;
         END LOOP;
     END LOOP;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
+        -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_name) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        END IF;
     END LOOP;
     PERFORM pgshadow._drop_shadow(tbl);
 END
@@ -2137,6 +2151,39 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
+CREATE OR REPLACE FUNCTION pgshadow._alter_target(p_target text, p_consistent boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: target "%" belongs to role %; role % may not alter it', p_target, v_t.owner, pgshadow._caller()
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_consistent IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%": consistent must be true or false', p_target
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_consistent AND v_t.server IS NULL THEN
+        -- pgshadow export already writes a file target's batch from one
+        -- REPEATABLE READ transaction, and pgshadow import applies it in one
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target: consistent applies to push targets', p_target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A file batch is written at one snapshot and imported in one transaction already.';
+    END IF;
+    UPDATE pgshadow.target SET consistent = p_consistent WHERE name = p_target;
+END
+$$;
+CREATE OR REPLACE FUNCTION shadow_alter_target(target text, consistent boolean) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._alter_target(target, consistent)
+$$;
+COMMENT ON FUNCTION shadow_alter_target(text, boolean) IS
+    'pgshadow: consistent => true ships every table of the target at one snapshot in one remote transaction';
 CREATE OR REPLACE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2283,11 +2330,14 @@ END
 $$;
 
 -- code of: sql/60_ship.sql
+CREATE OR REPLACE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND shadow_xid < pg_snapshot_xmax(%2$s)'
-                  ' AND pg_visible_in_snapshot(shadow_xid, %2$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)',
-                  p_old, p_new)
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._after(p_alias text, p_cols name[], p_types text[], p_after text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -2574,6 +2624,15 @@ $$;
 CREATE OR REPLACE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF p_state = '23503' THEN
+        -- a copy replaces a table's rows by DELETE, and a consistent export
+        -- applies several tables in one transaction: both need the target's
+        -- foreign keys checked at commit
+        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+            USING ERRCODE = p_state,
+                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
+    END IF;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
         USING ERRCODE = p_state;
@@ -2783,7 +2842,8 @@ DECLARE
     v_busy   boolean := false;
     v_nestloop text;
     v_appname  text := current_setting('application_name');
-    v_total    bigint := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
+    -- NULL when never analyzed (reltuples -1): the total is then unknown
+    v_total    bigint := (SELECT nullif(greatest(c.reltuples, -1), -1)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -2793,7 +2853,18 @@ DECLARE
     -- scan of the table (a 1M-key batch in a 1M-row table: 2.9 s against 4
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
+    -- a consistent export (shadow_export) holds one remote transaction open
+    -- for all the target's tables: then this batch neither begins nor ends it
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
+    v_stack  text;
 BEGIN
+    IF v_open THEN
+        -- only _export_consistent's transaction counts: a caller who sets the
+        -- setting herself must not get a batch applied without its BEGIN
+        -- (the fixed settings) and COMMIT
+        GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -2807,7 +2878,9 @@ BEGIN
     IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
-        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        END IF;
         v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
@@ -2819,7 +2892,9 @@ BEGIN
             EXIT WHEN v_nkeys < p_chunk;
             v_after := v_last;
         END LOOP;
-        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        END IF;
         deletes := keys - upserts;
         RETURN;
     END IF;
@@ -2830,8 +2905,9 @@ BEGIN
     -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
-    -- tables reference may be replaced within deferred constraints.
-    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
+    -- tables reference may be replaced within deferred constraints (so the
+    -- copy defers them: a DEFERRABLE foreign key to the table holds at commit).
+    v_buf := CASE WHEN v_open THEN '' ELSE pgshadow._remote_begin() END || CASE WHEN v_full THEN format(' SET CONSTRAINTS ALL DEFERRED; DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there are
@@ -2883,17 +2959,15 @@ BEGIN
             NOT v_full AND keys < v_chunk)
         USING p_old, p_new, v_chunk;
     PERFORM set_config('enable_nestloop', v_nestloop, true);
+    PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, 0, CASE WHEN v_full THEN v_total ELSE keys END);
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF v_rows THEN
             v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
-            -- progress, for other sessions to watch in pg_stat_activity
-            PERFORM set_config('application_name',
-                               left(format('pgshadow %s %s: %s of %s rows', CASE WHEN v_full THEN 'copy' ELSE 'batch' END,
-                                           p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
-                               true);
+            -- progress, for other sessions to watch (shadow_progress)
+            PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, upserts, CASE WHEN v_full THEN v_total ELSE keys END);
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_rows := true;
@@ -2904,7 +2978,11 @@ BEGIN
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
     END IF;
-    PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    IF NOT v_open THEN
+        PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    ELSIF v_buf <> '' THEN
+        PERFORM pgshadow._remote(p_sub, v_buf);
+    END IF;
 
     IF v_full THEN
         keys := upserts;
@@ -3059,7 +3137,8 @@ BEGIN
         -- the emptied partition takes the writers if the current one holds anything
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
         EXIT WHEN NOT v_keep;
-        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING * INTO v_tr;
+        PERFORM pgshadow._replace_capture(v_tr);
     END LOOP;
 END
 $$;
@@ -3076,8 +3155,8 @@ BEGIN
     END IF;
     FOR v_sub IN SELECT * FROM pgshadow.subscription s
                   WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
-        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE %s ORDER BY shadow_xid LIMIT 1',
+                       p_tr.shadow, pgshadow._unshipped_where('$1'))
            INTO v_oldest USING v_sub.snapshot;
         v_age := clock_timestamp() - v_oldest;
         CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;
@@ -3204,7 +3283,10 @@ BEGIN
     -- Creating the capture triggers locked the table against writers until
     -- this transaction ends; a copy now would keep them waiting for all of
     -- it. Then the first export copies instead, in a transaction of its own.
-    v_defer := initial_copy AND v_target.server IS NOT NULL AND pgshadow._blocks_writers(tbl);
+    -- A consistent target copies with its next export too: at the snapshot
+    -- its other tables ship at, so the copy agrees with them.
+    v_defer := initial_copy AND v_target.server IS NOT NULL
+               AND ((v_target.consistent AND mode <> 'sync') OR pgshadow._blocks_writers(tbl));
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, v_filter,
                                         mode, on_conflict, initial_copy AND (v_target.server IS NULL OR v_defer));
     IF mode = 'sync' THEN
@@ -3223,8 +3305,12 @@ BEGIN
     END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
-            USING DETAIL = 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.',
-                  HINT = 'Run shadow_track() in a transaction of its own first to copy at subscribe.';
+            USING DETAIL = CASE WHEN v_target.consistent AND mode <> 'sync'
+                                THEN 'The target is exported consistently: the copy is made at the snapshot its other tables ship at.'
+                                ELSE 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.' END,
+                  HINT = CASE WHEN v_target.consistent AND mode <> 'sync'
+                              THEN 'Run shadow_export() in a REPEATABLE READ transaction, or pgshadow export.'
+                              ELSE 'Run shadow_track() in a transaction of its own first to copy at subscribe.' END;
     ELSIF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
@@ -3317,7 +3403,10 @@ BEGIN
         -- Cutting also ships a key again in every part it changed in, so it is
         -- only done when the backlog's distinct keys, not just its changes,
         -- pass the cap: 100k keys changed 10 times each stay one net batch.
-        IF v_pending > p_batch_size AND NOT EXISTS (
+        -- A consistent export (one snapshot for all the target's tables) is
+        -- never cut: its batch is everything up to that snapshot.
+        IF v_pending > p_batch_size AND current_setting('pgshadow.consistent_batch', true) IS DISTINCT FROM 'on'
+           AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
             -- cut after the transaction that passes the cap; one larger
@@ -3357,6 +3446,81 @@ BEGIN
     END LOOP;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._export_consistent(p_target text, p_ids bigint[], p_batch_size integer)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
+               truncated boolean, error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id    bigint;
+    v_sub   pgshadow.subscription;
+    v_cur   regclass;
+    v_own   xid8;
+    v_wrote boolean;
+    v_state text;
+    v_msg   text;
+    v_hint  text;
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RAISE EXCEPTION 'pgshadow: target "%" is exported consistently (all its tables at one snapshot), which needs a REPEATABLE READ transaction', p_target
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM shadow_export(...); COMMIT; or use pgshadow export, CALL shadow_export_logged() or CALL shadow_run(), which do so.';
+    END IF;
+    -- every subscription locked first, in id order, before anything ships
+    FOREACH v_id IN ARRAY p_ids LOOP
+        v_sub := pgshadow._lock_subscription(v_id);
+        -- callable directly: every batch goes over the one connection to p_target
+        IF v_sub.target <> p_target OR v_sub.mode = 'sync' THEN
+            RAISE EXCEPTION 'pgshadow: subscription % of % is not a batch or async subscription to target "%"', v_id, v_sub.tbl, p_target
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- the transaction reads its own uncommitted writes, which its
+        -- watermark leaves pending: the target would get a state the source
+        -- never committed
+        v_own := pg_current_xact_id_if_assigned();
+        IF v_own IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid = $1)',
+                           (SELECT t.shadow FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl))
+               INTO v_wrote USING v_own;
+            IF v_wrote THEN
+                RAISE EXCEPTION 'pgshadow: target "%" is exported consistently, and this transaction wrote %, which it ships', p_target, v_sub.tbl
+                    USING ERRCODE = 'invalid_transaction_state',
+                          HINT = 'Export in a transaction of its own, after the writes committed.';
+            END IF;
+        END IF;
+    END LOOP;
+    PERFORM set_config('pgshadow.consistent_batch', 'on', true);
+    PERFORM pgshadow._connect(p_target);
+    BEGIN
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, pgshadow._remote_begin() || ' SET CONSTRAINTS ALL DEFERRED;');
+        FOREACH v_id IN ARRAY p_ids LOOP
+            v_cur := (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id);
+            SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
+              FROM pgshadow._export_sub(v_id, p_batch_size);
+            error := NULL;
+            RETURN NEXT;
+        END LOOP;
+        v_cur := NULL;
+        -- deferred constraints are checked here
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, 'COMMIT');
+    EXCEPTION WHEN OTHERS THEN
+        -- the subtransaction took every watermark move back with it
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM set_config('pgshadow.consistent_batch', '', true);
+        PERFORM pgshadow._disconnect();  -- the target rolls its transaction back
+        IF v_state = '23503' THEN
+            v_hint := 'The target checks a foreign key before the batch is complete: declare it DEFERRABLE there (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE); a consistent export defers constraints to its commit.';
+        END IF;
+        v_msg := format('pgshadow: consistent export to target "%s" failed %s, nothing shipped: %s', p_target,
+                        CASE WHEN v_cur IS NULL THEN 'at its commit' ELSE format('at table %s', v_cur) END, v_msg);
+        IF coalesce(v_hint, '') = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state;
+        END IF;
+        RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state, HINT = v_hint;
+    END;
+    PERFORM set_config('pgshadow.consistent_batch', '', true);
+    PERFORM pgshadow._disconnect();
+END
+$$;
 CREATE OR REPLACE FUNCTION shadow_export(target text, batch_size integer DEFAULT 100000)
 RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
                truncated boolean, error text)
@@ -3388,6 +3552,10 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
             PERFORM pgshadow._connect(target);  -- raises its "does not exist"
         END IF;
+        RETURN;
+    END IF;
+    IF (SELECT t.consistent FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
+        RETURN QUERY SELECT * FROM pgshadow._export_consistent(target, v_ids, batch_size);
         RETURN;
     END IF;
     PERFORM pgshadow._connect(target);
@@ -3459,8 +3627,15 @@ BEGIN
     v_sub := pgshadow._lock_subscription(v_sub.id);
     -- taken before the copy reads: changes committed after it ship again later
     v_snap := pgshadow._snapshot();
-    IF (SELECT t.server FROM pgshadow.target t WHERE t.name = shadow_resync.target) IS NULL THEN
+    IF (SELECT t.server IS NULL OR (t.consistent AND v_sub.mode <> 'sync')
+          FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+        -- a file target, or a consistent one: the copy goes with the next
+        -- export (for a consistent target, at the snapshot of its other
+        -- tables, so the target never mixes two moments of the source)
         PERFORM pgshadow._reset(v_sub.id, v_snap, true);
+        IF (SELECT t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+            RAISE NOTICE 'pgshadow: % is copied to target "%" by its next shadow_export, at the snapshot its other tables ship at', tbl, target;
+        END IF;
         RETURN 0;
     END IF;
     PERFORM pgshadow._connect(target);
@@ -3685,9 +3860,9 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
-                   ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
+                   ' min(shadow_at) FROM pgshadow.%I WHERE $2 OR (%s)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow,
+                   pgshadow._unshipped_where('$1'))
        INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;
@@ -3720,6 +3895,32 @@ SELECT s.target,
  CROSS JOIN LATERAL pgshadow._pending(s.id, b.history_break IS NOT NULL) p
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
+CREATE OR REPLACE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT set_config('application_name',
+                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
+                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
+                      true)
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._progress(bigint, regclass, boolean, bigint, bigint) FROM PUBLIC;
+CREATE OR REPLACE VIEW shadow_progress WITH (security_barrier) AS
+SELECT a.pid,
+       s.target,
+       s.tbl                                         AS "table",
+       format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
+       m.f[1]                                        AS phase,
+       m.f[3]::bigint                                AS rows_done,
+       nullif(m.f[5], '?')::bigint                   AS rows_total,
+       m.f[4] = '~'                                  AS total_estimated,
+       a.xact_start                                  AS started
+  FROM pg_catalog.pg_stat_activity a
+ CROSS JOIN LATERAL pg_catalog.regexp_match(a.application_name,
+                                            '^pgshadow (copy|batch) #([0-9]+): ([0-9]+)/(~?)([0-9]+|\?) rows') AS m(f)
+  JOIN pgshadow.subscription s ON s.id = m.f[2]::bigint
+ WHERE a.datname = pg_catalog.current_database()
+   AND pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+COMMENT ON VIEW shadow_progress IS 'pgshadow: copies and batches being shipped now, rows done and total, of the tables the viewer may SELECT';
 
 -- code of: sql/85_async.sql
 CREATE OR REPLACE VIEW shadow_errors WITH (security_barrier) AS
@@ -3823,12 +4024,15 @@ BEGIN
         RETURN true;  -- the initial copy is still to be made
     END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
-                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s)',
+                   v_shadow, pgshadow._pending_where('$1', 'pg_current_snapshot()'))
        INTO v USING v_sub.snapshot;
     RETURN v;
 END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._consistent(p_target text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.consistent AND t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = p_target), false)
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._run_due(p_target text) RETURNS SETOF bigint
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -3837,7 +4041,40 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
        AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND NOT pgshadow._consistent(s.target)
      ORDER BY s.target, s.id
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._run_due_consistent(p_target text) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT s.target ORDER BY s.target), '{}')
+      FROM pgshadow.subscription s
+      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
+       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND pgshadow._consistent(s.target)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._run_consistent(p_target text, p_batch_size integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s
+                    WHERE s.target = p_target AND s.mode = 'async'
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+                      AND (pgshadow._has_pending(s.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = s.id))) THEN
+        RETURN;
+    END IF;
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(p_target, p_batch_size);
+    IF v_state IS NULL THEN
+        PERFORM pgshadow._clear_failure(s.id) FROM pgshadow.subscription s
+          WHERE s.target = p_target AND s.mode <> 'sync' AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(p_target, v_state, v_msg, false);
+    RAISE WARNING '%', v_msg;
+END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._run_one(p_id bigint, p_batch_size integer) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -3870,9 +4107,17 @@ $$;
 CREATE OR REPLACE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_id      bigint;
+    v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
+    FOREACH v_target IN ARRAY pgshadow._run_due_consistent(target) LOOP
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+        PERFORM pgshadow._run_consistent(v_target, batch_size);
+        COMMIT;
+        PERFORM pgshadow.file_purge(v_target);
+    END LOOP;
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
@@ -3927,8 +4172,16 @@ DECLARE
     v_state text;
     v_msg   text;
 BEGIN
+    IF pgshadow._consistent(target) THEN
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    END IF;
     SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
     IF v_state IS NULL THEN
+        IF pgshadow._consistent(target) THEN
+            COMMIT;
+            PERFORM pgshadow.file_purge(target);
+        END IF;
         RETURN;
     END IF;
     PERFORM pgshadow.record_failure(target, v_state, v_msg, false);
@@ -3972,11 +4225,18 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     UPDATE pgshadow.tracked t
-       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
-     WHERE t.tbl = p_tbl;
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
 END
 $$;
 
@@ -4441,7 +4701,7 @@ BEGIN
         FOR v_c IN EXECUTE format(
             'WITH k AS (%1$s), r AS (%2$s),'
             ' l AS (SELECT %3$s, max(shadow_at) AS at,'
-            '              bool_or($4 IS NOT NULL AND shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)) AS pending'
+            '              bool_or($4 IS NOT NULL AND %11$s) AS pending'
             '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
             ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
             '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
@@ -4455,7 +4715,7 @@ BEGIN
             (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match, v_ver)
+            p_dest, v_match, v_ver, pgshadow._unshipped_where('$4'))
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
         LOOP
             v_remote := CASE p_policy
@@ -4592,6 +4852,7 @@ REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
 
 GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
+GRANT SELECT ON shadow_progress TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)

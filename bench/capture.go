@@ -1,6 +1,7 @@
 // Figures 1, 2 and 9 (and the capture half of 5): what tracking a table costs
 // its writers, against the same table untracked, mimeo's row trigger and
 // plain triggers, measured in one interleaved loop.
+
 package main
 
 import (

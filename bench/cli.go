@@ -2,6 +2,7 @@
 // `pgshadow export` and `pgshadow import` are thin mains over. Ship streams a
 // file target's batch from the source straight into the target database;
 // export + import go through a batch directory.
+
 package main
 
 import (

@@ -2,6 +2,7 @@
 // shared machine wall-clock time swings with other people's load; the CPU
 // time our processes burn for the same work swings far less, so each figure
 // reports both and the CPU ratio tells real cost from noise.
+
 package main
 
 import (

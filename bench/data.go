@@ -1,6 +1,7 @@
 // Test data and the setup every figure shares: the row shape the issue asks
 // for (bigint key, int, ~50-byte text, timestamptz, numeric), a staging table
 // to insert from, pgshadow with its targets, and the raw COPY pipe.
+
 package main
 
 import (
@@ -58,11 +59,8 @@ func lit(s string) string {
 // and a foreign server "dst" for database dstDB on the target server, with a
 // user mapping; targets are created per figure.
 func (b *bench) installPgshadow(c *pgx.Conn, dstDB string) error {
-	q := fmt.Sprintf(`CREATE EXTENSION IF NOT EXISTS pgshadow CASCADE;
-CREATE SERVER dst FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s);
-CREATE USER MAPPING FOR CURRENT_USER SERVER dst OPTIONS (user %s, password %s)`,
-		lit(b.dst.Host), lit(fmt.Sprint(b.dst.Port)), lit(dstDB), lit(b.dst.User), lit(b.dst.Password))
-	return b.exec(c, q)
+	return b.exec(c, "CREATE EXTENSION IF NOT EXISTS pgshadow CASCADE;\n"+
+		b.dst.ForeignServerSQL("dst", dstDB)+";\n"+b.dst.UserMappingSQL("dst"))
 }
 
 // subscribe tracks table name and ships it to a target of its own (so each

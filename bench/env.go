@@ -1,6 +1,7 @@
 // The benchmark environment: three throwaway servers (a source, a source
 // with wal_level=logical for the logical replication comparison, and a
 // target), connections, timing and the interleaving runner.
+
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 // sizes are the workload sizes of one run; quick mode divides most by 10.

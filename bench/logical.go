@@ -2,6 +2,7 @@
 // subscription) between the same two servers, the source running with
 // wal_level=logical. Two scenarios: 1M rows inserted in one statement, and
 // 100k keys each updated 10 times (where shipping net change pays).
+
 package main
 
 import (

@@ -1,5 +1,6 @@
 // The machine description written at the top of BENCHMARKS.md: without it
 // the numbers cannot be compared with another run.
+
 package main
 
 import (
@@ -56,7 +57,7 @@ func (b *bench) describeMachine() error {
 		set = append(set, k+"="+serverSettings[k])
 	}
 	rp.settings = append(rp.settings,
-		"harness defaults (tests/pgserver): fsync=off, full_page_writes=off, max_connections=200, listen on 127.0.0.1, scram-sha-256",
+		"harness defaults (internal/pgserver): fsync=off, full_page_writes=off, max_connections=200, listen on 127.0.0.1, scram-sha-256",
 		"added by the benchmark on every server: "+strings.Join(set, ", "),
 		"logical replication source only: wal_level=logical, max_wal_senders=10, max_replication_slots=10 (the other two keep wal_level=replica)",
 		"target only: wal_retrieve_retry_interval=100ms (PostgreSQL 15 starts logical apply workers at most once per this interval, 5 s by default; figure 4's catch-up would otherwise time that pause)",

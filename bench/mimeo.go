@@ -3,6 +3,7 @@
 // the destination over dblink. Set up as its howto describes: the extension
 // in schema mimeo on the destination, a schema of the same name on the
 // source, one dblink_mapping_mimeo row, dml_maker per table.
+
 package main
 
 import (

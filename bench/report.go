@@ -1,6 +1,7 @@
 // The report: figures made of rows that each hold pgshadow's measurements,
 // a named baseline's measurements from the same run, their ratio and the
 // goal; printed as they come in and written as BENCHMARKS.md at the end.
+
 package main
 
 import (
@@ -226,7 +227,7 @@ pgshadow's, so below 1 means pgshadow spends more per transaction; a wall
 ratio well above the CPU ratio means the CPUs were not saturated (latency or
 other load bounded the baseline), so the extra CPU was partly hidden.
 The servers are throwaway local clusters started by the benchmark itself
-(tests/pgserver); settings below.
+(internal/pgserver); settings below.
 
 `)
 	b.WriteString("Run it with `make bench` (full, well under 30 minutes) or `make bench QUICK=1` " +

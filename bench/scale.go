@@ -1,6 +1,7 @@
 // Figures 6 and 7: shipping cost must follow the number of changes, not the
 // size of the table; and the shadow table must not grow over many export
 // cycles (bloat).
+
 package main
 
 import (

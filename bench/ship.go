@@ -4,6 +4,7 @@
 // reference), and by mimeo's refresh_dml, against the
 // raw limit, a COPY ... TO STDOUT | COPY ... FROM STDIN pipe between the same
 // two servers.
+
 package main
 
 import (
@@ -48,7 +49,11 @@ func (b *bench) figShip() error {
 			"Baseline = `COPY (SELECT * FROM tbl) TO STDOUT` piped into `COPY tbl FROM STDIN` on the target, "+
 			"into an empty table with the same primary key: the raw cost of moving the rows, with no change tracking "+
 			"and no deletes. Before each run (untimed): the change, VACUUM ANALYZE on both sides, CHECKPOINT on both. "+
-			"After each run the target is checked to equal the source (count and checksum).", n))
+			"After each run the target is checked to equal the source (count and checksum). "+
+			"Consistent export (reference): two tables of %d rows each, both changed, shipped to a target with "+
+			"`shadow_alter_target(t, consistent => true)` (one REPEATABLE READ snapshot, one remote transaction, "+
+			"then the purge in a transaction of its own, as `pgshadow export` does), against the same two tables "+
+			"shipped table by table (default).", n, n/2))
 	b.logf("figure 3: creating %d-row tables on both sides", n)
 
 	tables := []string{"s_push", "s_copy"}
@@ -65,6 +70,21 @@ func (b *bench) figShip() error {
 		}
 	}
 	if err := b.subscribe(b.s, "f3", "s_push"); err != nil {
+		return err
+	}
+	// consistent against per-table export of two tables of n/2 rows
+	pairs := map[string][]string{"f3pt": {"s_pt_a", "s_pt_b"}, "f3cs": {"s_cs_a", "s_cs_b"}}
+	for target, ts := range pairs {
+		for _, t := range ts {
+			if err := b.createBoth(t, n/2); err != nil {
+				return err
+			}
+			if err := b.subscribe(b.s, target, t); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.exec(b.s, "SELECT shadow_alter_target('f3cs', consistent => true)"); err != nil {
 		return err
 	}
 	// The floor: what applying the change set as delete + insert costs on the
@@ -121,6 +141,52 @@ func (b *bench) figShip() error {
 			}
 			return b.sameContent(b.s, "s_push", b.d, "s_push")
 		}},
+	}
+	for _, v := range []struct {
+		name, target string
+		consistent   bool
+	}{{"pertable", "f3pt", false}, {"consistent", "f3cs", true}} {
+		v := v
+		vs = append(vs, variant{name: v.name, run: func(rep int, rec func(string, float64)) error {
+			for _, t := range pairs[v.target] {
+				if err := b.changeAll(t); err != nil {
+					return err
+				}
+				if err := b.vacuumBoth(t, t); err != nil {
+					return err
+				}
+			}
+			if err := b.checkpoint(b.s, b.d); err != nil {
+				return err
+			}
+			var r exportResult
+			err := b.recTimed(rec, "ship", func() (err error) {
+				if !v.consistent {
+					r, err = b.export(b.s, v.target)
+					return err
+				}
+				if err := b.exec(b.s, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+					return err
+				}
+				if r, err = b.export(b.s, v.target); err != nil {
+					_ = b.exec(b.s, "ROLLBACK")
+					return err
+				}
+				return b.exec(b.s, "COMMIT; SELECT pgshadow.file_purge("+lit(v.target)+")")
+			})
+			if err != nil {
+				return err
+			}
+			if r.keys != int64(n/2*2) {
+				return fmt.Errorf("%s export shipped %d keys, want %d", v.name, r.keys, n/2*2)
+			}
+			for _, t := range pairs[v.target] {
+				if err := b.sameContent(b.s, t, b.d, t); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
 	}
 	vs = append(vs, variant{name: "floor", run: func(rep int, rec func(string, float64)) error {
 		if err := b.exec(b.d, "TRUNCATE s_floor_stage; INSERT INTO s_floor_stage SELECT id, i + 1, t, ts + interval '1 second', n FROM s_floor"); err != nil {
@@ -193,6 +259,11 @@ func (b *bench) figShip() error {
 		oursName: "target alone", ours: res.get("floor", "ship"), oursCPU: res.cpu("floor", "ship"),
 		baseName: "COPY pipe", base: copyT, baseCPU: copyCPU,
 		note: "no source, no transport: the least any apply that replaces changed rows by key costs; its ratio bounds what shipping can reach against a COPY into an empty table"})
+	b.rep.add(f, row{what: "2 tables of " + rowsLabel(n/2) + " changed rows, consistent export (one snapshot, one remote transaction)",
+		unit:     seconds,
+		oursName: "consistent", ours: res.get("consistent", "ship"), oursCPU: res.cpu("consistent", "ship"),
+		baseName: "per table", base: res.get("pertable", "ship"), baseCPU: res.cpu("pertable", "ship"),
+		note: "the cost of shipping a target's tables at one snapshot in one remote transaction instead of one per table"})
 	if cli {
 		b.rep.add(f, row{what: label + " changed rows, CLI `pgshadow ship` (streaming)", unit: seconds,
 			oursName: "pgshadow ship", ours: res.get("cli", "ship"), oursCPU: res.cpu("cli", "ship"),

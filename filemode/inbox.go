@@ -1,13 +1,13 @@
 // Inbox: applies every batch directory waiting in one directory, in chain
 // order, each as Import applies one; optionally removes the ones the target
 // has applied.
+
 package filemode
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,7 +22,7 @@ type InboxOptions struct {
 	// Prune removes, after a run that applied everything it could, every
 	// batch directory of the inbox the target's ledger shows applied.
 	Prune    bool
-	Progress io.Writer
+	Progress *Progress
 }
 
 // InboxBatch says what happened to one batch directory of the inbox.

@@ -1,5 +1,6 @@
 // The batch directory's description: manifest.json (what was exported, with
 // sizes and checksums) and the .columns file format.
+
 package filemode
 
 import (
@@ -84,7 +85,7 @@ type Table struct {
 	BatchNo     int64  `json:"batch_no"`
 	OldSnapshot string `json:"old_snapshot"`
 	NewSnapshot string `json:"new_snapshot"`
-	// FullCopy batches replace the whole table (TRUNCATE, then all rows):
+	// FullCopy batches replace the whole table (DELETE, then all rows):
 	// the first batch of a subscription with an initial copy, and any batch
 	// holding a TRUNCATE.
 	FullCopy bool  `json:"full_copy"`

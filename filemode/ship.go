@@ -11,6 +11,7 @@
 // commits leaves the batch pending too, and the next ship applies it again
 // as a re-export that supersedes it (same batch number and start, later
 // end), exactly as Import accepts the re-export of an unacknowledged batch.
+
 package filemode
 
 import (
@@ -28,9 +29,9 @@ import (
 // ShipOptions say which target to ship.
 type ShipOptions struct {
 	Target string // a file target: shadow_add_target(name, NULL)
-	// Progress receives a line per second while a table streams; nil is
+	// Progress reports how far each table's stream got; nil is
 	// silent.
-	Progress io.Writer
+	Progress *Progress
 	// BeforeDone, if set, runs once the destination has committed and
 	// before any watermark moves on the source; an error aborts the ship
 	// there. Tests use it to fail between the two commits.
@@ -102,7 +103,7 @@ func ship(ctx context.Context, src, dst *pgx.Conn, o ShipOptions) (*ShipResult, 
 				return nil, fail(b, err)
 			}
 			s.keyTable, t.Keys, err = loadKeys(ctx, tx, i, t, cols, func(copyFrom string) (int64, error) {
-				n, _, err := streamCopy(ctx, src, copyTo, dst, copyFrom, newProgress(o.Progress, "ship "+b.tbl+" keys"))
+				n, _, err := streamCopy(ctx, src, copyTo, dst, copyFrom, newProgress(o.Progress, "ship "+b.tbl+" keys", -1, false))
 				return n, err
 			})
 			if err != nil {
@@ -130,8 +131,12 @@ func ship(ctx context.Context, src, dst *pgx.Conn, o ShipOptions) (*ShipResult, 
 		if r.Outcome != Applied {
 			continue
 		}
+		total, estimated := t.Keys, false
+		if t.FullCopy {
+			total, estimated = rowEstimate(ctx, src, s.b.tbl), true
+		}
 		err := applyRows(ctx, tx, *t, s.cols, s.keyTable, func(copyFrom string) (n int64, err error) {
-			t.Rows, n, err = streamCopy(ctx, src, s.b.rowsCopy(), dst, copyFrom, newProgress(o.Progress, "ship "+s.b.tbl+" rows"))
+			t.Rows, n, err = streamCopy(ctx, src, s.b.rowsCopy(), dst, copyFrom, newProgress(o.Progress, "ship "+s.b.tbl+" rows", total, estimated))
 			return n, err
 		}, r)
 		if err == nil {
@@ -203,6 +208,7 @@ func streamCopy(ctx context.Context, src *pgx.Conn, copyTo string, dst *pgx.Conn
 	case werr != nil:
 		return 0, 0, fmt.Errorf("write to the destination: %w", werr)
 	}
+	m.finish()
 	return r.rows, tag.RowsAffected(), nil
 }
 

@@ -36,6 +36,7 @@ ALTER TABLE pgshadow.tracked ALTER COLUMN ins_sql DROP DEFAULT, ALTER COLUMN upd
 DROP VIEW shadow_status, shadow_errors, shadow_conflicts;
 -- the failure history, its view and the procedure that records into it
 DROP VIEW shadow_failures;
+DROP VIEW shadow_progress;
 DROP PROCEDURE shadow_export_logged(text, integer);
 DROP TABLE pgshadow.failure;
 ALTER TABLE pgshadow.subscription DROP COLUMN failures;
@@ -55,6 +56,8 @@ ALTER TABLE pgshadow.subscription DROP COLUMN backlog_dropped_at, DROP COLUMN ba
 ALTER TABLE pgshadow.subscription DROP COLUMN all_columns;
 DROP FUNCTION shadow_learn_peer(text);
 DROP TABLE pgshadow.node;
+ALTER TABLE pgshadow.target DROP COLUMN consistent;
+DROP FUNCTION shadow_alter_target(text, boolean);
 ALTER TABLE pgshadow.target DROP COLUMN peer_id, DROP COLUMN peer_node, DROP COLUMN peer_at;
 DROP FUNCTION shadow_grant_export(regclass, regrole), shadow_revoke_export(regclass, regrole);
 DROP TABLE pgshadow.export_grant;

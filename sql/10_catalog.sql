@@ -27,7 +27,11 @@ CREATE TABLE pgshadow.target (
     -- runs no pgshadow)
     peer_id     uuid,
     peer_node   text,
-    peer_at     timestamptz
+    peer_at     timestamptz,
+    -- every subscription of the target ships at one source snapshot in one
+    -- remote transaction (shadow_alter_target), so the target only ever
+    -- shows states the source had (foreign keys between its tables hold)
+    consistent  boolean NOT NULL DEFAULT false
 );
 
 -- This database as a node of a mesh: an id generated at install, so two

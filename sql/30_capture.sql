@@ -39,20 +39,17 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_shadow || '_fn'
 $$;
 
--- Raised by a capture function whose table has no catalog row with its
--- shadow (untracked, or the function attached to another table).
-CREATE FUNCTION pgshadow._not_tracked(p_tbl oid, p_shadow text) RETURNS smallint
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'pgshadow: table % is not tracked with shadow table pgshadow.%', p_tbl::regclass, quote_ident(p_shadow)
-        USING ERRCODE = 'object_not_in_prerequisite_state',
-              HINT = 'Run shadow_track() on it, or drop its pgshadow_capture_* triggers.';
-END
-$$;
-
+-- p_gen is the shadow partition writers append to and p_notify whether an
+-- async subscription waits for a NOTIFY (pgshadow.tracked's gen and notify):
+-- both are written into the body as constants, and whoever changes them in
+-- the catalog replaces the function in the same transaction
+-- (pgshadow._replace_capture). Reading them from the catalog instead cost
+-- each captured statement a subquery, about 30k instructions (a fifth of
+-- capture; docs/DESIGN.md, Capture).
 -- p_partitioned: the function of a partitioned table, attached to every
 -- member of its partition tree (see docs/DESIGN.md, "Partitioned tables").
-CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_partitioned boolean DEFAULT false) RETURNS text
+CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_gen smallint, p_notify boolean,
+                                     p_partitioned boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     v_list  text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c);
@@ -62,6 +59,10 @@ DECLARE
     v_moves text := '';
     v_trunc text := '';
 BEGIN
+    IF p_gen IS NULL OR p_gen NOT IN (0, 1) OR p_notify IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: capture of pgshadow.%: generation % and notify % must be 0 or 1 and not null',
+            quote_ident(p_shadow), p_gen, p_notify;
+    END IF;
     -- The body is dollar-quoted with $pgshadow$ and holds these names (quoted
     -- as identifiers and literals, which does not escape a dollar quote): a
     -- name containing the tag would end the body early, and the rest of it
@@ -72,19 +73,7 @@ BEGIN
             USING ERRCODE = 'invalid_name';
     END IF;
     v_ins := format('INSERT INTO pgshadow.%I (%s, shadow_op, shadow_gen, shadow_xid, shadow_at)', p_shadow, v_list);
-    -- The generation writers append to, from the table's catalog row, found
-    -- by TG_RELID *and* the shadow name: attached to another table, the
-    -- function refuses (pgshadow._not_tracked, called only when no row is
-    -- found). A table with an async subscription also sends NOTIFY pgshadow
-    -- (wakes `pgshadow run`; sent at commit, once per transaction). A scalar
-    -- subquery: planned once per session, run once per statement, and only
-    -- when the statement has keys to append, with no query of its own.
-    v_gen := format('COALESCE((SELECT t.gen FROM pgshadow.tracked t'
-                    ' WHERE t.tbl OPERATOR(pg_catalog.=) %2$s AND t.shadow OPERATOR(pg_catalog.=) %1$L'
-                    ' AND CASE WHEN t.notify THEN pg_catalog.pg_notify(''pgshadow'', '''') IS NOT NULL ELSE true END),'
-                    ' pgshadow._not_tracked(TG_RELID, %1$L))', p_shadow,
-                    -- a partition's writes go to its root's shadow
-                    CASE WHEN p_partitioned THEN 'pg_catalog.pg_partition_root(TG_RELID)' ELSE 'TG_RELID' END);
+    v_gen := format('%s::pg_catalog.int2', p_gen);
     IF p_partitioned THEN
         -- A row moved to another partition by an UPDATE is deleted from one
         -- partition and inserted into the other: no row UPDATE trigger (the
@@ -118,14 +107,16 @@ BEGIN
                                   '%', '%%') || ' FROM %s',
                           v_gen);
     END IF;
-    -- The body below is a template: %1$s .. %7$s are filled in at the end.
+    -- The body below is a template: %1$s .. %9$s are filled in at the end.
     -- Every name in it is schema-qualified (and the search_path pinned).
     -- Each event is one INSERT ... SELECT with static SQL, planned once per
-    -- session: no EXECUTE, no other query.
+    -- session: no EXECUTE, no other query, no catalog lookup.
     RETURN format($template$CREATE OR REPLACE FUNCTION pgshadow.%1$I() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgshadow$
 -- pgshadow capture of the table whose shadow is pgshadow.%2$I, made by
--- shadow_track (pgshadow._capture_fn): replaced when the table is tracked again.
+-- shadow_track (pgshadow._capture_fn): replaced when the table is tracked
+-- again, when a purge moves writers to the other partition (the generation
+-- written below) and when its first async subscription comes or its last goes.
 BEGIN
     -- replicated changes applied by the table owner's session are not captured
     -- again; the setting is tested first, and apart (NULL when never set: an
@@ -134,26 +125,30 @@ BEGIN
         IF pgshadow._origin_skips(TG_RELID) THEN
             RETURN NULL;
         END IF;
-    END IF;
+    END IF;%6$s
     IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         -- the key trigger: this row's key changed (by the SET list, a BEFORE
         -- trigger or ON CONFLICT DO UPDATE), so its old key may be gone
         INSERT INTO pgshadow.%2$I (%4$s, shadow_op, shadow_gen, shadow_xid, shadow_at)
         VALUES (%5$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%6$s
+        %3$s SELECT %4$s, 'U', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;%8$s
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         %3$s SELECT %4$s, 'I', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_new;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         %3$s SELECT %4$s, 'D', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp() FROM pgshadow_old;
     ELSE
-        %8$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
+        %9$sINSERT INTO pgshadow.%2$I (shadow_op, shadow_gen, shadow_xid, shadow_at)
         SELECT 'T', %7$s, pg_catalog.pg_current_xact_id(), pg_catalog.statement_timestamp();
     END IF;
     RETURN NULL;
 END
 $pgshadow$$template$,
-        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old, v_moves, v_gen, v_trunc);
+        pgshadow._capture_fn_name(p_shadow), p_shadow, v_ins, v_list, v_old,
+        -- an async subscription's `pgshadow run` waits: NOTIFY, sent at
+        -- commit and once per transaction however many statements ask
+        CASE WHEN p_notify THEN E'\n    PERFORM pg_catalog.pg_notify(''pgshadow'', '''');' ELSE '' END,
+        v_gen, v_moves, v_trunc);
 END
 $fn$;
 
@@ -172,3 +167,25 @@ $$;
 -- pgshadow.capture_key(), the statement-level key trigger of earlier
 -- versions, is gone: the table's own function records old keys itself, from
 -- a row trigger that fires only for rows whose key changed.
+
+-- Replaces a tracked table's capture function with one for its catalog row's
+-- current generation and notify flag; called in the transaction that changes
+-- them (under the row's lock), so the two never disagree once it commits.
+-- Only an existing function is replaced (it keeps its owner, the table's):
+-- one made here would belong to pgshadow's owner and capture with its rights.
+-- Writers still running the old body append to the partition they read
+-- before, as a writer that read the generation just before a switch did:
+-- the purge never truncates a partition holding unshipped rows or a writer's
+-- lock (see pgshadow._purge), so that costs at most a later truncation.
+CREATE FUNCTION pgshadow._replace_capture(p_tr pgshadow.tracked) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace
+                                      AND p.proname = pgshadow._capture_fn_name(p_tr.shadow) AND p.pronargs = 0) THEN
+        -- a partitioned table's function has the partitioned body
+        EXECUTE pgshadow._capture_fn(p_tr.shadow, p_tr.key_cols, p_tr.gen, p_tr.notify,
+                                     (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = p_tr.tbl));
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;

@@ -244,7 +244,7 @@ BEGIN
     -- replaced by pgshadow's owner and handed to the table's owner: it runs
     -- with her rights, and writers need none on the shadow table.
     v_fn := pgshadow._capture_fn_name(v_shadow);
-    v_def := pgshadow._capture_fn(v_shadow, v_cols, v_part);
+    v_def := pgshadow._capture_fn(v_shadow, v_cols, coalesce(v_old.gen, 0::smallint), coalesce(v_old.notify, false), v_part);
     SELECT p.oid, p.proowner::regrole::name, p.prosrc INTO v_proc
       FROM pg_proc p WHERE p.pronamespace = 'pgshadow'::regnamespace AND p.proname = v_fn AND p.pronargs = 0;
     -- rerun only when the body differs: CREATE OR REPLACE would need the
@@ -295,6 +295,10 @@ BEGIN
     PERFORM pgshadow._gc();
     SELECT c.relowner::regrole::name INTO v_owner FROM pg_class c WHERE c.oid = p_tbl;
     SELECT r.rolsuper INTO v_super FROM pg_roles r WHERE r.rolname = current_user;
+    -- the capture function is written for the catalog row's generation and
+    -- notify flag: wait for a purge or an async (un)subscribe changing them,
+    -- and plan after it (pgshadow._replace_capture)
+    PERFORM FROM pgshadow.tracked t WHERE t.tbl = p_tbl FOR UPDATE;
     FOR v_sql IN SELECT p.sql FROM pgshadow.track_plan(p_tbl) p WHERE p.kind = 'shadow' ORDER BY p.step LOOP
         IF v_sql LIKE 'ALTER FUNCTION %' AND NOT v_super THEN
             -- A non-superuser pgshadow owner may give the function away only
@@ -432,12 +436,17 @@ BEGIN
     LOOP
         FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_ins', 'pgshadow_capture_upd',
                                       'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, v_rel);
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v_name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v_name, v_rel);
+            END IF;
         END LOOP;
     END LOOP;
     FOREACH v_name IN ARRAY ARRAY['pgshadow_capture_key', 'pgshadow_capture_ins', 'pgshadow_capture_upd',
                                   'pgshadow_capture_del', 'pgshadow_capture_trunc'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_name, tbl);
+        -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = v_name) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        END IF;
     END LOOP;
     PERFORM pgshadow._drop_shadow(tbl);
 END

@@ -52,6 +52,43 @@ $$;
 COMMENT ON FUNCTION shadow_add_target(text, text) IS
     'pgshadow: declare a target: a postgres_fdw foreign server (NULL for a file target)';
 
+-- Sets how a target is exported; only its owner (or a member of her role)
+-- may, since it changes how every role's export of the target behaves.
+CREATE FUNCTION pgshadow._alter_target(p_target text, p_consistent boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'pgshadow: target "%" belongs to role %; role % may not alter it', p_target, v_t.owner, pgshadow._caller()
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_consistent IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%": consistent must be true or false', p_target
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_consistent AND v_t.server IS NULL THEN
+        -- pgshadow export already writes a file target's batch from one
+        -- REPEATABLE READ transaction, and pgshadow import applies it in one
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target: consistent applies to push targets', p_target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A file batch is written at one snapshot and imported in one transaction already.';
+    END IF;
+    UPDATE pgshadow.target SET consistent = p_consistent WHERE name = p_target;
+END
+$$;
+
+CREATE FUNCTION shadow_alter_target(target text, consistent boolean) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._alter_target(target, consistent)
+$$;
+COMMENT ON FUNCTION shadow_alter_target(text, boolean) IS
+    'pgshadow: consistent => true ships every table of the target at one snapshot in one remote transaction';
+
 -- Records what node target p_target reaches (p_id NULL: no pgshadow node
 -- id there), as a connection to it just answered. A change is announced:
 -- a renamed node (same id) with a NOTICE, another node with a WARNING. Only

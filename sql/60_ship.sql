@@ -10,13 +10,21 @@
 -- text arrays, so one statement of a few literals carries a whole chunk (up to
 -- 20k keys or rows), no per-row statements; chunks are pipelined (see _ship).
 
--- Rows whose transaction is visible in p_new but not in p_old (SQL text over
--- two snapshot expressions). The xid range lets the shadow_xid index serve it.
+-- Shadow rows a watermark has not shipped: their transaction is not visible
+-- in p_old (SQL text over a snapshot expression). The lower bound lets the
+-- shadow_xid index serve it. The one definition of "unshipped".
+CREATE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
+
+-- Rows whose transaction is visible in p_new but not in p_old: what an
+-- export from watermark p_old to p_new ships (SQL text over two snapshot
+-- expressions). The xid range lets the shadow_xid index serve it.
 CREATE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND shadow_xid < pg_snapshot_xmax(%2$s)'
-                  ' AND pg_visible_in_snapshot(shadow_xid, %2$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)',
-                  p_old, p_new)
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
 $$;
 
 -- "(k1, k2) > (after[1]::t1, after[2]::t2)" for keyset pagination; the
@@ -383,6 +391,15 @@ $$;
 CREATE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF p_state = '23503' THEN
+        -- a copy replaces a table's rows by DELETE, and a consistent export
+        -- applies several tables in one transaction: both need the target's
+        -- foreign keys checked at commit
+        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+            USING ERRCODE = p_state,
+                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
+    END IF;
     RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
         p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
         USING ERRCODE = p_state;
@@ -656,7 +673,8 @@ DECLARE
     v_busy   boolean := false;
     v_nestloop text;
     v_appname  text := current_setting('application_name');
-    v_total    bigint := (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
+    -- NULL when never analyzed (reltuples -1): the total is then unknown
+    v_total    bigint := (SELECT nullif(greatest(c.reltuples, -1), -1)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -666,7 +684,18 @@ DECLARE
     -- scan of the table (a 1M-key batch in a 1M-row table: 2.9 s against 4
     -- by index probes); in 20k-key chunks it would scan the table per chunk
     v_key_chunk integer := greatest(p_chunk, 1000000);
+    -- a consistent export (shadow_export) holds one remote transaction open
+    -- for all the target's tables: then this batch neither begins nor ends it
+    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
+    v_stack  text;
 BEGIN
+    IF v_open THEN
+        -- only _export_consistent's transaction counts: a caller who sets the
+        -- setting herself must not get a batch applied without its BEGIN
+        -- (the fixed settings) and COMMIT
+        GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -680,7 +709,9 @@ BEGIN
     IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
         -- A peer applies each chunk through pgshadow.apply(), which needs a
         -- chunk's keys and rows together to resolve conflicts.
-        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
+        END IF;
         v_keys := pgshadow._chunk_sql(p_sub);
         LOOP
             EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
@@ -692,7 +723,9 @@ BEGIN
             EXIT WHEN v_nkeys < p_chunk;
             v_after := v_last;
         END LOOP;
-        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        IF NOT v_open THEN
+            PERFORM pgshadow._remote(p_sub, 'COMMIT');
+        END IF;
         deletes := keys - upserts;
         RETURN;
     END IF;
@@ -703,8 +736,9 @@ BEGIN
     -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
-    -- tables reference may be replaced within deferred constraints.
-    v_buf := pgshadow._remote_begin() || CASE WHEN v_full THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
+    -- tables reference may be replaced within deferred constraints (so the
+    -- copy defers them: a DEFERRABLE foreign key to the table holds at commit).
+    v_buf := CASE WHEN v_open THEN '' ELSE pgshadow._remote_begin() END || CASE WHEN v_full THEN format(' SET CONSTRAINTS ALL DEFERRED; DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there are
@@ -756,17 +790,15 @@ BEGIN
             NOT v_full AND keys < v_chunk)
         USING p_old, p_new, v_chunk;
     PERFORM set_config('enable_nestloop', v_nestloop, true);
+    PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, 0, CASE WHEN v_full THEN v_total ELSE keys END);
     LOOP
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF v_rows THEN
             v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
             v_buf := '';
-            -- progress, for other sessions to watch in pg_stat_activity
-            PERFORM set_config('application_name',
-                               left(format('pgshadow %s %s: %s of %s rows', CASE WHEN v_full THEN 'copy' ELSE 'batch' END,
-                                           p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
-                               true);
+            -- progress, for other sessions to watch (shadow_progress)
+            PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, upserts, CASE WHEN v_full THEN v_total ELSE keys END);
         END IF;
         v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
         v_rows := true;
@@ -777,7 +809,11 @@ BEGIN
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
     END IF;
-    PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    IF NOT v_open THEN
+        PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
+    ELSIF v_buf <> '' THEN
+        PERFORM pgshadow._remote(p_sub, v_buf);
+    END IF;
 
     IF v_full THEN
         keys := upserts;

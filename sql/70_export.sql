@@ -176,7 +176,8 @@ BEGIN
         -- the emptied partition takes the writers if the current one holds anything
         EXECUTE format('SELECT EXISTS (SELECT FROM %s)', v_cur) INTO v_keep;
         EXIT WHEN NOT v_keep;
-        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING gen INTO v_tr.gen;
+        UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = p_tbl RETURNING * INTO v_tr;
+        PERFORM pgshadow._replace_capture(v_tr);
     END LOOP;
 END
 $$;
@@ -214,8 +215,8 @@ BEGIN
     END IF;
     FOR v_sub IN SELECT * FROM pgshadow.subscription s
                   WHERE s.tbl = p_tr.tbl AND s.mode <> 'sync' ORDER BY s.id LOOP
-        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                       ' AND NOT pg_visible_in_snapshot(shadow_xid, $1) ORDER BY shadow_xid LIMIT 1', p_tr.shadow)
+        EXECUTE format('SELECT shadow_at FROM pgshadow.%I WHERE %s ORDER BY shadow_xid LIMIT 1',
+                       p_tr.shadow, pgshadow._unshipped_where('$1'))
            INTO v_oldest USING v_sub.snapshot;
         v_age := clock_timestamp() - v_oldest;
         CONTINUE WHEN v_oldest IS NULL OR v_age <= p_limit;
@@ -345,7 +346,10 @@ BEGIN
     -- Creating the capture triggers locked the table against writers until
     -- this transaction ends; a copy now would keep them waiting for all of
     -- it. Then the first export copies instead, in a transaction of its own.
-    v_defer := initial_copy AND v_target.server IS NOT NULL AND pgshadow._blocks_writers(tbl);
+    -- A consistent target copies with its next export too: at the snapshot
+    -- its other tables ship at, so the copy agrees with them.
+    v_defer := initial_copy AND v_target.server IS NOT NULL
+               AND ((v_target.consistent AND mode <> 'sync') OR pgshadow._blocks_writers(tbl));
     v_sub := pgshadow._add_subscription(shadow_subscribe.target, tbl, v_schema, v_table, v_cols, v_filter,
                                         mode, on_conflict, initial_copy AND (v_target.server IS NULL OR v_defer));
     IF mode = 'sync' THEN
@@ -364,8 +368,12 @@ BEGIN
     END IF;
     IF v_defer THEN
         RAISE NOTICE 'pgshadow: % is subscribed to target "%"; its rows are copied by the next shadow_export', tbl, v_target.name
-            USING DETAIL = 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.',
-                  HINT = 'Run shadow_track() in a transaction of its own first to copy at subscribe.';
+            USING DETAIL = CASE WHEN v_target.consistent AND mode <> 'sync'
+                                THEN 'The target is exported consistently: the copy is made at the snapshot its other tables ship at.'
+                                ELSE 'Tracking started in this transaction, which holds a lock that keeps writers of the table waiting until it ends; copying now would make them wait for the whole copy.' END,
+                  HINT = CASE WHEN v_target.consistent AND mode <> 'sync'
+                              THEN 'Run shadow_export() in a REPEATABLE READ transaction, or pgshadow export.'
+                              ELSE 'Run shadow_track() in a transaction of its own first to copy at subscribe.' END;
     ELSIF initial_copy AND v_target.server IS NOT NULL THEN
         -- rows committed after the subscription's snapshot may be copied too;
         -- their keys are also in the next batch, which ships them again
@@ -465,7 +473,10 @@ BEGIN
         -- Cutting also ships a key again in every part it changed in, so it is
         -- only done when the backlog's distinct keys, not just its changes,
         -- pass the cap: 100k keys changed 10 times each stay one net batch.
-        IF v_pending > p_batch_size AND NOT EXISTS (
+        -- A consistent export (one snapshot for all the target's tables) is
+        -- never cut: its batch is everything up to that snapshot.
+        IF v_pending > p_batch_size AND current_setting('pgshadow.consistent_batch', true) IS DISTINCT FROM 'on'
+           AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
             -- cut after the transaction that passes the cap; one larger
@@ -506,6 +517,97 @@ BEGIN
 END
 $$;
 
+-- Ships the subscriptions p_ids of a consistent target at ONE source
+-- snapshot in ONE remote transaction, so the target only ever shows states
+-- the source had (foreign keys between its tables hold, a reader never sees
+-- a line without its order). The one snapshot is the calling transaction's:
+-- under REPEATABLE READ every read sees it, and pgshadow._snapshot() (each
+-- watermark) is it, so what each table ships is exactly its change up to
+-- that moment. Under READ COMMITTED each statement has a snapshot of its own,
+-- so the export refuses (pgshadow export and shadow_run open the right
+-- transaction). The remote transaction defers the target's constraints
+-- (SET CONSTRAINTS ALL DEFERRED): those declared DEFERRABLE hold at its
+-- commit. All watermarks move together, after the remote COMMIT. A failure
+-- of any table fails the whole export (nothing ships, nothing moves), naming
+-- the table; the callers record it on every subscription of the target.
+-- Purging is left to a READ COMMITTED transaction after the commit
+-- (_purge does nothing under REPEATABLE READ).
+CREATE FUNCTION pgshadow._export_consistent(p_target text, p_ids bigint[], p_batch_size integer)
+RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
+               truncated boolean, error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id    bigint;
+    v_sub   pgshadow.subscription;
+    v_cur   regclass;
+    v_own   xid8;
+    v_wrote boolean;
+    v_state text;
+    v_msg   text;
+    v_hint  text;
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RAISE EXCEPTION 'pgshadow: target "%" is exported consistently (all its tables at one snapshot), which needs a REPEATABLE READ transaction', p_target
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM shadow_export(...); COMMIT; or use pgshadow export, CALL shadow_export_logged() or CALL shadow_run(), which do so.';
+    END IF;
+    -- every subscription locked first, in id order, before anything ships
+    FOREACH v_id IN ARRAY p_ids LOOP
+        v_sub := pgshadow._lock_subscription(v_id);
+        -- callable directly: every batch goes over the one connection to p_target
+        IF v_sub.target <> p_target OR v_sub.mode = 'sync' THEN
+            RAISE EXCEPTION 'pgshadow: subscription % of % is not a batch or async subscription to target "%"', v_id, v_sub.tbl, p_target
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- the transaction reads its own uncommitted writes, which its
+        -- watermark leaves pending: the target would get a state the source
+        -- never committed
+        v_own := pg_current_xact_id_if_assigned();
+        IF v_own IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid = $1)',
+                           (SELECT t.shadow FROM pgshadow.tracked t WHERE t.tbl = v_sub.tbl))
+               INTO v_wrote USING v_own;
+            IF v_wrote THEN
+                RAISE EXCEPTION 'pgshadow: target "%" is exported consistently, and this transaction wrote %, which it ships', p_target, v_sub.tbl
+                    USING ERRCODE = 'invalid_transaction_state',
+                          HINT = 'Export in a transaction of its own, after the writes committed.';
+            END IF;
+        END IF;
+    END LOOP;
+    PERFORM set_config('pgshadow.consistent_batch', 'on', true);
+    PERFORM pgshadow._connect(p_target);
+    BEGIN
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, pgshadow._remote_begin() || ' SET CONSTRAINTS ALL DEFERRED;');
+        FOREACH v_id IN ARRAY p_ids LOOP
+            v_cur := (SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = v_id);
+            SELECT * INTO tbl, dest, batches, keys, upserts, deletes, truncated
+              FROM pgshadow._export_sub(v_id, p_batch_size);
+            error := NULL;
+            RETURN NEXT;
+        END LOOP;
+        v_cur := NULL;
+        -- deferred constraints are checked here
+        PERFORM pgshadow._remote_exec('pgshadow', p_target, 'COMMIT');
+    EXCEPTION WHEN OTHERS THEN
+        -- the subtransaction took every watermark move back with it
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+        PERFORM set_config('pgshadow.consistent_batch', '', true);
+        PERFORM pgshadow._disconnect();  -- the target rolls its transaction back
+        IF v_state = '23503' THEN
+            v_hint := 'The target checks a foreign key before the batch is complete: declare it DEFERRABLE there (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE); a consistent export defers constraints to its commit.';
+        END IF;
+        v_msg := format('pgshadow: consistent export to target "%s" failed %s, nothing shipped: %s', p_target,
+                        CASE WHEN v_cur IS NULL THEN 'at its commit' ELSE format('at table %s', v_cur) END, v_msg);
+        IF coalesce(v_hint, '') = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state;
+        END IF;
+        RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = v_state, HINT = v_hint;
+    END;
+    PERFORM set_config('pgshadow.consistent_batch', '', true);
+    PERFORM pgshadow._disconnect();
+END
+$$;
+
 -- Ships every pending batch of every (batch or async) subscription of a target.
 -- A table that fails does not hold the others back: each is shipped in a
 -- subtransaction of its own. Its row then carries the error (also kept in
@@ -543,6 +645,10 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
             PERFORM pgshadow._connect(target);  -- raises its "does not exist"
         END IF;
+        RETURN;
+    END IF;
+    IF (SELECT t.consistent FROM pgshadow.target t WHERE t.name = shadow_export.target) THEN
+        RETURN QUERY SELECT * FROM pgshadow._export_consistent(target, v_ids, batch_size);
         RETURN;
     END IF;
     PERFORM pgshadow._connect(target);
@@ -618,8 +724,15 @@ BEGIN
     v_sub := pgshadow._lock_subscription(v_sub.id);
     -- taken before the copy reads: changes committed after it ship again later
     v_snap := pgshadow._snapshot();
-    IF (SELECT t.server FROM pgshadow.target t WHERE t.name = shadow_resync.target) IS NULL THEN
+    IF (SELECT t.server IS NULL OR (t.consistent AND v_sub.mode <> 'sync')
+          FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+        -- a file target, or a consistent one: the copy goes with the next
+        -- export (for a consistent target, at the snapshot of its other
+        -- tables, so the target never mixes two moments of the source)
         PERFORM pgshadow._reset(v_sub.id, v_snap, true);
+        IF (SELECT t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = shadow_resync.target) THEN
+            RAISE NOTICE 'pgshadow: % is copied to target "%" by its next shadow_export, at the snapshot its other tables ship at', tbl, target;
+        END IF;
         RETURN 0;
     END IF;
     PERFORM pgshadow._connect(target);

@@ -76,7 +76,7 @@ $$;
 -- Purges the shadow tables of a target's tables the caller owns, on current
 -- state: run by `pgshadow export` and `ship` in a READ COMMITTED transaction
 -- of its own after the batch committed (_purge does nothing under another
--- isolation level).
+-- isolation level); so is a consistent push export (_export_consistent).
 CREATE FUNCTION pgshadow.file_purge(p_target text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

@@ -22,9 +22,9 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('SELECT count(DISTINCT (%s)) FILTER (WHERE shadow_op <> ''T'') + count(*) FILTER (WHERE shadow_op = ''T''),'
-                   ' min(shadow_at) FROM pgshadow.%I'
-                   ' WHERE $2 OR (shadow_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(shadow_xid, $1))',
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow)
+                   ' min(shadow_at) FROM pgshadow.%I WHERE $2 OR (%s)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c), v_tr.shadow,
+                   pgshadow._unshipped_where('$1'))
        INTO pending_keys, oldest_pending USING v_sub.snapshot, p_all;
 END
 $$;
@@ -60,3 +60,42 @@ SELECT s.target,
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;
+
+-- Progress of a running copy or batch (pgshadow._ship), for other sessions
+-- to watch: the shipping session writes it into its application_name, the
+-- one place another session sees mid-transaction (a row written to a table
+-- shows only at commit). Numbers first and the table last, since
+-- application_name keeps 63 bytes. p_total NULL: not known.
+CREATE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT set_config('application_name',
+                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
+                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
+                      true)
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._progress(bigint, regclass, boolean, bigint, bigint) FROM PUBLIC;
+
+-- One row per copy or batch being shipped in this database, of a table the
+-- viewer may SELECT: rows sent so far, and the total (a copy: the table's
+-- row estimate, total_estimated; a batch: its distinct keys; NULL: unknown).
+-- started is NULL for another role's session unless the viewer may read
+-- its statistics (pg_read_all_stats).
+CREATE VIEW shadow_progress WITH (security_barrier) AS
+SELECT a.pid,
+       s.target,
+       s.tbl                                         AS "table",
+       format('%I.%I', s.dest_schema, s.dest_table)  AS dest,
+       m.f[1]                                        AS phase,
+       m.f[3]::bigint                                AS rows_done,
+       nullif(m.f[5], '?')::bigint                   AS rows_total,
+       m.f[4] = '~'                                  AS total_estimated,
+       a.xact_start                                  AS started
+  FROM pg_catalog.pg_stat_activity a
+ CROSS JOIN LATERAL pg_catalog.regexp_match(a.application_name,
+                                            '^pgshadow (copy|batch) #([0-9]+): ([0-9]+)/(~?)([0-9]+|\?) rows') AS m(f)
+  JOIN pgshadow.subscription s ON s.id = m.f[2]::bigint
+ WHERE a.datname = pg_catalog.current_database()
+   AND pg_catalog.has_table_privilege(s.tbl, 'SELECT');
+COMMENT ON VIEW shadow_progress IS 'pgshadow: copies and batches being shipped now, rows done and total, of the tables the viewer may SELECT';
+GRANT SELECT ON shadow_progress TO PUBLIC;

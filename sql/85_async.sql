@@ -167,12 +167,17 @@ BEGIN
         RETURN true;  -- the initial copy is still to be made
     END IF;
     SELECT shadow INTO v_shadow FROM pgshadow.tracked WHERE tbl = v_sub.tbl;
-    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE shadow_xid >= pg_snapshot_xmin($1)'
-                   ' AND pg_visible_in_snapshot(shadow_xid, pg_current_snapshot())'
-                   ' AND NOT pg_visible_in_snapshot(shadow_xid, $1))', v_shadow)
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgshadow.%I WHERE %s)',
+                   v_shadow, pgshadow._pending_where('$1', 'pg_current_snapshot()'))
        INTO v USING v_sub.snapshot;
     RETURN v;
 END
+$$;
+
+-- Whether a target is exported consistently (shadow_alter_target).
+CREATE FUNCTION pgshadow._consistent(p_target text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.consistent AND t.server IS NOT NULL FROM pgshadow.target t WHERE t.name = p_target), false)
 $$;
 
 -- The async subscriptions (of one target, or all) that are due: something
@@ -185,7 +190,49 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
        AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
        AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND NOT pgshadow._consistent(s.target)
      ORDER BY s.target, s.id
+$$;
+
+-- The consistent targets (of one, or all) with a due async subscription the
+-- caller may export: shadow_run ships each as a whole (_run_consistent).
+CREATE FUNCTION pgshadow._run_due_consistent(p_target text) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT s.target ORDER BY s.target), '{}')
+      FROM pgshadow.subscription s
+      LEFT JOIN pgshadow.error e ON e.sub_id = s.id
+     WHERE s.mode = 'async' AND (p_target IS NULL OR s.target = p_target)
+       AND (e.next_retry IS NULL OR e.next_retry <= clock_timestamp())
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+       AND pgshadow._consistent(s.target)
+$$;
+
+-- Exports a consistent target as a whole (shadow_export: every table of it
+-- the caller may export, at one snapshot) if one of its async subscriptions
+-- has something to do; called by shadow_run in a REPEATABLE READ
+-- transaction. A failure is the whole export's: it is recorded on every
+-- subscription of the target (retry times included) instead of raised.
+CREATE FUNCTION pgshadow._run_consistent(p_target text, p_batch_size integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_state text;
+    v_msg   text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgshadow.subscription s
+                    WHERE s.target = p_target AND s.mode = 'async'
+                      AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+                      AND (pgshadow._has_pending(s.id) OR EXISTS (SELECT FROM pgshadow.error e WHERE e.sub_id = s.id))) THEN
+        RETURN;
+    END IF;
+    SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(p_target, p_batch_size);
+    IF v_state IS NULL THEN
+        PERFORM pgshadow._clear_failure(s.id) FROM pgshadow.subscription s
+          WHERE s.target = p_target AND s.mode <> 'sync' AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+        RETURN;
+    END IF;
+    PERFORM pgshadow.record_failure(p_target, v_state, v_msg, false);
+    RAISE WARNING '%', v_msg;
+END
 $$;
 
 -- Exports one async subscription if it has anything to do; a failure is
@@ -226,12 +273,22 @@ $$;
 -- through the caller's search_path (no operator, cast or unqualified name).
 -- _has_pending reads the watermarks, so a database moved into another xid
 -- history is re-baselined first (_check_history).
+-- A consistent target goes first, as a whole, in a REPEATABLE READ
+-- transaction (its one snapshot), then purges in a READ COMMITTED one.
 CREATE PROCEDURE shadow_run(target text DEFAULT NULL, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_id      bigint;
+    v_target  text;
 BEGIN
     PERFORM pgshadow._check_history();
+    FOREACH v_target IN ARRAY pgshadow._run_due_consistent(target) LOOP
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+        PERFORM pgshadow._run_consistent(v_target, batch_size);
+        COMMIT;
+        PERFORM pgshadow.file_purge(v_target);
+    END LOOP;
     COMMIT;
     FOR v_id IN SELECT pgshadow._run_due(target) LOOP
         PERFORM pgshadow._run_one(v_id, batch_size);
@@ -296,15 +353,26 @@ $$;
 -- table failed: a target down), the failure is recorded on the caller's
 -- subscriptions of the target (shadow_status.last_error, shadow_errors,
 -- shadow_failures) and committed, then raised, so psql still exits non-zero.
--- Must be CALLed outside a transaction block (it commits).
+-- Must be CALLed outside a transaction block (it commits). A consistent
+-- target is exported in a REPEATABLE READ transaction of its own (its one
+-- snapshot, pgshadow._export_consistent) and purged after its commit, on
+-- current state (READ COMMITTED).
 CREATE PROCEDURE shadow_export_logged(target text, batch_size integer DEFAULT 100000)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_state text;
     v_msg   text;
 BEGIN
+    IF pgshadow._consistent(target) THEN
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    END IF;
     SELECT state, message INTO v_state, v_msg FROM pgshadow._try_export(target, batch_size);
     IF v_state IS NULL THEN
+        IF pgshadow._consistent(target) THEN
+            COMMIT;
+            PERFORM pgshadow.file_purge(target);
+        END IF;
         RETURN;
     END IF;
     PERFORM pgshadow.record_failure(target, v_state, v_msg, false);
@@ -353,13 +421,21 @@ BEGIN
 END
 $$;
 
--- Keeps tracked.notify in step with the table's async subscriptions.
+-- Keeps tracked.notify, and the capture function that reads it, in step with
+-- the table's async subscriptions.
 CREATE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
     UPDATE pgshadow.tracked t
-       SET notify = EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
-     WHERE t.tbl = p_tbl;
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
 END
 $$;

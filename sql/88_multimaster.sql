@@ -242,7 +242,7 @@ BEGIN
         FOR v_c IN EXECUTE format(
             'WITH k AS (%1$s), r AS (%2$s),'
             ' l AS (SELECT %3$s, max(shadow_at) AS at,'
-            '              bool_or($4 IS NOT NULL AND shadow_xid >= pg_snapshot_xmin($4) AND NOT pg_visible_in_snapshot(shadow_xid, $4)) AS pending'
+            '              bool_or($4 IS NOT NULL AND %11$s) AS pending'
             '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
             ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
             '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
@@ -256,7 +256,7 @@ BEGIN
             (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
             (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match, v_ver)
+            p_dest, v_match, v_ver, pgshadow._unshipped_where('$4'))
           USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
         LOOP
             v_remote := CASE p_policy

@@ -1,6 +1,7 @@
 // Build-side subcommands: `generate` assembles sql/ into the
 // extension scripts and migrations; `migrate` applies those migrations with
 // golang-migrate, for servers where extension files cannot be installed.
+
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
 func init() {

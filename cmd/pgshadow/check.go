@@ -1,6 +1,7 @@
 // `pgshadow status -check`: shadow_status as an alert check in the manner of
 // check_postgres and the Nagios plugins: one line of verdict and perfdata on
 // stdout, and the verdict as the exit code.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // (export/import), printing every SQL statement it runs, and checks that all
 // three end with identical rows. Everything it starts is removed on exit,
 // also on SIGINT/SIGTERM.
+
 package main
 
 import (
@@ -22,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 func init() {
@@ -263,7 +264,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 func (d *demo) fileRound(ctx context.Context, src, files *pgx.Conn, dir, what string) error {
 	d.section("File mode: export " + what + ", then import the batch")
 	fmt.Fprintf(d.out, "$ pgshadow export -d <source> -target files -dir %s\n", dir)
-	res, err := filemode.Export(ctx, src, filemode.ExportOptions{Target: "files", Dir: dir, Progress: os.Stderr})
+	res, err := filemode.Export(ctx, src, filemode.ExportOptions{Target: "files", Dir: dir, Progress: stderrProgress(0)})
 	if err != nil {
 		return oneLine(fmt.Errorf("export: %w", err))
 	}
@@ -286,7 +287,7 @@ func (d *demo) fileRound(ctx context.Context, src, files *pgx.Conn, dir, what st
 		fmt.Fprintf(d.out, "  %s: batch %d, full copy %v, %d keys, %d rows\n", t.SourceTable, t.BatchNo, t.FullCopy, t.Keys, t.Rows)
 	}
 	fmt.Fprintf(d.out, "$ pgshadow import -d <shop_files> -dir %s\n", res.BatchDir)
-	ires, err := filemode.Import(ctx, files, filemode.ImportOptions{Dir: res.BatchDir, Progress: os.Stderr})
+	ires, err := filemode.Import(ctx, files, filemode.ImportOptions{Dir: res.BatchDir, Progress: stderrProgress(0)})
 	if err != nil {
 		return oneLine(fmt.Errorf("import: %w", err))
 	}

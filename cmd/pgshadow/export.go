@@ -2,6 +2,7 @@
 // directory (see package filemode), over an ordinary client connection; for
 // a push target (a foreign server) it calls shadow_export and records a
 // failure of the whole call, which shadow_export itself cannot keep.
+
 package main
 
 import (
@@ -26,11 +27,12 @@ func init() {
 const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
 
 func runExport(ctx context.Context, args []string) error {
-	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D]")
+	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]")
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "push target (a foreign server), or file target, created with shadow_add_target(NAME, NULL)")
 	dir := fs.String("dir", "", "file targets: export root: the batch is written to DIR/NAME/<batch>")
 	timeout := fs.Duration("timeout", 0, timeoutHelp)
+	progress := progressFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,12 +58,12 @@ func runExport(ctx context.Context, args []string) error {
 		if *dir != "" {
 			return fmt.Errorf("target %q is a push target: it ships over its foreign server, drop -dir (which is for file targets)", *target)
 		}
-		return pushExport(ctx, conn, *dsn, *target, *timeout)
+		return pushExport(ctx, conn, *dsn, *target, *timeout, progress())
 	}
 	if *dir == "" {
 		return errors.New("-dir is required for a file target (pgshadow export -h)")
 	}
-	res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: os.Stderr})
+	res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: progress()})
 	if err != nil {
 		return oneLine(err)
 	}
@@ -89,13 +91,41 @@ func runExport(ctx context.Context, args []string) error {
 // own (pgshadow.record_failure) on the caller's subscriptions of the target.
 // At the deadline the server is asked to cancel, so no export goes on there
 // holding the subscriptions' locks.
-func pushExport(ctx context.Context, conn *pgx.Conn, dsn, target string, timeout time.Duration) error {
+func pushExport(ctx context.Context, conn *pgx.Conn, dsn, target string, timeout time.Duration, progress *filemode.Progress) error {
 	schema, err := pgsession.APISchema(ctx, conn)
 	if err != nil {
 		return oneLine(err)
 	}
+	// A consistent target ships all its tables at the snapshot of one
+	// REPEATABLE READ transaction, and purges after its commit, on current
+	// state (pgshadow._export_consistent).
+	var consistent bool
+	if err := conn.QueryRow(ctx, "SELECT pgshadow._consistent($1)", target).Scan(&consistent); err != nil {
+		return oneLine(err)
+	}
 	wait, stop := pgsession.CancelOnDone(ctx, conn)
+	if consistent {
+		if _, err = conn.Exec(wait, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			stop()
+			return oneLine(err)
+		}
+	}
+	stopWatch := watchPushProgress(ctx, dsn, schema, conn.PgConn().PID(), progress)
 	header, rows, right, err := queryText(wait, conn, "SELECT * FROM "+schema+".shadow_export($1)", target)
+	stopWatch()
+	if consistent {
+		if err == nil {
+			_, err = conn.Exec(wait, "COMMIT")
+		} else if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			fmt.Fprintf(os.Stderr, "pgshadow export: %v\n", oneLine(rerr))
+		}
+	}
+	if err == nil && consistent {
+		if _, perr := conn.Exec(wait, "SELECT pgshadow.file_purge($1)", target); perr != nil {
+			// shipped and committed: a later export purges
+			fmt.Fprintf(os.Stderr, "pgshadow export: purge: %v\n", oneLine(perr))
+		}
+	}
 	stop()
 	if err != nil {
 		if ctx.Err() != nil && timeout > 0 {

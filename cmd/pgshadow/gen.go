@@ -3,6 +3,7 @@
 // pgshadow.track_plan(), the very function shadow_track() executes; the
 // subscription's export queries are rendered from a subscription created in
 // a transaction that is rolled back, so nothing is changed.
+
 package main
 
 import (

@@ -1,13 +1,13 @@
 // `pgshadow import`: applies one exported batch directory to a target
 // database in one transaction, or every batch directory waiting in an inbox
 // in chain order (see package filemode).
+
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/pgshadow/pgshadow/filemode"
 )
@@ -17,12 +17,13 @@ func init() {
 }
 
 func runImport(ctx context.Context, args []string) error {
-	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D]")
+	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]")
 	dsn := fs.String("d", "", dsnHelp)
 	dir := fs.String("dir", "", "one batch directory written by pgshadow export (it holds manifest.json)")
 	inbox := fs.String("inbox", "", "a directory of batch directories: apply every one not applied yet, in chain order")
 	prune := fs.Bool("prune", false, "with -inbox: after a run that applied everything, remove the batch directories the target shows applied")
 	timeout := fs.Duration("timeout", 0, timeoutHelp)
+	progress := progressFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,11 +50,11 @@ func runImport(ctx context.Context, args []string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if *inbox != "" {
-		res, err := filemode.ImportInbox(ctx, conn, filemode.InboxOptions{Dir: *inbox, Prune: *prune, Progress: os.Stderr})
+		res, err := filemode.ImportInbox(ctx, conn, filemode.InboxOptions{Dir: *inbox, Prune: *prune, Progress: progress()})
 		printInbox(res)
 		return oneLine(err)
 	}
-	res, err := filemode.Import(ctx, conn, filemode.ImportOptions{Dir: *dir, Progress: os.Stderr})
+	res, err := filemode.Import(ctx, conn, filemode.ImportOptions{Dir: *dir, Progress: progress()})
 	if err != nil {
 		return oneLine(err)
 	}

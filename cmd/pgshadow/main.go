@@ -1,5 +1,3 @@
-// Command pgshadow builds the pgshadow extension and runs the jobs SQL cannot
-// do well. Each subcommand lives in its own file and registers itself here.
 package main
 
 import (

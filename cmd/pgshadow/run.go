@@ -1,6 +1,7 @@
 // The `run` subcommand: the async-mode daemon. It ships every async
 // subscription of one database shortly after commit (see package daemon),
 // until SIGINT or SIGTERM.
+
 package main
 
 import (

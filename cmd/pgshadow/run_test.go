@@ -35,10 +35,8 @@ func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {
 	dst := pgtest.NewDB(t, s)
 	dst.Exec(t, "CREATE TABLE kv (k int PRIMARY KEY, v text)")
 	src.Exec(t, "CREATE TABLE kv (k int PRIMARY KEY, v text)")
-	src.Exec(t, fmt.Sprintf(`CREATE SERVER dst FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '%s', port '%d', dbname '%s');
-		CREATE USER MAPPING FOR CURRENT_USER SERVER dst OPTIONS (user '%s', password '%s');
-		SELECT shadow_add_target('t1', 'dst');
-		SELECT shadow_subscribe('t1', 'kv', mode => 'async')`, s.Host, s.Port, dst.Name, s.User, s.Password))
+	src.AddPushTarget(t, "t1", "dst", dst)
+	src.Exec(t, "SELECT shadow_subscribe('t1', 'kv', mode => 'async')")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -70,10 +68,8 @@ func TestRunServesMetrics(t *testing.T) {
 	dst := pgtest.NewDB(t, s)
 	dst.Exec(t, `CREATE TABLE kv (k int PRIMARY KEY, v text)`)
 	src.Exec(t, `CREATE TABLE kv (k int PRIMARY KEY, v text)`)
-	src.Exec(t, fmt.Sprintf(`CREATE SERVER dst FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '%s', port '%d', dbname '%s');
-		CREATE USER MAPPING FOR CURRENT_USER SERVER dst OPTIONS (user '%s', password '%s');
-		SELECT shadow_add_target('t1', 'dst');
-		SELECT shadow_subscribe('t1', 'kv')`, s.Host, s.Port, dst.Name, s.User, s.Password))
+	src.AddPushTarget(t, "t1", "dst", dst)
+	src.Exec(t, "SELECT shadow_subscribe('t1', 'kv')")
 	src.Exec(t, "INSERT INTO kv SELECT g, 'x' FROM generate_series(1, 5) g")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,13 +2,15 @@
 // source database into the target database, streaming, with no files (see
 // filemode.Ship); the same batches and bookkeeping as export followed by
 // import.
+
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshadow/pgshadow/filemode"
 )
@@ -18,11 +20,12 @@ func init() {
 }
 
 func runShip(ctx context.Context, args []string) error {
-	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D]")
+	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]")
 	source := fs.String("source", "", "source database: "+dsnHelp)
 	dest := fs.String("dest", "", "target database, where the batch is applied: connection string or URL (PG* environment variables fill in the rest)")
 	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
 	timeout := fs.Duration("timeout", 0, timeoutHelp)
+	progress := progressFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,17 +37,12 @@ func runShip(ctx context.Context, args []string) error {
 	if *target == "" || *dest == "" {
 		return errors.New("-target and -dest are required (pgshadow ship -h)")
 	}
-	src, err := connectDB(ctx, *source)
+	src, dst, closeBoth, err := connectBoth(ctx, *source, *dest)
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
+		return err
 	}
-	defer src.Close(context.WithoutCancel(ctx))
-	dst, err := connectDB(ctx, *dest)
-	if err != nil {
-		return fmt.Errorf("destination: %w", err)
-	}
-	defer dst.Close(context.WithoutCancel(ctx))
-	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: os.Stderr})
+	defer closeBoth()
+	res, err := filemode.Ship(ctx, src, dst, filemode.ShipOptions{Target: *target, Progress: progress()})
 	if err != nil {
 		return oneLine(err)
 	}
@@ -66,4 +64,20 @@ func runShip(ctx context.Context, args []string) error {
 		fmt.Printf("  %s: nothing pending\n", tbl)
 	}
 	return nil
+}
+
+// connectBoth opens the source and the destination sessions of ship and
+// compare; closeBoth closes them.
+func connectBoth(ctx context.Context, source, dest string) (src, dst *pgx.Conn, closeBoth func(), err error) {
+	if src, err = connectDB(ctx, source); err != nil {
+		return nil, nil, nil, fmt.Errorf("source: %w", err)
+	}
+	if dst, err = connectDB(ctx, dest); err != nil {
+		src.Close(context.WithoutCancel(ctx))
+		return nil, nil, nil, fmt.Errorf("destination: %w", err)
+	}
+	return src, dst, func() {
+		dst.Close(context.WithoutCancel(ctx))
+		src.Close(context.WithoutCancel(ctx))
+	}, nil
 }

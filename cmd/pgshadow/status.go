@@ -1,4 +1,5 @@
 // `pgshadow status`: prints the shadow_status view as an aligned table.
+
 package main
 
 import (

@@ -92,6 +92,8 @@ CREATE TABLE pgshadow.node (
 INSERT INTO pgshadow.node DEFAULT VALUES;
 GRANT SELECT ON pgshadow.node TO PUBLIC;
 ALTER TABLE pgshadow.target ADD COLUMN peer_id uuid, ADD COLUMN peer_node text, ADD COLUMN peer_at timestamptz;
+-- consistent export: all of a target's tables at one snapshot (shadow_alter_target)
+ALTER TABLE pgshadow.target ADD COLUMN consistent boolean NOT NULL DEFAULT false;
 -- its argument is now the target that reaches the origin (a new name)
 DROP FUNCTION pgshadow._peer_gate(regclass, text);
 
@@ -123,6 +125,7 @@ DROP FUNCTION pgshadow._pending(bigint);
 
 GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
+GRANT SELECT ON shadow_progress TO PUBLIC;
 
 -- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
 -- (CREATE OR REPLACE above has none)

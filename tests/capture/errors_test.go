@@ -6,6 +6,8 @@ package capture_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // 63 bytes is PostgreSQL's identifier limit; these two make a derived shadow
@@ -88,6 +90,6 @@ func TestTrackAgainAfterThePrimaryKeyChangedIsRefused(t *testing.T) {
 	err := db.ExecErr("SELECT shadow_track('t')")
 	assertError(t, err, "shadow_track after the key changed", "", "t")
 	if err != nil && !strings.Contains(err.Error(), "primary key") {
-		t.Errorf("error does not say the primary key changed: %s", describe(err))
+		t.Errorf("error does not say the primary key changed: %s", pgtest.Describe(err))
 	}
 }

@@ -79,7 +79,7 @@ func TestUntrackTwiceIsANoOp(t *testing.T) {
 	db.Exec(t, "SELECT shadow_track('t')")
 	db.Exec(t, "SELECT shadow_untrack('t')")
 	if err := db.ExecErr("SELECT shadow_untrack('t')"); err != nil {
-		t.Fatalf("second shadow_untrack failed: %s", describe(err))
+		t.Fatalf("second shadow_untrack failed: %s", pgtest.Describe(err))
 	}
 	assertSameState(t, "shadow_untrack twice", before, trackingState(t, db, "t"))
 }
@@ -89,7 +89,7 @@ func TestUntrackOfANeverTrackedTableIsANoOp(t *testing.T) {
 	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	before := trackingState(t, db, "t")
 	if err := db.ExecErr("SELECT shadow_untrack('t')"); err != nil {
-		t.Fatalf("shadow_untrack of an untracked table failed: %s", describe(err))
+		t.Fatalf("shadow_untrack of an untracked table failed: %s", pgtest.Describe(err))
 	}
 	assertSameState(t, "shadow_untrack of an untracked table", before, trackingState(t, db, "t"))
 }
@@ -153,7 +153,7 @@ func TestDropExtensionAfterUntrackingEverythingNeedsNoCascade(t *testing.T) {
 		INSERT INTO t VALUES (1, 'a');
 		SELECT shadow_untrack('t'), shadow_untrack('u')`)
 	if err := db.ExecErr("DROP EXTENSION pgshadow"); err != nil {
-		t.Fatalf("DROP EXTENSION pgshadow (no CASCADE) after untracking every table: %s", describe(err))
+		t.Fatalf("DROP EXTENSION pgshadow (no CASCADE) after untracking every table: %s", pgtest.Describe(err))
 	}
 	install.AssertNothingLeft(t, db, "DROP EXTENSION pgshadow")
 }

@@ -4,13 +4,11 @@
 package capture_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,54 +65,24 @@ func connAs(t *testing.T, db *pgtest.DB, role string) *pgx.Conn {
 	return db.ConnAs(t, role, rolePassword)
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
-
-// run executes sql on c and fails the test on error.
-func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
-		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, describe(err), sql)
-	}
-}
-
-// runErr executes sql on c and returns its error.
-func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
-	t.Helper()
-	_, err := c.Exec(ctx(t), sql, args...)
-	return err
-}
+// Short names for the pgtest helpers the many statements here use.
+var (
+	ctx    = pgtest.Ctx
+	run    = pgtest.Run
+	runErr = pgtest.RunErr
+)
 
 // text returns the one value of a one-row query on c, as text.
 func text(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
 	t.Helper()
 	var v *string
 	if err := c.QueryRow(ctx(t), sql, args...).Scan(&v); err != nil {
-		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, describe(err), sql)
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
 	}
 	if v == nil {
 		return "<NULL>"
 	}
 	return *v
-}
-
-// describe renders an error with the server's detail and hint.
-func describe(err error) string {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return err.Error()
-	}
-	s := fmt.Sprintf("ERROR %s (SQLSTATE %s)", pe.Message, pe.Code)
-	if pe.Detail != "" {
-		s += "\nDETAIL: " + pe.Detail
-	}
-	if pe.Hint != "" {
-		s += "\nHINT: " + pe.Hint
-	}
-	return s
 }
 
 // assertError fails unless err is a server error with SQLSTATE code (any
@@ -129,11 +97,11 @@ func assertError(t *testing.T, err error, what, code string, mentions ...string)
 		t.Fatalf("%s failed with a non-server error: %v", what, err)
 	}
 	if code != "" && pe.Code != code {
-		t.Errorf("%s: SQLSTATE %s, want %s; error: %s", what, pe.Code, code, describe(err))
+		t.Errorf("%s: SQLSTATE %s, want %s; error: %s", what, pe.Code, code, pgtest.Describe(err))
 	}
 	for _, m := range mentions {
 		if !strings.Contains(pe.Message, m) {
-			t.Errorf("%s: message does not name %q: %s", what, m, describe(err))
+			t.Errorf("%s: message does not name %q: %s", what, m, pgtest.Describe(err))
 		}
 	}
 }

@@ -160,6 +160,31 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"_stamp": "EXECUTE revoked from PUBLIC: a fresh stamp would hide a move (tests/continuity TestAnyoneMayCheckTheHistory)",
 	"_learn_peer": "records what a target reaches only for a member of the target's owner " +
 		"(TestNonOwnerCannotRecordWhatATargetReaches)",
+	"_alter_target": "alters a target only for a member of the target's owner (TestNonOwnerCannotAlterATarget)",
+}
+
+// Whether a target ships consistently changes every role's export of it:
+// only its owner may set it.
+func TestNonOwnerCannotAlterATarget(t *testing.T) {
+	f := newPrivFixture(t)
+	setting := func() string {
+		return f.db.QueryString(t, "SELECT consistent::text FROM pgshadow.target WHERE name = 'files'")
+	}
+	for _, sql := range []string{"SELECT pgshadow._alter_target('files', true)", "SELECT shadow_alter_target('files', true)"} {
+		err := runErr(t, f.asBob, sql)
+		assertError(t, err, f.bob+": "+sql, "42501", `target "files"`)
+	}
+	if got := setting(); got != "false" {
+		t.Errorf("bob made alice's target consistent: %s", got)
+	}
+	// alice may alter her own target; a file target is refused for what it
+	// already is (one snapshot per batch, one import transaction)
+	run(t, f.asAlice, "SELECT shadow_alter_target('files', consistent => false)")
+	err := runErr(t, f.asAlice, "SELECT shadow_alter_target('files', consistent => true)")
+	assertError(t, err, f.alice+": shadow_alter_target('files', true)", "42809", "is a file target")
+	if got := setting(); got != "false" {
+		t.Errorf("a file target was made consistent: %s", got)
+	}
 }
 
 // A mesh node finds a peer's unshipped changes, for every table, by the

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -50,12 +50,7 @@ func newEnv(t *testing.T, on *pgserver.Server) *env {
 		Files: pgtest.NewDB(t, pgtest.Server("files")),
 		Dir:   t.TempDir(),
 	}
-	p := e.Push
-	e.Src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		lit(p.Server.Host), lit(fmt.Sprint(p.Server.Port)), lit(p.Name)))
-	e.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-		lit(p.Server.User), lit(p.Server.Password)))
-	e.Src.Exec(t, "SELECT shadow_add_target($1, 'tgt')", pushTarget)
+	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
 	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
 	return e
 }
@@ -220,27 +215,7 @@ func adopt(t *testing.T, s *pgserver.Server, name string) *pgtest.DB {
 	return &pgtest.DB{Server: s, Name: name, Pool: pool}
 }
 
-func connect(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, d.ConnString())
-	if err != nil {
-		t.Fatalf("connect to %s: %v", d.Name, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
+// connect is a dedicated superuser connection to d.
+func connect(t *testing.T, d *pgtest.DB) *pgx.Conn { return d.Conn(t) }
 
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
-	}
-}
-
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
+var mustExec = pgtest.Run

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -41,11 +41,8 @@ func newDownTarget(t *testing.T) *downTarget {
 	src := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
 	other := pgtest.NewRole(t, src, "alerts_other", "")
 	dst.Exec(t, "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)")
-	src.Exec(t, fmt.Sprintf(`CREATE SERVER down_srv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s);
-		CREATE USER MAPPING FOR CURRENT_USER SERVER down_srv OPTIONS (user %s, password %s);
-		SELECT shadow_add_target('down', 'down_srv');
-		CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)`,
-		lit(s.Host), lit(fmt.Sprint(s.Port)), lit(dst.Name), lit(s.User), lit(s.Password)))
+	src.AddPushTarget(t, "down", "down_srv", dst)
+	src.Exec(t, "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)")
 	src.Exec(t, "SELECT shadow_track('a'), shadow_track('b')")
 	src.Exec(t, "SELECT shadow_subscribe('down', 'a'), shadow_subscribe('down', 'b')")
 	// b becomes another role's: the admin's export no longer ships it

@@ -224,3 +224,98 @@ func TestDemoClosedOutputLeavesNoServer(t *testing.T) {
 		}
 	}
 }
+
+// Progress on stderr when it is not a terminal: plain lines (no redrawing),
+// rows against the total (a copy's row estimate, a batch file's rows) and a
+// last line when a table is done; a push export's from shadow_progress;
+// nothing with -quiet.
+func TestCLIProgressLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.All(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.fillLarge(t, "t", 200000)
+	// tracking in the subscribing transaction leaves the push copy to the export
+	e.Src.Exec(t, "SELECT shadow_track('t'); SELECT shadow_subscribe('push', 't'); SELECT shadow_subscribe('files', 't')")
+	src := e.Src.ConnString()
+	bin := pgshadowBinary(t)
+
+	wantLines := func(what, stderr string, patterns ...string) {
+		t.Helper()
+		if strings.ContainsAny(stderr, "\r\x1b") {
+			t.Errorf("%s: stderr redraws lines although it is not a terminal: %q", what, stderr)
+		}
+		for _, p := range patterns {
+			if !regexp.MustCompile("(?m)" + p).MatchString(stderr) {
+				t.Errorf("%s: stderr has no line matching %s:\n%s", what, p, stderr)
+			}
+		}
+	}
+	r := cli(t, bin, nil, "export", "-d", src, "-target", fileTarget, "-dir", e.Dir, "-progress", "1ms")
+	r.wantOK(t, "export", "full copy, 200000 rows")
+	wantLines("export", r.stderr,
+		`^export public\.t rows: \d+ of ~\d+ rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB$`,
+		`^export public\.t rows: 200000 of ~\d+ rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB, done in [0-9.]+s$`)
+	dirs, _ := filepath.Glob(filepath.Join(e.Dir, fileTarget, "*"))
+	r = cli(t, bin, pgEnv(e.Files), "import", "-dir", dirs[0], "-progress", "1ms")
+	r.wantOK(t, "import", "full copy: 200000 rows")
+	wantLines("import", r.stderr,
+		`^import public\.t rows: \d+ of 200000 rows \(\d+\.\d%\), \d+ rows/s, [0-9.]+ MB$`,
+		`^import public\.t rows: 200000 of 200000 rows \(100\.0%\), \d+ rows/s, [0-9.]+ MB, done in [0-9.]+s$`)
+
+	r = cli(t, bin, nil, "export", "-d", src, "-target", pushTarget, "-progress", "1ms")
+	r.wantOK(t, "push export")
+	wantLines("push export", r.stderr, `^export public\.t copy: \d+ of ~\d+ rows \(\d+\.\d%\), \d+ rows/s`)
+	e.Same(t, "t")
+
+	e.Src.Exec(t, "UPDATE t SET v = 'x' WHERE id <= 50000")
+	for _, args := range [][]string{
+		{"export", "-d", src, "-target", fileTarget, "-dir", e.Dir, "-quiet", "-progress", "1ms"},
+		{"export", "-d", src, "-target", pushTarget, "-quiet", "-progress", "1ms"},
+	} {
+		if r := cli(t, bin, nil, args...); r.code != 0 || r.stderr != "" {
+			t.Errorf("pgshadow %s: exit code %d, stderr %q; want 0 and nothing", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
+// pgshadow compare checks a file target's tables in the target database by
+// key range, through the row filter: exit 0 and "equal" when they match,
+// exit 2 naming each differing range and its row counts when they do not,
+// exit 1 with one line when it cannot compare.
+func TestCLICompareFileTarget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.All(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 25000) g")
+	e.SubscribeFiles(t, "t", "row_filter => 'id <= 20000'")
+	e.Import(t, e.Export(t))
+	src := e.Src.ConnString()
+	bin := pgshadowBinary(t)
+	compare := func(args ...string) cliResult {
+		return cli(t, bin, nil, append([]string{"compare", "-d", src, "-target", fileTarget, "-dest", e.Files.ConnString()}, args...)...)
+	}
+
+	compare().wantOK(t, "compare of equal tables", "public.t -> public.t: equal (2 key ranges)")
+	compare("-table", "public.t", "-chunk", "5000").wantOK(t, "compare by smaller ranges", "public.t -> public.t: equal (4 key ranges)")
+
+	e.Files.Exec(t, "UPDATE t SET v = 'changed' WHERE id = 15000; DELETE FROM t WHERE id = 3; INSERT INTO t VALUES (25000, 'outside the filter')")
+	r := compare()
+	if r.code != 2 {
+		t.Fatalf("compare of differing tables: exit code %d, want 2 (stdout %s, stderr %s)", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"public.t -> public.t: 2 of 2 key ranges differ",
+		"  keys from (start) to (10001): 10000 source rows, 9999 target rows",
+		"  keys from (10001) to (end): 10000 source rows, 10001 target rows",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("compare of differing tables: stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	compare("-table", "t").wantFailure(t, "compare of an unqualified table", "table t is not subscribed", "schema-qualified")
+	cli(t, bin, nil, "compare", "-d", src, "-target", pushTarget, "-dest", e.Push.ConnString()).wantFailure(t, "compare of a push target", "is a push target", "shadow_compare")
+	// the source is untouched: the next export has nothing pending
+	if dir := e.Export(t); dir != "" {
+		t.Errorf("an export after compare wrote %s, want nothing pending", dir)
+	}
+}

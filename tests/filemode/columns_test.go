@@ -203,20 +203,20 @@ func TestExportAsPlainTableOwner(t *testing.T) {
 		"SELECT shadow_subscribe('mine', 'public.t')",
 	} {
 		if _, err := owner.Exec(ctx, sql); err != nil {
-			t.Fatalf("as %s: %s: %s", role, sql, describe(err))
+			t.Fatalf("as %s: %s: %s", role, sql, pgtest.Describe(err))
 		}
 	}
 	e.Files.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	res, err := filemode.Export(ctx, owner, filemode.ExportOptions{Target: "mine", Dir: e.Dir})
 	if err != nil {
-		t.Fatalf("export as plain owner %s: %s", role, describe(err))
+		t.Fatalf("export as plain owner %s: %s", role, pgtest.Describe(err))
 	}
 	e.Import(t, res.BatchDir)
 	if _, err := owner.Exec(ctx, "UPDATE public.t SET v = 'again' WHERE id < 5"); err != nil {
 		t.Fatal(err)
 	}
 	if res, err = filemode.Export(ctx, owner, filemode.ExportOptions{Target: "mine", Dir: e.Dir}); err != nil {
-		t.Fatalf("second export as plain owner %s: %s", role, describe(err))
+		t.Fatalf("second export as plain owner %s: %s", role, pgtest.Describe(err))
 	}
 	e.Import(t, res.BatchDir)
 	pgtest.AssertSameRows(t, e.Src, "t", e.Files, "t")

@@ -14,7 +14,7 @@ import (
 
 	"github.com/pgshadow/pgshadow/daemon"
 	"github.com/pgshadow/pgshadow/filemode"
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 

@@ -74,7 +74,7 @@ func TestInboxAppliesChainInOrder(t *testing.T) {
 	in := inbox(t, d, []string{"c", "b", "a"})
 	res, err := e.importInbox(t, filemode.InboxOptions{Dir: in})
 	if err != nil {
-		t.Fatalf("import inbox: %s", describe(err))
+		t.Fatalf("import inbox: %s", pgtest.Describe(err))
 	}
 	if got, want := outcomes(res), []string{"c:applied", "b:applied", "a:applied"}; !slices.Equal(got, want) {
 		t.Errorf("inbox run: %v, want %v", got, want)
@@ -84,7 +84,7 @@ func TestInboxAppliesChainInOrder(t *testing.T) {
 	unchanged := e.unchanged(t)
 	res, err = e.importInbox(t, filemode.InboxOptions{Dir: in})
 	if err != nil {
-		t.Fatalf("import inbox again: %s", describe(err))
+		t.Fatalf("import inbox again: %s", pgtest.Describe(err))
 	}
 	if got, want := outcomes(res), []string{"a:already applied", "b:already applied", "c:already applied"}; !slices.Equal(got, want) {
 		t.Errorf("second inbox run: %v, want %v", got, want)

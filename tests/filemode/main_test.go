@@ -8,7 +8,6 @@ package filemode_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshadow/pgshadow/filemode"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
@@ -52,14 +50,17 @@ func newEnv(t *testing.T) *env {
 		Files: pgtest.NewDB(t, pgtest.Server("third")),
 		Dir:   t.TempDir(),
 	}
-	p := e.Push
-	e.Src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		lit(p.Server.Host), lit(fmt.Sprint(p.Server.Port)), lit(p.Name)))
-	e.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-		lit(p.Server.User), lit(p.Server.Password)))
-	e.Src.Exec(t, "SELECT shadow_add_target($1, 'tgt')", pushTarget)
+	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
 	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
 	return e
+}
+
+// fillLarge fills the source's table tbl (id int, v text) with rows rows of
+// about 50 bytes, and analyzes it (a copy's progress total is its estimate).
+func (e *env) fillLarge(t *testing.T, tbl string, rows int) {
+	t.Helper()
+	e.Src.Exec(t, fmt.Sprintf("INSERT INTO %s SELECT g, repeat('v', 40) || g FROM generate_series(1, $1) g", pgx.Identifier{tbl}.Sanitize()), rows)
+	e.Src.Exec(t, "ANALYZE "+pgx.Identifier{tbl}.Sanitize())
 }
 
 // All runs sql on the source and both targets (same DDL everywhere).
@@ -103,17 +104,8 @@ func (e *env) PushExport(t *testing.T) {
 	e.Src.Exec(t, "SELECT count(*) FROM shadow_export($1)", pushTarget)
 }
 
-func connect(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, d.ConnString())
-	if err != nil {
-		t.Fatalf("connect to %s: %v", d.Name, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
+// connect is a dedicated superuser connection to d.
+func connect(t *testing.T, d *pgtest.DB) *pgx.Conn { return d.Conn(t) }
 
 // ExportErr exports the file target with opts' hook, into e.Dir.
 func (e *env) ExportErr(t *testing.T, o filemode.ExportOptions) (*filemode.ExportResult, error) {
@@ -135,7 +127,7 @@ func (e *env) Export(t *testing.T) string {
 	t.Helper()
 	res, err := e.ExportErr(t, filemode.ExportOptions{})
 	if err != nil {
-		t.Fatalf("export: %s", describe(err))
+		t.Fatalf("export: %s", pgtest.Describe(err))
 	}
 	return res.BatchDir
 }
@@ -160,7 +152,7 @@ func (e *env) Import(t *testing.T, dir string) *filemode.ImportResult {
 	}
 	res, err := e.ImportErr(t, dir)
 	if err != nil {
-		t.Fatalf("import %s: %s", filepath.Base(dir), describe(err))
+		t.Fatalf("import %s: %s", filepath.Base(dir), pgtest.Describe(err))
 	}
 	return res
 }
@@ -213,21 +205,6 @@ func corrupt(t *testing.T, path string) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// describe renders an error with the server's detail, hint and context.
-func describe(err error) string {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return err.Error()
-	}
-	s := err.Error()
-	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
-		if f[1] != "" {
-			s += "\n" + f[0] + ": " + f[1]
-		}
-	}
-	return s
 }
 
 func lit(s string) string {

@@ -40,7 +40,7 @@ func (e *env) Ship(t *testing.T) *filemode.ShipResult {
 	t.Helper()
 	res, err := e.ShipErr(t, filemode.ShipOptions{})
 	if err != nil {
-		t.Fatalf("ship: %s", describe(err))
+		t.Fatalf("ship: %s", pgtest.Describe(err))
 	}
 	return res
 }

@@ -5,7 +5,6 @@
 package filter_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -47,11 +46,7 @@ func newDB(t *testing.T) *pgtest.DB {
 	return db
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+var ctx = pgtest.Ctx
 
 // session is a superuser connection with session settings unlike _filter's
 // own, so a canonical text that depended on them would be caught.

@@ -19,7 +19,7 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	_ "github.com/golang-migrate/migrate/v4/source/file"
 
-	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/internal/generator"
 	"github.com/pgshadow/pgshadow/tests/install"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
@@ -293,10 +293,7 @@ func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
 			s := pgtest.Server("source")
 			src, dst := pgtest.NewDB(t, s), pgtest.NewDB(t, s)
 			src.Exec(t, "CREATE EXTENSION pgshadow VERSION "+install.Literal(from)+" CASCADE")
-			src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-				install.Literal(s.Host), install.Literal(fmt.Sprint(s.Port)), install.Literal(dst.Name)))
-			src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-				install.Literal(s.User), install.Literal(s.Password)))
+			src.LinkServer(t, "tgt", dst)
 			const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
 			src.Exec(t, ddl)
 			dst.Exec(t, ddl)
@@ -352,10 +349,7 @@ func TestMigrateUpKeepsPendingChangesAndWatermarks(t *testing.T) {
 	if err := m.Steps(2); err != nil {
 		t.Fatalf("migrate up to 0.1.1: %v", err)
 	}
-	src.Exec(t, fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		install.Literal(s.Host), install.Literal(fmt.Sprint(s.Port)), install.Literal(dst.Name)))
-	src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-		install.Literal(s.User), install.Literal(s.Password)))
+	src.LinkServer(t, "tgt", dst)
 	const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
 	src.Exec(t, ddl)
 	dst.Exec(t, ddl)

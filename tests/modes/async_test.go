@@ -30,7 +30,7 @@ func errorQueue(t *testing.T, d *pgtest.DB, tbl string) *queued {
 	rows, err := d.Pool.Query(ctx, `SELECT sqlstate, message, attempts, first_seen, last_seen FROM shadow_errors
 		WHERE target = $1 AND "table" = $2::regclass`, target, tbl)
 	if err != nil {
-		t.Fatalf("read shadow_errors: %s", describe(err))
+		t.Fatalf("read shadow_errors: %s", pgtest.Describe(err))
 	}
 	defer rows.Close()
 	var q *queued
@@ -41,7 +41,7 @@ func errorQueue(t *testing.T, d *pgtest.DB, tbl string) *queued {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		t.Fatalf("read shadow_errors: %s", describe(err))
+		t.Fatalf("read shadow_errors: %s", pgtest.Describe(err))
 	}
 	return q
 }
@@ -115,7 +115,7 @@ func TestAsyncTargetDownQueuesThenConverges(t *testing.T) {
 		}
 		start := time.Now()
 		if err := execErr(w, fmt.Sprintf("BEGIN; UPDATE kv SET v = %d WHERE k = 0; %s; COMMIT", i, change)); err != nil {
-			t.Fatalf("writer transaction %d failed while the async target is down: %s", i, describe(err))
+			t.Fatalf("writer transaction %d failed while the async target is down: %s", i, pgtest.Describe(err))
 		}
 		slowest = max(slowest, time.Since(start))
 	}

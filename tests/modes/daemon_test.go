@@ -121,7 +121,7 @@ func TestDaemonShipsSoonAfterCommit(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatalf("writer: %s", describe(err))
+		t.Fatalf("writer: %s", pgtest.Describe(err))
 	}
 	const total = writers * perSecond * seconds
 	pgtest.Eventually(t, 10*time.Second, func() (bool, string) {

@@ -60,7 +60,7 @@ func (m *namedMesh) mustShip(t *testing.T, from, to string) int64 {
 	t.Helper()
 	n, err := m.ship(from, to)
 	if err != nil {
-		t.Fatalf("export %s -> %s (target %q): %s", from, to, m.target[[2]string{from, to}], describe(err))
+		t.Fatalf("export %s -> %s (target %q): %s", from, to, m.target[[2]string{from, to}], pgtest.Describe(err))
 	}
 	return n
 }
@@ -118,7 +118,7 @@ func TestPeersWithOtherTargetNamesDetectConflicts(t *testing.T) {
 			if tc.policy == "error" {
 				wantError(t, "export a -> b under 'error'", err, "1 conflict(s)", `target "replica"`)
 			} else if err != nil {
-				t.Fatalf("export a -> b: %s", describe(err))
+				t.Fatalf("export a -> b: %s", pgtest.Describe(err))
 			}
 			want := fmt.Sprintf(`["0"] b<-a %s %s remote=a0 local=b0`, tc.policy, tc.resolution)
 			if got := conflicts(t, b); len(got) != 1 || got[0] != want {

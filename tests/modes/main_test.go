@@ -9,7 +9,6 @@ package modes
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -36,12 +35,7 @@ const target = "t1"
 // superuser user mapping, and as pgshadow target name.
 func link(t *testing.T, from, to *pgtest.DB, name string) {
 	t.Helper()
-	srv := "srv_" + name
-	from.Exec(t, fmt.Sprintf("CREATE SERVER %s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		ident(srv), lit(to.Server.Host), lit(fmt.Sprint(to.Server.Port)), lit(to.Name)))
-	from.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (user %s, password %s)",
-		ident(srv), lit(to.Server.User), lit(to.Server.Password)))
-	from.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
+	from.AddPushTarget(t, name, "srv_"+name, to)
 }
 
 // pair is a source database with pgshadow and a plain target database,
@@ -122,12 +116,9 @@ func execErr(c *pgx.Conn, sql string, args ...any) error {
 func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if err := execErr(c, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", describe(err), sql)
+		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
 	}
 }
-
-// describe is pgtest.Describe, short for the many failure messages here.
-func describe(err error) string { return pgtest.Describe(err) }
 
 // wantError fails unless err is an error whose message contains every one
 // of wants.
@@ -136,7 +127,7 @@ func wantError(t *testing.T, what string, err error, wants ...string) {
 	if err == nil {
 		t.Fatalf("%s: succeeded, want an error mentioning %q", what, wants)
 	}
-	msg := describe(err)
+	msg := pgtest.Describe(err)
 	for _, w := range wants {
 		if !strings.Contains(msg, w) {
 			t.Errorf("%s: error does not mention %q: %s", what, w, msg)

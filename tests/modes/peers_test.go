@@ -18,7 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -76,7 +76,7 @@ func exchange(t *testing.T, from, to *node) int64 {
 	t.Helper()
 	n, err := exchangeErr(from, to)
 	if err != nil {
-		t.Fatalf("export %s -> %s: %s", from.Name, to.Name, describe(err))
+		t.Fatalf("export %s -> %s: %s", from.Name, to.Name, pgtest.Describe(err))
 	}
 	return n
 }
@@ -221,7 +221,7 @@ func writesAndExchanges(t *testing.T, nodes []*node, d time.Duration) {
 					sql = fmt.Sprintf("DELETE FROM kv WHERE k = %d", k)
 				}
 				if err := n.ExecErr(sql); err != nil {
-					errs <- fmt.Errorf("writer on %s: %s", n.Name, describe(err))
+					errs <- fmt.Errorf("writer on %s: %s", n.Name, pgtest.Describe(err))
 					return
 				}
 				time.Sleep(2 * time.Millisecond)
@@ -241,7 +241,7 @@ func writesAndExchanges(t *testing.T, nodes []*node, d time.Duration) {
 						continue
 					}
 					if _, err := exchangeErr(a, b); err != nil {
-						msg, _, _ := strings.Cut(describe(err), "\n")
+						msg, _, _ := strings.Cut(pgtest.Describe(err), "\n")
 						failed = append(failed, fmt.Sprintf("%s -> %s: %s", a.Name, b.Name, msg))
 					}
 				}
@@ -359,10 +359,10 @@ func TestCrossingExportsConverge(t *testing.T) {
 				ba, errBA = exchangeErr(b, a)
 			}
 			if err := <-done; err != nil {
-				t.Fatalf("export a -> b: %s", describe(err))
+				t.Fatalf("export a -> b: %s", pgtest.Describe(err))
 			}
 			if errBA != nil {
-				t.Fatalf("export b -> a: %s", describe(errBA))
+				t.Fatalf("export b -> a: %s", pgtest.Describe(errBA))
 			}
 			t.Logf("b -> a shipped %d keys; conflicts: a %q, b %q", ba, conflicts(t, a), conflicts(t, b))
 			quiet(t, nodes)
@@ -395,7 +395,7 @@ func TestPeerApplyRacingALocalInsertOfTheSameKey(t *testing.T) {
 	})
 	mustExec(t, w, "COMMIT")
 	if err := <-done; err != nil {
-		t.Errorf("export b -> a failed because a local insert of the same key committed during the apply: %s", describe(err))
+		t.Errorf("export b -> a failed because a local insert of the same key committed during the apply: %s", pgtest.Describe(err))
 	}
 	quiet(t, nodes)
 	sameEverywhere(t, "kv", nodes)

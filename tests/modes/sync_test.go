@@ -73,7 +73,7 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 	err = execErr(w, "UPDATE kv SET v = 'bad' WHERE k = 3")
 	wantError(t, "update refused by the target inside a transaction", err, `target "t1"`, "no_bad")
 	if err := execErr(w, "COMMIT"); err != nil {
-		t.Fatalf("COMMIT of the aborted transaction: %s", describe(err))
+		t.Fatalf("COMMIT of the aborted transaction: %s", pgtest.Describe(err))
 	}
 	wantRows(t, p.Src, "kv")
 	wantRows(t, p.Dst, "kv")
@@ -125,7 +125,7 @@ func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
 	if err := execErr(other, "INSERT INTO kv VALUES (1, 'second writer')"); err != nil {
 		t.Fatalf("after a rolled-back sync insert of key 1 in an idle session, another session's insert of key 1 failed after %s "+
 			"(the rolled-back remote transaction still holds the key on the target): %s",
-			time.Since(start).Round(time.Millisecond), describe(err))
+			time.Since(start).Round(time.Millisecond), pgtest.Describe(err))
 	}
 	wantRows(t, p.Dst, "kv", "(1,\"second writer\")")
 }
@@ -189,7 +189,7 @@ func TestSyncTruncate(t *testing.T) {
 	reader := conn(t, p.Dst)
 	mustExec(t, reader, "SET lock_timeout = '5s'")
 	if err := execErr(reader, "SELECT count(*) FROM kv"); err != nil {
-		t.Fatalf("after a sync TRUNCATE was rolled back locally (its session now idle), the target's table cannot be read: %s", describe(err))
+		t.Fatalf("after a sync TRUNCATE was rolled back locally (its session now idle), the target's table cannot be read: %s", pgtest.Describe(err))
 	}
 	wantRows(t, p.Dst, "kv", "(42,\"after truncate\")")
 }
@@ -247,10 +247,10 @@ func TestSyncUnreachableTargetAbortsTheWrite(t *testing.T) {
 	start := time.Now()
 	err := p.Src.ExecErr("INSERT INTO kv VALUES (2, 'while down')")
 	wantError(t, "insert in a new session while the target is down", err, `target "t1"`)
-	t.Logf("new session: %s (after %s)", describe(err), time.Since(start).Round(time.Millisecond))
+	t.Logf("new session: %s (after %s)", pgtest.Describe(err), time.Since(start).Round(time.Millisecond))
 	err = execErr(old, "INSERT INTO kv VALUES (3, 'while down')")
 	wantError(t, "insert in a session whose remote connection died", err, `target "t1"`)
-	t.Logf("old session: %s", describe(err))
+	t.Logf("old session: %s", pgtest.Describe(err))
 	wantRows(t, p.Src, "kv", "(1,before)")
 
 	if err := d.Restart(context.Background()); err != nil {
@@ -258,7 +258,7 @@ func TestSyncUnreachableTargetAbortsTheWrite(t *testing.T) {
 	}
 	p.Src.Exec(t, "INSERT INTO kv VALUES (4, 'after')")
 	if err := execErr(old, "INSERT INTO kv VALUES (5, 'after')"); err != nil {
-		t.Errorf("after the target came back, a session whose remote connection had died still cannot write: %s", describe(err))
+		t.Errorf("after the target came back, a session whose remote connection had died still cannot write: %s", pgtest.Describe(err))
 	}
 	p.Same(t, "kv")
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 // queryTimeout bounds every helper call so that a test stuck on a lock fails
@@ -485,20 +485,66 @@ func (d *DB) failure(sql string, err error) string {
 	return sb.String()
 }
 
-// Describe renders an error for a test failure: a server error with its
-// SQLSTATE, DETAIL, HINT and CONTEXT, anything else as it prints.
+// Describe renders an error for a test failure: as it prints (with the
+// context a caller wrapped it in, and a server error's SQLSTATE), then a
+// server error's DETAIL, HINT and CONTEXT.
 func Describe(err error) string {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err.Error()
 	}
-	s := fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+	s := err.Error()
 	for _, f := range [][2]string{{"DETAIL", pgErr.Detail}, {"HINT", pgErr.Hint}, {"CONTEXT", pgErr.Where}} {
 		if f[1] != "" {
 			s += "\n" + f[0] + ": " + f[1]
 		}
 	}
 	return s
+}
+
+// LinkServer declares database to as foreign server srv in d, with a user
+// mapping for d's superuser that logs in as to's superuser.
+func (d *DB) LinkServer(t testing.TB, srv string, to *DB) {
+	t.Helper()
+	d.Exec(t, to.Server.ForeignServerSQL(srv, to.Name))
+	d.Exec(t, to.Server.UserMappingSQL(srv))
+}
+
+// AddPushTarget is LinkServer, then pgshadow push target name over srv.
+func (d *DB) AddPushTarget(t testing.TB, name, srv string, to *DB) {
+	t.Helper()
+	d.LinkServer(t, srv, to)
+	d.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
+}
+
+// Conn is a dedicated superuser connection to d, closed at cleanup.
+func (d *DB) Conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	return d.ConnAs(t, d.Server.User, d.Server.Password)
+}
+
+// Ctx is a context for one test's queries, cancelled when the test ends.
+func Ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Run executes sql on c and fails the test on error, naming the role.
+func Run(t testing.TB, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if err := RunErr(t, c, sql, args...); err != nil {
+		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, Describe(err), sql)
+	}
+}
+
+// RunErr executes sql on c and returns its error.
+func RunErr(t testing.TB, c *pgx.Conn, sql string, args ...any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	_, err := c.Exec(ctx, sql, args...)
+	return err
 }
 
 // RolePassword is the password of every role NewRole creates.

@@ -79,7 +79,7 @@ func (b *backlog) exportHealthy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := b.session.QueryRow(ctx, "SELECT error FROM shadow_export($1)", targetName).Scan(&failed); err != nil {
-		t.Fatalf("shadow_export(%q): %s", targetName, describe(err))
+		t.Fatalf("shadow_export(%q): %s", targetName, pgtest.Describe(err))
 	}
 	if failed != nil {
 		t.Fatalf("shadow_export(%q): %s", targetName, *failed)
@@ -186,10 +186,7 @@ func (b *backlog) underThenOver(t *testing.T, dead string) {
 // subscribeDead subscribes tbl to push target "dead" (b.Dead) in mode.
 func (b *backlog) subscribeDead(t *testing.T, mode string) {
 	t.Helper()
-	b.Src.Exec(t, strings.Replace(createServerSQL(b.Dead), "SERVER tgt ", "SERVER tgt_dead ", 1))
-	b.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt_dead OPTIONS (user %s, password %s)",
-		lit(b.Dead.Server.User), lit(b.Dead.Server.Password)))
-	b.Src.Exec(t, "SELECT shadow_add_target('dead', 'tgt_dead')")
+	b.Src.AddPushTarget(t, "dead", "tgt_dead", b.Dead)
 	if n := b.Src.QueryInt(t, "SELECT shadow_subscribe('dead', 'tbl', mode => $1)", mode); n != 2000 {
 		t.Fatalf("initial copy to dead: %d rows, want 2000", n)
 	}
@@ -214,7 +211,7 @@ func TestDeadTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 	defer cancel()
 	if err := b.session.QueryRow(ctx, "SELECT batches, upserts, truncated FROM shadow_export('dead')").
 		Scan(&batches, &upserts, &truncated); err != nil {
-		t.Fatalf("shadow_export('dead'): %s", describe(err))
+		t.Fatalf("shadow_export('dead'): %s", pgtest.Describe(err))
 	}
 	if !truncated || upserts < 2000 {
 		t.Errorf("export to the target that came back: batches %d upserts %d truncated %t; want a full copy of 2000 rows",
@@ -229,7 +226,7 @@ func TestDeadTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 	b.round(t, 7)
 	if err := b.session.QueryRow(ctx, "SELECT batches, upserts, truncated FROM shadow_export('dead')").
 		Scan(&batches, &upserts, &truncated); err != nil {
-		t.Fatalf("shadow_export('dead'): %s", describe(err))
+		t.Fatalf("shadow_export('dead'): %s", pgtest.Describe(err))
 	}
 	if truncated || upserts != 1000 {
 		t.Errorf("export after the copy: upserts %d truncated %t; want a batch of 1000", upserts, truncated)
@@ -270,7 +267,7 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 		defer cancel()
 		res, err := filemode.Ship(ctx, conn(t, b.Src), conn(t, b.Dead), filemode.ShipOptions{Target: "files"})
 		if err != nil {
-			t.Fatalf("%s: ship: %s", what, describe(err))
+			t.Fatalf("%s: ship: %s", what, pgtest.Describe(err))
 		}
 		pgtest.AssertSameRows(t, b.Src, "tbl", b.Dead, "tbl")
 		return res
@@ -344,8 +341,8 @@ func TestDropBacklogsIsNotCallable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := c.Exec(ctx, "SELECT pgshadow._drop_backlogs(t, '1 microsecond') FROM pgshadow.tracked t")
-	if err == nil || !strings.Contains(describe(err), "42501") {
-		t.Errorf("%s calling pgshadow._drop_backlogs: %v; want permission denied (42501)", mallory, describe(err))
+	if err == nil || !strings.Contains(pgtest.Describe(err), "42501") {
+		t.Errorf("%s calling pgshadow._drop_backlogs: %v; want permission denied (42501)", mallory, pgtest.Describe(err))
 	}
 	if got := b.state(t, targetName); got != unmarked {
 		t.Errorf("after %s's call: %s", mallory, got)

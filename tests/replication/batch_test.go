@@ -165,7 +165,7 @@ func TestBatchCutsKeepTargetUniqueConstraintsSatisfiable(t *testing.T) {
 	p.Src.Exec(t, "UPDATE tbl SET email = 'x' WHERE id = 2")
 	p.Src.Exec(t, "UPDATE tbl SET email = 'y' WHERE id = 1")
 	if _, err := p.ExportErr(1); err != nil {
-		t.Errorf("export with batch_size 1 failed: %s", describe(err))
+		t.Errorf("export with batch_size 1 failed: %s", pgtest.Describe(err))
 	}
 	// whatever the cut did, a plain export must converge
 	p.Export(t)
@@ -179,7 +179,7 @@ func TestBatchCutsKeepTargetUniqueConstraintsSatisfiable(t *testing.T) {
 		UPDATE tbl SET email = 'e10' WHERE id = 250;
 		UPDATE tbl SET email = email || '.' WHERE id BETWEEN 100 AND 200`)
 	if _, err := p.ExportErr(50); err != nil {
-		t.Errorf("export of one transaction in chunks of 50 failed: %s", describe(err))
+		t.Errorf("export of one transaction in chunks of 50 failed: %s", pgtest.Describe(err))
 	}
 	p.Export(t)
 	p.Same(t, "tbl", "tbl")

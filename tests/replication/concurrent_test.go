@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // concurrentDDL: a single-column key and a composite key with a text part,
@@ -184,7 +186,7 @@ func runWorkload(t *testing.T, p *pair, ops []string) {
 		go func() {
 			defer wg.Done()
 			if err := writer(ctx, p.Src.ConnString(), ops, rand.New(rand.NewPCG(seed, uint64(w))), stop, &stmts); err != nil {
-				errs <- fmt.Errorf("writer %d: %s", w, describe(err))
+				errs <- fmt.Errorf("writer %d: %s", w, pgtest.Describe(err))
 			}
 		}()
 	}
@@ -204,7 +206,7 @@ func runWorkload(t *testing.T, p *pair, ops []string) {
 				}
 				// small batches too, so backlogs get cut while writers run
 				if _, err := p.ExportErr([]int{0, 7, 50}[rng.IntN(3)]); err != nil {
-					errs <- fmt.Errorf("exporter %d during the workload: %s", e, describe(err))
+					errs <- fmt.Errorf("exporter %d during the workload: %s", e, pgtest.Describe(err))
 					return
 				}
 				exports.Add(1)

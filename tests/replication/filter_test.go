@@ -176,14 +176,14 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 		}
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "invalid row_filter for public.items") {
-			t.Errorf("subscribe with row_filter %q: %v, want SQLSTATE 22023 naming public.items", f, describe(err))
+			t.Errorf("subscribe with row_filter %q: %v, want SQLSTATE 22023 naming public.items", f, pgtest.Describe(err))
 		}
 		_, err = c.Exec(ctx, `SELECT pgshadow._add_subscription('t1', 'items', 'public', 'items', '{id,v}', $1, 'batch', 'source_wins', false)`, f)
 		if err == nil {
 			t.Fatalf("_add_subscription with row_filter %q succeeded; a superuser's export then left the owner with rolsuper = %s", f, escalated())
 		}
 		if !errors.As(err, &pe) || pe.Code != "22023" {
-			t.Errorf("_add_subscription with row_filter %q called directly: %v, want SQLSTATE 22023", f, describe(err))
+			t.Errorf("_add_subscription with row_filter %q called directly: %v, want SQLSTATE 22023", f, pgtest.Describe(err))
 		}
 	}
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM pgshadow.subscription"); n != 0 {
@@ -214,7 +214,7 @@ func TestRowFilterOwnerFunctionNeverRunsAsExporter(t *testing.T) {
 	if err == nil {
 		t.Errorf("export after the filter's column became a user type succeeded")
 	} else if !errors.As(err, &pe) || pe.Code != "22023" || !strings.Contains(pe.Message, "reads column v, whose type public.word is not a built-in type") {
-		t.Errorf("export after the filter's column became a user type: %v, want SQLSTATE 22023 naming the column and type", describe(err))
+		t.Errorf("export after the filter's column became a user type: %v, want SQLSTATE 22023 naming the column and type", pgtest.Describe(err))
 	}
 	if super := p.Src.QueryString(t, "SELECT rolsuper::text FROM pg_roles WHERE rolname = $1", owner); super != "false" {
 		t.Fatalf("after a superuser's export of a filter over a column of the owner's type, the owner has rolsuper = %s", super)

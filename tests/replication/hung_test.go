@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -57,7 +57,7 @@ func wantFailure(t *testing.T, what string, took time.Duration, err error, limit
 	if err == nil {
 		t.Fatalf("%s: export succeeded, want an error", what)
 	}
-	msg := describe(err)
+	msg := pgtest.Describe(err)
 	t.Logf("%s: failed after %s: %s", what, took.Round(time.Millisecond), msg)
 	if took > limit {
 		t.Errorf("%s: export took %s to fail, want under %s", what, took.Round(time.Millisecond), limit)
@@ -146,7 +146,7 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	if _, err := exportVia(c); err != nil {
-		t.Fatalf("export after SIGCONT: %s", describe(err))
+		t.Fatalf("export after SIGCONT: %s", pgtest.Describe(err))
 	}
 	p.Same(t, "tbl", "tbl")
 }
@@ -192,7 +192,7 @@ func TestHungRemoteStatement(t *testing.T) {
 	p.Src.Exec(t, "SELECT pg_cancel_backend($1::int)", pid)
 	select {
 	case r := <-done:
-		if r.err == nil || !strings.Contains(describe(r.err), "canceling statement") {
+		if r.err == nil || !strings.Contains(pgtest.Describe(r.err), "canceling statement") {
 			t.Errorf("cancelled export: want a cancel error, got %v", r.err)
 		}
 		if d := time.Since(cancelled); d > 2*time.Second {
@@ -209,7 +209,7 @@ func TestHungRemoteStatement(t *testing.T) {
 	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
 	p.Dst.Exec(t, "DROP TRIGGER stall ON tbl")
 	if _, err := exportVia(c); err != nil {
-		t.Fatalf("export after the stall: %s", describe(err))
+		t.Fatalf("export after the stall: %s", pgtest.Describe(err))
 	}
 	p.Same(t, "tbl", "tbl")
 }
@@ -273,7 +273,7 @@ func TestHungTargetMidApply(t *testing.T) {
 	mustExec(t, c, "RESET pgshadow.remote_timeout")
 	p.Src.Exec(t, "UPDATE tbl SET v = 'after' WHERE id % 1000 = 0")
 	if _, err := exportVia(c); err != nil {
-		t.Fatalf("export after SIGCONT: %s", describe(err))
+		t.Fatalf("export after SIGCONT: %s", pgtest.Describe(err))
 	}
 	p.Same(t, "tbl", "tbl")
 }
@@ -316,7 +316,7 @@ func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
 			"cannot connect", "password authentication failed", "public.tbl", "other not shipped")
 		// tbl's own error: the wait gave up, or the target's statement_timeout
 		// (both pgshadow.remote_timeout) cancelled the apply first
-		if msg := describe(r.err); !strings.Contains(msg, "did not answer within") && !strings.Contains(msg, "statement timeout") {
+		if msg := pgtest.Describe(r.err); !strings.Contains(msg, "did not answer within") && !strings.Contains(msg, "statement timeout") {
 			t.Errorf("the first table's own error is lost: %s", msg)
 		}
 	case <-time.After(60 * time.Second):
@@ -378,7 +378,7 @@ func TestConnectErrorKeepsReason(t *testing.T) {
 	if err == nil {
 		t.Fatalf("export with a wrong password succeeded")
 	}
-	if msg := describe(err); !strings.Contains(msg, "cannot connect") || !strings.Contains(msg, "password authentication failed") {
+	if msg := pgtest.Describe(err); !strings.Contains(msg, "cannot connect") || !strings.Contains(msg, "password authentication failed") {
 		t.Errorf("connect error lost the server's reason: %s", msg)
 	}
 }

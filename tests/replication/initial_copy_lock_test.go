@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 const slowTargetDDL = `
@@ -103,7 +105,7 @@ func TestResyncKeepsTheTargetReadable(t *testing.T) {
 	n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl WHERE v = 'old'")
 	waited := time.Since(start)
 	if err := <-done; err != nil {
-		t.Fatalf("shadow_resync: %s", describe(err))
+		t.Fatalf("shadow_resync: %s", pgtest.Describe(err))
 	}
 	if waited > 1500*time.Millisecond || n != 45000 {
 		t.Errorf("a reader of the target waited %v and saw %d old rows during the resync, want no wait and 45000", waited, n)

@@ -6,6 +6,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // Rows that exist before shadow_subscribe are copied by it, and the next
@@ -100,7 +102,7 @@ func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	case err := <-done:
 		// it did not wait: then A's rows must still arrive by some path
 		if err != nil {
-			t.Fatalf("shadow_subscribe failed: %s", describe(err))
+			t.Fatalf("shadow_subscribe failed: %s", pgtest.Describe(err))
 		}
 	case <-time.After(300 * time.Millisecond):
 	}
@@ -109,7 +111,7 @@ func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("shadow_subscribe failed: %s", describe(err))
+			t.Fatalf("shadow_subscribe failed: %s", pgtest.Describe(err))
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("shadow_subscribe still waiting 30s after the writer committed")
@@ -133,7 +135,7 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("shadow_subscribe failed: %s", describe(err))
+			t.Fatalf("shadow_subscribe failed: %s", pgtest.Describe(err))
 		}
 	case <-time.After(5 * time.Second):
 		waits := p.Src.QueryStrings(t, `SELECT format('%s waits for %s lock on %s', a.query, l.mode, l.relation::regclass)

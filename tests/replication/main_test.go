@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -46,10 +46,7 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 		Src: pgtest.NewDBWithExtension(t, pgtest.Server("source")),
 		Dst: pgtest.NewDB(t, dst),
 	}
-	p.Src.Exec(t, createServerSQL(p.Dst))
-	p.Src.Exec(t, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s)",
-		lit(dst.User), lit(dst.Password)))
-	p.Src.Exec(t, "SELECT shadow_add_target($1, 'tgt')", targetName)
+	p.Src.AddPushTarget(t, targetName, "tgt", p.Dst)
 	return p
 }
 
@@ -68,8 +65,7 @@ func subscribed(t *testing.T, ddl, seed string) *pair {
 
 // createServerSQL declares database d as foreign server "tgt".
 func createServerSQL(d *pgtest.DB) string {
-	return fmt.Sprintf("CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s)",
-		lit(d.Server.Host), lit(fmt.Sprint(d.Server.Port)), lit(d.Name))
+	return d.Server.ForeignServerSQL("tgt", d.Name)
 }
 
 // Both runs sql on the source and on the target (same DDL on both sides).
@@ -147,7 +143,7 @@ func (p *pair) ExportBatch(t *testing.T, batchSize int) map[string]exported {
 	t.Helper()
 	res, err := p.ExportErr(batchSize)
 	if err != nil {
-		t.Fatalf("shadow_export(%q) failed: %s", targetName, describe(err))
+		t.Fatalf("shadow_export(%q) failed: %s", targetName, pgtest.Describe(err))
 	}
 	return res
 }
@@ -174,14 +170,7 @@ func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
 }
 
 // mustExec runs sql on a dedicated connection, failing the test on error.
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := c.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", describe(err), sql)
-	}
-}
+var mustExec = pgtest.Run
 
 // mustQueryString returns the one text value of sql on a dedicated connection.
 func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
@@ -190,13 +179,10 @@ func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string 
 	defer cancel()
 	var s string
 	if err := c.QueryRow(ctx, sql, args...).Scan(&s); err != nil {
-		t.Fatalf("%s\nSQL: %s", describe(err), sql)
+		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
 	}
 	return s
 }
-
-// describe is pgtest.Describe, short for the many failure messages here.
-func describe(err error) string { return pgtest.Describe(err) }
 
 // lit quotes s as an SQL string literal (standard_conforming_strings is on).
 func lit(s string) string {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
 func TestMoneyUnderAnotherLcMonetary(t *testing.T) {

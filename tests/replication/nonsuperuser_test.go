@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -48,7 +48,7 @@ func wantPermissionError(t *testing.T, what string, err error, name string) {
 	case err == nil:
 		t.Errorf("%s succeeded, want a permission error naming %s", what, name)
 	case !errors.As(err, &pgErr) || pgErr.Code != "42501":
-		t.Errorf("%s failed with %s, want SQLSTATE 42501 naming %s", what, describe(err), name)
+		t.Errorf("%s failed with %s, want SQLSTATE 42501 naming %s", what, pgtest.Describe(err), name)
 	case !strings.Contains(pgErr.Message+" "+pgErr.Detail, name):
 		t.Errorf("%s: permission error %q does not name %s", what, pgErr.Message, name)
 	}

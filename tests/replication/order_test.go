@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // A transaction that took its xid before a later one, and commits after that
@@ -124,7 +126,7 @@ func TestExportInsideWritingTransactionNeitherLosesNorInvents(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if _, err := s.Exec(ctx, exportSQL(0)); err != nil {
-				t.Logf("export inside the writing transaction refused: %s", describe(err))
+				t.Logf("export inside the writing transaction refused: %s", pgtest.Describe(err))
 				mustExec(t, s, "ROLLBACK")
 			} else {
 				mustExec(t, s, "UPDATE tbl SET v = 'late' WHERE id = 99")

@@ -9,6 +9,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // 50k changed keys with the default batch size: one batch, shipped in
@@ -52,7 +54,7 @@ func TestChunkFailingOnTargetFailsTheWholeBatch(t *testing.T) {
 	if err == nil {
 		t.Fatalf("export succeeded though the target refuses key 49990")
 	}
-	msg := describe(err)
+	msg := pgtest.Describe(err)
 	for _, want := range []string{"tbl", `target "` + targetName + `"`, "not_the_last"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("export error does not mention %q: %s", want, msg)
@@ -92,7 +94,7 @@ func TestExportLeavesPlannerSettingsAsTheyWere(t *testing.T) {
 	var keys int64
 	var nestloop string
 	if err := tx.QueryRow(ctx, "SELECT keys FROM shadow_export($1)", targetName).Scan(&keys); err != nil {
-		t.Fatalf("export: %s", describe(err))
+		t.Fatalf("export: %s", pgtest.Describe(err))
 	}
 	if err := tx.QueryRow(ctx, "SELECT current_setting('enable_nestloop')").Scan(&nestloop); err != nil {
 		t.Fatal(err)

@@ -37,8 +37,23 @@ func TestBusyShadowTableIsRotatedNotBloated(t *testing.T) {
 	size := func() int64 {
 		return p.Src.QueryInt(t, "SELECT pg_total_relation_size('pgshadow.public__tbl_g0') + pg_total_relation_size('pgshadow.public__tbl_g1')")
 	}
+	// Writers append to the partition the catalog calls current: its
+	// generation is written into the table's capture function, which every
+	// switch replaces. A function left behind would keep writers in the
+	// partition the purge waits to see drained, and the shadow would grow.
+	landsInCurrent := func(id int) {
+		t.Helper()
+		p.Src.Exec(t, fmt.Sprintf("INSERT INTO tbl VALUES (%d, 2)", id))
+		gen := p.Src.QueryInt(t, "SELECT gen FROM pgshadow.tracked WHERE tbl = 'tbl'::regclass")
+		if got := p.Src.QueryInt(t, fmt.Sprintf("SELECT shadow_gen FROM pgshadow.public__tbl WHERE id = %d", id)); got != gen {
+			t.Errorf("key %d was captured into generation %d, the catalog's current generation is %d", id, got, gen)
+		}
+	}
+	gens := map[int64]bool{}
 	var firstRows, mostRows, firstSize, lastSize int64
 	for cycle := 1; cycle <= 30; cycle++ {
+		gens[p.Src.QueryInt(t, "SELECT gen FROM pgshadow.tracked WHERE tbl = 'tbl'::regclass")] = true
+		landsInCurrent(-cycle)
 		p.Src.Exec(t, fmt.Sprintf("UPDATE tbl SET v = v + 1 WHERE id %% 30 = %d", cycle%30))
 		n := rows()
 		if cycle == 1 {
@@ -56,6 +71,9 @@ func TestBusyShadowTableIsRotatedNotBloated(t *testing.T) {
 	// same server can hold the cluster-wide xmin, and so the purge, back.
 	t.Logf("shadow rows before an export: %d at the first cycle, at most %d; size %d bytes first, %d last",
 		firstRows, mostRows, firstSize, lastSize)
+	if len(gens) != 2 {
+		t.Errorf("writers appended to generations %v over 30 export cycles, want both (the purge never switched)", gens)
+	}
 	pgtest.Eventually(t, 60*time.Second, func() (bool, string) {
 		p.Export(t)
 		n := rows()

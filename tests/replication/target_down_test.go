@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshadow/pgshadow/tests/pgserver"
+	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -44,11 +44,11 @@ func exportFailure(t *testing.T, what string, err error, start time.Time, limit 
 	if err == nil {
 		t.Fatalf("%s: export succeeded, want an error", what)
 	}
-	t.Logf("%s: %s (after %s)", what, describe(err), time.Since(start).Round(time.Millisecond))
+	t.Logf("%s: %s (after %s)", what, pgtest.Describe(err), time.Since(start).Round(time.Millisecond))
 	if took := time.Since(start); took > limit {
 		t.Errorf("%s: export took %s to fail, want under %s", what, took.Round(time.Millisecond), limit)
 	}
-	if msg := describe(err); !strings.Contains(msg, `target "`+targetName+`"`) {
+	if msg := pgtest.Describe(err); !strings.Contains(msg, `target "`+targetName+`"`) {
 		t.Errorf("%s: error does not name target %q: %s", what, targetName, msg)
 	}
 }

@@ -6,12 +6,10 @@
 package security
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,15 +49,11 @@ func newScene(t *testing.T) *scene {
 	s.alice = pgtest.NewRole(t, s.Src, "alice", "")
 	s.wally = pgtest.NewRole(t, s.Src, "wally", "")
 	s.olga = pgtest.NewRole(t, s.Src, "olga", "")
+	s.Src.AddPushTarget(t, "replica", "tgt", s.Dst)
 	s.Src.Exec(t, fmt.Sprintf(`
-		CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %s, port %s, dbname %s);
-		CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user %s, password %s);
-		SELECT shadow_add_target('replica', 'tgt');
 		CREATE TABLE orders (id int PRIMARY KEY, v text);
 		ALTER TABLE orders OWNER TO %s;
-		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`,
-		lit(s.Dst.Server.Host), lit(fmt.Sprint(s.Dst.Server.Port)), lit(s.Dst.Name),
-		lit(s.Dst.Server.User), lit(s.Dst.Server.Password), ident(s.alice), ident(s.wally)))
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`, ident(s.alice), ident(s.wally)))
 	s.asAlice = s.Src.ConnAs(t, s.alice, pgtest.RolePassword)
 	s.asWally = s.Src.ConnAs(t, s.wally, pgtest.RolePassword)
 	s.asOlga = s.Src.ConnAs(t, s.olga, pgtest.RolePassword)
@@ -76,26 +70,12 @@ func (s *scene) letUseTarget(t *testing.T, role string) {
 	t.Cleanup(func() { _ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(role) + " SERVER tgt") })
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
-
-// run executes sql on c and fails the test on error.
-func run(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(ctx(t), sql, args...); err != nil {
-		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, pgtest.Describe(err), sql)
-	}
-}
-
-// runErr executes sql on c and returns its error.
-func runErr(t *testing.T, c *pgx.Conn, sql string, args ...any) error {
-	t.Helper()
-	_, err := c.Exec(ctx(t), sql, args...)
-	return err
-}
+// Short names for the pgtest helpers the many statements here use.
+var (
+	ctx    = pgtest.Ctx
+	run    = pgtest.Run
+	runErr = pgtest.RunErr
+)
 
 // assertError fails unless err is a PostgreSQL error with SQLSTATE code whose
 // message contains every one of parts.

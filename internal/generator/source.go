@@ -1,5 +1,6 @@
 // Source handling: reading pgshadow.control and turning one SQL source file
 // into the text that goes into the extension scripts or into the migrations.
+
 package generator
 
 import (

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgshadow/pgshadow/generator"
+	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
 const echoGuard = `\echo Use "CREATE EXTENSION pgshadow" to load this file. \quit`
@@ -506,7 +506,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 // TestGeneratedFilesAreFresh fails when sql/ was edited without running
 // `make generate`, so stale scripts never reach a commit.
 func TestGeneratedFilesAreFresh(t *testing.T) {
-	root := ".."
+	root := "../.."
 	sources, err := filepath.Glob(filepath.Join(root, "sql", "*.sql"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@
 // It runs the image with dockertest, publishes the server on a fixed
 // 127.0.0.1 port (so Restart keeps it) and copies the extension files from
 // the repository root into the server's share/extension directory.
+
 package pgserver
 
 import (

@@ -1,5 +1,6 @@
 // Versions and the upgrade path: which hand-written upgrade scripts exist,
 // and the one linear order in which migrations apply them.
+
 package generator
 
 import (

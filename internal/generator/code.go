@@ -7,6 +7,7 @@
 // function whose result type or name changed, one that no longer exists), so
 // an upgraded database equals a fresh install by construction, and the
 // install tests compare the two.
+
 package generator
 
 import (

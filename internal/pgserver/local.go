@@ -2,6 +2,7 @@
 // installation, one private directory per server under the temp dir. When run
 // as root, every PostgreSQL program runs as an unprivileged OS user because
 // the server refuses to run as root.
+
 package pgserver
 
 import (
