@@ -100,8 +100,8 @@ func TestPartitionedTableToPlainTarget(t *testing.T) {
 
 	// dropping a partition is refused (its rows would stay on the target)
 	err := p.Src.ExecErr("DROP TABLE ev_2026")
-	if err == nil || !strings.Contains(err.Error(), "DETACH PARTITION") && !strings.Contains(describe(err), "DETACH PARTITION") {
-		t.Fatalf("DROP TABLE of a partition: want a refusal pointing to DETACH, got %v", describe(err))
+	if err == nil || !strings.Contains(err.Error(), "DETACH PARTITION") && !strings.Contains(pgtest.Describe(err), "DETACH PARTITION") {
+		t.Fatalf("DROP TABLE of a partition: want a refusal pointing to DETACH, got %v", pgtest.Describe(err))
 	}
 	p.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2026")
 	p.Src.Exec(t, "DROP TABLE ev_2026, ev_2025")
@@ -145,8 +145,8 @@ func TestPartitionedTableToDifferentlyPartitionedTarget(t *testing.T) {
 
 	for _, part := range []string{"ev_2023", "ev_2024", "ev_2024_h1"} {
 		err := p.Src.ExecErr("SELECT shadow_track(" + lit(part) + ")")
-		if err == nil || !strings.Contains(describe(err), "is a partition of public.ev") {
-			t.Fatalf("shadow_track(%s): want a refusal naming its parent ev, got %v", part, describe(err))
+		if err == nil || !strings.Contains(pgtest.Describe(err), "is a partition of public.ev") {
+			t.Fatalf("shadow_track(%s): want a refusal naming its parent ev, got %v", part, pgtest.Describe(err))
 		}
 	}
 
@@ -169,8 +169,8 @@ func TestPartitionedTableRetrackAndUntrack(t *testing.T) {
 	// without the partition watch, a partition created later would go uncaptured
 	p.Src.Exec(t, "ALTER EVENT TRIGGER pgshadow_partition_watch DISABLE")
 	err := p.Src.ExecErr("SELECT shadow_track('ev')")
-	if err == nil || !strings.Contains(describe(err), "pgshadow_partition_watch") {
-		t.Fatalf("tracking without the partition watch: want a refusal naming it, got %v", describe(err))
+	if err == nil || !strings.Contains(pgtest.Describe(err), "pgshadow_partition_watch") {
+		t.Fatalf("tracking without the partition watch: want a refusal naming it, got %v", pgtest.Describe(err))
 	}
 	p.Src.Exec(t, "ALTER EVENT TRIGGER pgshadow_partition_watch ENABLE")
 	p.Src.Exec(t, "SELECT shadow_track('ev')")
@@ -198,8 +198,8 @@ func TestPartitionedTableRetrackAndUntrack(t *testing.T) {
 	p.Src.Exec(t, "SELECT shadow_track('ev_2030')")
 	p.Src.Exec(t, "CREATE TABLE other (id int, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)")
 	err = p.Src.ExecErr("ALTER TABLE other ATTACH PARTITION ev_2030 FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')")
-	if err == nil || !strings.Contains(describe(err), "cannot become a partition") {
-		t.Fatalf("attaching a tracked table: want a refusal, got %v", describe(err))
+	if err == nil || !strings.Contains(pgtest.Describe(err), "cannot become a partition") {
+		t.Fatalf("attaching a tracked table: want a refusal, got %v", pgtest.Describe(err))
 	}
 	if err := p.Src.ExecErr("ALTER TABLE ev ATTACH PARTITION ev_2030 FOR VALUES FROM ('2030-01-01') TO ('2031-01-01')"); err == nil {
 		t.Fatal("a tracked table was attached to a tracked partitioned table")
