@@ -3902,7 +3902,6 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
                                   p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
                       true)
 $$;
-REVOKE EXECUTE ON FUNCTION pgshadow._progress(bigint, regclass, boolean, bigint, bigint) FROM PUBLIC;
 CREATE OR REPLACE VIEW shadow_progress WITH (security_barrier) AS
 SELECT a.pid,
        s.target,

@@ -65,7 +65,9 @@ GRANT SELECT ON shadow_status TO PUBLIC;
 -- to watch: the shipping session writes it into its application_name, the
 -- one place another session sees mid-transaction (a row written to a table
 -- shows only at commit). Numbers first and the table last, since
--- application_name keeps 63 bytes. p_total NULL: not known.
+-- application_name keeps 63 bytes. p_total NULL: not known. Callable by
+-- anyone (_ship runs with the exporter's rights): it only sets the caller's
+-- own application_name.
 CREATE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
 RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
@@ -74,7 +76,6 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
                                   p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
                       true)
 $$;
-REVOKE EXECUTE ON FUNCTION pgshadow._progress(bigint, regclass, boolean, bigint, bigint) FROM PUBLIC;
 
 -- One row per copy or batch being shipped in this database, of a table the
 -- viewer may SELECT: rows sent so far, and the total (a copy: the table's
