@@ -3037,10 +3037,8 @@ $$;
 CREATE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
                                     p_keys text[], p_rows text[]) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pgshadow._apply_text(p_sub, p_tr, p_types,
-                                (SELECT array_agg(pgshadow._dollar(v) ORDER BY i) FROM unnest(p_keys) WITH ORDINALITY AS u(v, i)),
-                                (SELECT array_agg(pgshadow._dollar(v) ORDER BY i) FROM unnest(p_rows) WITH ORDINALITY AS u(v, i)),
-                                false)
+    SELECT pgshadow._apply_text(p_sub, p_tr, p_types, pgshadow._staged('k', p_keys, false),
+                                pgshadow._staged('r', p_rows, false), false)
 $$;
 
 -- Staging of a chunk's array literals on the target, so that the statements
@@ -3052,17 +3050,20 @@ $$;
 -- temporary table, and costs a copy of the text). Sent as a message of its
 -- own: the target logs a failing message whole, so no statement that can fail
 -- on data shares one with these.
-CREATE FUNCTION pgshadow._stage_sql(p_prefix text, p_vals text[]) RETURNS text
+-- Without p_staged (pgshadow.stage_values = off) nothing is staged.
+CREATE FUNCTION pgshadow._stage_sql(p_prefix text, p_vals text[], p_staged boolean) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(string_agg(format(' SET LOCAL pgshadow.%s%s = %s;', p_prefix, i, pgshadow._dollar(v)), '' ORDER BY i), '')
-      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i)
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i) WHERE p_staged
 $$;
 
--- The expressions that read what _stage_sql staged, for _apply_text.
-CREATE FUNCTION pgshadow._staged(p_prefix text, p_n integer) RETURNS text[]
+-- For _apply_text, the expressions of p_vals: reading what _stage_sql
+-- staged, or (not p_staged) the literals themselves.
+CREATE FUNCTION pgshadow._staged(p_prefix text, p_vals text[], p_staged boolean) RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT array_agg(format('pg_catalog.current_setting(%L)', 'pgshadow.' || p_prefix || i) ORDER BY i)
-      FROM generate_series(1, p_n) i
+    SELECT array_agg(CASE WHEN p_staged THEN format('pg_catalog.current_setting(%L)', 'pgshadow.' || p_prefix || i)
+                          ELSE pgshadow._dollar(v) END ORDER BY i)
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i)
 $$;
 
 -- How _ship applies a subscription's changes on its target (open connection
@@ -3213,6 +3214,9 @@ DECLARE
     v_buf    text;                -- statements to apply, naming no row value
     v_stage  text;                -- what they apply, staged (_stage_sql); sent first
     v_upsert boolean;
+    -- pgshadow.stage_values = off puts the values in the applying statements
+    -- again (one message per chunk: a little faster, see README)
+    v_staged boolean := coalesce(nullif(current_setting('pgshadow.stage_values', true), ''), 'on')::boolean;
     v_cur    refcursor;
     v_first  boolean := true;    -- no key chunk in v_buf yet
     v_rows   boolean := false;   -- a chunk of rows is in v_buf
@@ -3268,9 +3272,10 @@ BEGIN
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
     -- tables reference may be replaced within deferred constraints.
-    v_stage := pgshadow._remote_begin();
+    v_stage := CASE WHEN v_staged THEN pgshadow._remote_begin() ELSE '' END;
     -- (an upserting full copy deletes what it did not write at the end)
-    v_buf := CASE WHEN v_full AND NOT v_upsert THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
+    v_buf := CASE WHEN v_staged THEN '' ELSE pgshadow._remote_begin() END
+          || CASE WHEN v_full AND NOT v_upsert THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
         -- cursor: one pass over the shadow table however many chunks there
@@ -3300,8 +3305,8 @@ BEGIN
                 v_busy := pgshadow._remote_flush(p_sub, v_stage, v_buf, v_busy);
                 v_stage := ''; v_buf := '';
             END IF;
-            v_stage := v_stage || pgshadow._stage_sql('k', v_karr);
-            v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, pgshadow._staged('k', cardinality(v_karr)), NULL, false);
+            v_stage := v_stage || pgshadow._stage_sql('k', v_karr, v_staged);
+            v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, pgshadow._staged('k', v_karr, v_staged), NULL, false);
             v_first := false;
         END LOOP;
         CLOSE v_cur;
@@ -3345,8 +3350,8 @@ BEGIN
                                            p_sub.tbl, upserts, CASE WHEN v_full THEN '~' || v_total ELSE keys::text END), 63),
                                true);
         END IF;
-        v_stage := v_stage || pgshadow._stage_sql('r', v_rarr);
-        v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, NULL, pgshadow._staged('r', cardinality(v_rarr)), v_upsert);
+        v_stage := v_stage || pgshadow._stage_sql('r', v_rarr, v_staged);
+        v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, NULL, pgshadow._staged('r', v_rarr, v_staged), v_upsert);
         v_rows := true;
         upserts := upserts + v_nrows;
     END LOOP;
