@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // parentChildSQL makes the target's tbl a parent that child rows reference
@@ -108,7 +110,7 @@ func TestUniqueValueSwapShips(t *testing.T) {
 			DELETE FROM tbl WHERE id = 3;
 			UPDATE tbl SET email = 'e3' WHERE id = 4`)
 		if _, err := p.ExportErr(0); err != nil {
-			t.Errorf("%s: export of swapped unique values failed: %s", unique, describe(err))
+			t.Errorf("%s: export of swapped unique values failed: %s", unique, pgtest.Describe(err))
 		}
 		p.Same(t, "tbl", "tbl")
 	}
@@ -141,7 +143,7 @@ func TestFailedApplyLogsNoRowData(t *testing.T) {
 		{"large", "DELETE FROM tbl WHERE id <= 50; INSERT INTO tbl SELECT g, 'private-4f2a-' || g FROM generate_series(100, 45000) g; INSERT INTO tbl VALUES (45001, 'forbidden')"},
 	} {
 		p.Src.Exec(t, batch.sql)
-		before := fileSize(t, logFile)
+		before := logSize(t, logFile)
 		_, err := p.ExportErr(0)
 		if err == nil || !strings.Contains(err.Error(), "tbl_v_allowed_4f2a") || !strings.Contains(err.Error(), "public.tbl") {
 			t.Fatalf("%s batch: export gave %v, want a failure naming public.tbl and tbl_v_allowed_4f2a", batch.name, err)
@@ -165,7 +167,7 @@ func TestFailedApplyLogsNoRowData(t *testing.T) {
 	}
 }
 
-func fileSize(t *testing.T, path string) int64 {
+func logSize(t *testing.T, path string) int64 {
 	t.Helper()
 	st, err := os.Stat(path)
 	if err != nil {

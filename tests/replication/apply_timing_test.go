@@ -41,9 +41,13 @@ func TestApplyTiming(t *testing.T) {
 			p.Dst.Exec(t, "VACUUM ANALYZE tbl_r")
 			for _, tg := range []string{"t1", "t2"} {
 				c := conn(t, p.Src)
-				mustExec(t, c, "SET pgshadow.stage_values = "+staged)
+				if _, err := c.Exec(context.Background(), "SET pgshadow.stage_values = "+staged); err != nil {
+					t.Fatal(err)
+				}
 				start := time.Now()
-				mustExec(t, c, "SELECT * FROM shadow_export($1)", tg)
+				if _, err := c.Exec(context.Background(), "SELECT * FROM shadow_export($1)", tg); err != nil {
+					t.Fatal(err)
+				}
 				name := map[string]string{"t1": "upsert", "t2": "delete+insert"}[tg] + " staged=" + staged
 				times[name] = append(times[name], time.Since(start))
 				c.Close(context.Background())
@@ -60,8 +64,8 @@ func TestApplyTiming(t *testing.T) {
 	for _, k := range names {
 		d := times[k]
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		t.Logf("%-28s min %6.0f ms  median %6.0f ms  all %v", k, ms(d[0]), ms(d[len(d)/2]), d)
+		t.Logf("%-28s min %6.0f ms  median %6.0f ms  all %v", k, millis(d[0]), millis(d[len(d)/2]), d)
 	}
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
