@@ -129,10 +129,7 @@ func TestUniqueValueSwapShips(t *testing.T) {
 func TestFailedApplyLogsNoRowData(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	logFile := p.Dst.Server.LogFile
-	if logFile == "" {
-		t.Skip("the target's log is not readable here (container backend)")
-	}
+	logFile := targetLog(t, p)
 	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
 	p.Dst.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL CONSTRAINT tbl_v_allowed_4f2a CHECK (v <> 'forbidden'))")
 	p.Subscribe(t, "tbl")
@@ -148,11 +145,7 @@ func TestFailedApplyLogsNoRowData(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "tbl_v_allowed_4f2a") || !strings.Contains(err.Error(), "public.tbl") {
 			t.Fatalf("%s batch: export gave %v, want a failure naming public.tbl and tbl_v_allowed_4f2a", batch.name, err)
 		}
-		data, err := os.ReadFile(logFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logged := string(data[before:])
+		logged := logSince(t, logFile, before)
 		if !strings.Contains(logged, "tbl_v_allowed_4f2a") {
 			t.Fatalf("%s batch: the target's log does not name the constraint:\n%s", batch.name, logged)
 		}
@@ -165,6 +158,47 @@ func TestFailedApplyLogsNoRowData(t *testing.T) {
 			p.Same(t, "tbl", "tbl")
 		}
 	}
+}
+
+// A value the target's column type cannot hold (a shorter varchar there)
+// fails in the applying statement, which names no value either.
+func TestFailedCastLogsNoRowData(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	logFile := targetLog(t, p)
+	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
+	p.Dst.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v varchar(20) NOT NULL)")
+	p.Subscribe(t, "tbl")
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'private-9c1e-' || g FROM generate_series(1, 50) g; INSERT INTO tbl VALUES (51, repeat('private-9c1e-', 3))")
+	before := logSize(t, logFile)
+	if _, err := p.ExportErr(0); err == nil || !strings.Contains(err.Error(), "character varying(20)") {
+		t.Fatalf("export gave %v, want a failure naming character varying(20)", err)
+	}
+	if logged := logSince(t, logFile, before); !strings.Contains(logged, "character varying(20)") {
+		t.Fatalf("the target's log does not have the error:\n%s", logged)
+	} else if strings.Contains(logged, "private-9c1e") {
+		t.Errorf("the target's log holds row values:\n%.3000s", logged)
+	}
+}
+
+// targetLog is the target server's log file; the test is skipped where it
+// cannot be read.
+func targetLog(t *testing.T, p *pair) string {
+	t.Helper()
+	if p.Dst.Server.LogFile == "" {
+		t.Skip("the target's log is not readable here (container backend)")
+	}
+	return p.Dst.Server.LogFile
+}
+
+// logSince is what the log at path got after offset (a logSize).
+func logSince(t *testing.T, path string, offset int64) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data[offset:])
 }
 
 func logSize(t *testing.T, path string) int64 {
