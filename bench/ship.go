@@ -41,7 +41,8 @@ func (b *bench) figShip() error {
 		"Change set: `UPDATE tbl SET i = i + 1, ts = ts + interval '1 second'` of all %d rows of a table "+
 			"(bigint key, int, 50-byte text, timestamptz, numeric) whose previous version the target holds. "+
 			"Timed: shipping it until the target has committed it. pgshadow push = `SELECT * FROM shadow_export(target)` "+
-			"(deletes the changed keys and inserts their current rows on the target, default batch size). "+
+			"(the target has only the primary key, so the changed rows are applied as INSERT .. ON CONFLICT (key) DO UPDATE, "+
+			"values staged out of the statements; default batch size). "+
 			"CLI = the filemode package behind `pgshadow ship`: the source's COPY of the changed keys, then of their rows, "+
 			"streams straight into the target's COPY (keys into a temporary table, DELETE of those keys, rows appended), "+
 			"one target transaction committed before the source's watermark moves, no files. "+

@@ -2760,27 +2760,82 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_type || '[]' FROM pg_type y
      WHERE y.oid = to_regtype(p_type) AND y.typdelim = ',' AND y.typcategory <> 'A' AND y.typarray <> 0
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
-                                    p_keys text[], p_rows text[]) RETURNS text
+CREATE OR REPLACE FUNCTION pgshadow._apply_text(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                     p_keys text[], p_rows text[], p_upsert boolean) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
                (SELECT format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
                        p_sub.dest_schema, p_sub.dest_table,
-                       string_agg(format('%s::%s', pgshadow._dollar(v), coalesce(y, 'text[]')), ', ' ORDER BY i),
+                       string_agg(format('%s::%s', v, coalesce(y, 'text[]')), ', ' ORDER BY i),
                        string_agg(quote_ident(c), ', ' ORDER BY i),
                        string_agg(format('d.%1$I = k.%1$I', c) || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ' AND ' ORDER BY i))
                   FROM unnest(p_tr.key_cols, p_tr.key_types, p_keys) WITH ORDINALITY AS u(c, t, v, i),
                        LATERAL pgshadow._array_of(t) AS y)
            END
         || CASE WHEN p_rows IS NULL THEN '' ELSE
-               (SELECT format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s;',
+               (SELECT format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s',
                        p_sub.dest_schema, p_sub.dest_table,
                        string_agg(quote_ident(c), ', ' ORDER BY i),
-                       string_agg(format('unnest(%s::%s)', pgshadow._dollar(v), coalesce(y, 'text[]'))
+                       string_agg(format('unnest(%s::%s)', v, coalesce(y, 'text[]'))
                                   || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ', ' ORDER BY i))
                   FROM unnest(p_sub.columns, p_types, p_rows) WITH ORDINALITY AS u(c, t, v, i),
                        LATERAL pgshadow._array_of(t) AS y)
+               || CASE WHEN NOT p_upsert THEN '' ELSE
+                      format(' ON CONFLICT (%s) DO ', (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c))
+                      || coalesce((SELECT 'UPDATE SET ' || string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
+                                     FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols)),
+                                  'NOTHING')  -- only key columns shipped: nothing to update
+                  END
+               || ';'
            END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                    p_keys text[], p_rows text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._apply_text(p_sub, p_tr, p_types, pgshadow._staged('k', p_keys, false),
+                                pgshadow._staged('r', p_rows, false), false)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._stage_sql(p_prefix text, p_vals text[], p_staged boolean) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(string_agg(format(' SET LOCAL pgshadow.%s%s = %s;', p_prefix, i, pgshadow._dollar(v)), '' ORDER BY i), '')
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i) WHERE p_staged
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._staged(p_prefix text, p_vals text[], p_staged boolean) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(CASE WHEN p_staged THEN format('pg_catalog.current_setting(%L)', 'pgshadow.' || p_prefix || i)
+                          ELSE pgshadow._dollar(v) END ORDER BY i)
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._apply_mode(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_full boolean) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dest  text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
+    v_key   text := format('i.indnkeyatts = %s AND i.indexprs IS NULL AND i.indpred IS NULL'
+                           ' AND i.indisunique AND i.indimmediate AND i.indisvalid'
+                           ' AND ARRAY(SELECT a.attname FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS u(n, o)'
+                           ' JOIN pg_catalog.pg_attribute a ON a.attrelid = r AND a.attnum = u.n WHERE u.o <= i.indnkeyatts) OPERATOR(pg_catalog.@>) %L::pg_catalog.name[]',
+                           cardinality(p_tr.key_cols), p_tr.key_cols);
+    v_other name[] := ARRAY(SELECT c FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols));
+    v_mode  text;
+BEGIN
+    v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
+        'SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND %1$s)'
+        ' AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND (i.indisunique OR i.indisexclusion) AND NOT (%1$s)'
+        '   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = r AND c.condeferred))'
+        ' AND pg_catalog.has_table_privilege(r, ''SELECT'')'
+        ' AND NOT EXISTS (SELECT FROM pg_catalog.unnest(%2$L::pg_catalog.name[]) c WHERE NOT EXISTS ('
+        '   SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = r AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped'
+        '   AND a.attidentity <> ''a'' AND a.attgenerated = '''' AND pg_catalog.has_column_privilege(r, a.attnum, ''UPDATE'')))'
+        ' THEN ''upsert'' ELSE ''replace'' END FROM pg_catalog.to_regclass(%3$L) r WHERE r IS NOT NULL',
+        v_key, v_other, v_dest));
+    IF v_mode = 'upsert' AND p_full THEN
+        v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
+            'SELECT CASE WHEN EXISTS (SELECT FROM %s) THEN ''upsert'' ELSE ''replace'' END', v_dest));
+    END IF;
+    RETURN coalesce(v_mode, 'replace');  -- no such table: the apply fails, naming it
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._row_chunks_sql(p_sub pgshadow.subscription, p_keys_sql text, p_one_chunk boolean)
 RETURNS text
@@ -2812,6 +2867,16 @@ BEGIN
     RETURN true;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_flush(p_sub pgshadow.subscription, p_stage text, p_apply text, p_busy boolean)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_stage <> '' THEN
+        p_busy := pgshadow._remote_pipe(p_sub, p_stage, p_busy);
+    END IF;
+    RETURN pgshadow._remote_pipe(p_sub, p_apply, p_busy);
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
                                p_copy boolean, p_chunk integer,
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
@@ -2834,7 +2899,12 @@ DECLARE
     v_karr   text[];
     v_rarr   text[];
     v_at     timestamptz[];
-    v_buf    text;
+    v_buf    text;                -- statements to apply, naming no row value
+    v_stage  text;                -- what they apply, staged (_stage_sql); sent first
+    v_upsert boolean;
+    -- pgshadow.stage_values = off puts the values in the applying statements
+    -- again (one message per chunk: a little faster, see README)
+    v_staged boolean := coalesce(nullif(current_setting('pgshadow.stage_values', true), ''), 'on')::boolean;
     v_cur    refcursor;
     v_first  boolean := true;    -- no key chunk in v_buf yet
     v_rows   boolean := false;   -- a chunk of rows is in v_buf
@@ -2898,43 +2968,61 @@ BEGIN
         RETURN;
     END IF;
 
-    -- v_buf holds what is not sent yet: it is flushed only when more follows,
-    -- so a batch of one chunk (its BEGIN, deletes, rows and COMMIT) goes in
-    -- one round trip
+    v_upsert := pgshadow._apply_mode(p_sub, v_tr, v_full) = 'upsert';
+    -- v_stage and v_buf hold what is not sent yet: they are flushed only when
+    -- more follows, so a batch of one chunk (its BEGIN and staged values,
+    -- then its deletes, rows and COMMIT) goes in two round trips
     -- A full copy replaces the target's rows by DELETE, not TRUNCATE: readers
     -- of the target keep seeing the old rows until the new ones commit
     -- (TRUNCATE would lock them out for the whole copy), and rows other
     -- tables reference may be replaced within deferred constraints (so the
     -- copy defers them: a DEFERRABLE foreign key to the table holds at commit).
-    v_buf := CASE WHEN v_open THEN '' ELSE pgshadow._remote_begin() END || CASE WHEN v_full THEN format(' SET CONSTRAINTS ALL DEFERRED; DELETE FROM %s;', v_dest) ELSE '' END;
+    -- Staged values go first, in a message of their own that opens the
+    -- transaction (none is opened inside a consistent export's); an
+    -- upserting full copy deletes what it did not write at the end.
+    v_stage := CASE WHEN v_staged AND NOT v_open THEN pgshadow._remote_begin() ELSE '' END;
+    v_buf := CASE WHEN v_staged OR v_open THEN '' ELSE pgshadow._remote_begin() END
+          || CASE WHEN v_full THEN ' SET CONSTRAINTS ALL DEFERRED;' ELSE '' END
+          || CASE WHEN v_full AND NOT v_upsert THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
         -- the distinct pending keys, in chunks of v_key_chunk, through one
-        -- cursor: one pass over the shadow table however many chunks there are
+        -- cursor: one pass over the shadow table however many chunks there
+        -- are; each chunk counts its keys and lists those to delete: all of
+        -- them, or (upsert) those without a current row (deleted, or left
+        -- the row filter). A row that comes or goes between this read and
+        -- the read of the rows is shipped by the next batch, as its change
+        -- commits after this batch's snapshot.
         OPEN v_cur FOR EXECUTE format(
-            'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %2$s) AS pgshadow_rn'
-            ' FROM pgshadow.%3$I WHERE %4$s AND shadow_op <> ''T'' GROUP BY %2$s) k'
+            'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %2$s) AS pgshadow_rn, %5$s AS pgshadow_gone'
+            ' FROM pgshadow.%3$I s WHERE %4$s AND shadow_op <> ''T'' GROUP BY %2$s) k'
             ' GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
-            (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
+            (SELECT string_agg(format('array_agg(%I::text) FILTER (WHERE pgshadow_gone)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
             (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-            v_tr.shadow, pgshadow._pending_where('$1', '$2'))
+            v_tr.shadow, pgshadow._pending_where('$1', '$2'),
+            CASE WHEN NOT v_upsert THEN 'true' ELSE
+                format('NOT EXISTS (SELECT FROM %s t WHERE %s AND (%s))', p_sub.tbl,
+                       (SELECT string_agg(format('t.%1$I = s.%1$I', c), ' AND ') FROM unnest(v_tr.key_cols) c),
+                       pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter)) END)
           USING p_old, p_new, v_key_chunk;
         LOOP
             FETCH v_cur INTO v_nkeys, v_karr;
             EXIT WHEN NOT FOUND;
-            IF NOT v_first THEN
-                v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
-                v_buf := '';
-            END IF;
-            v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, v_karr, NULL);
-            v_first := false;
             keys := keys + v_nkeys;
+            CONTINUE WHEN v_karr[1] IS NULL;  -- (upsert) every key of the chunk has a row
+            IF NOT v_first THEN
+                v_busy := pgshadow._remote_flush(p_sub, v_stage, v_buf, v_busy);
+                v_stage := ''; v_buf := '';
+            END IF;
+            v_stage := v_stage || pgshadow._stage_sql('k', v_karr, v_staged);
+            v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, pgshadow._staged('k', v_karr, v_staged), NULL, false);
+            v_first := false;
         END LOOP;
         CLOSE v_cur;
-        IF keys >= v_chunk THEN
+        IF keys >= v_chunk AND v_buf <> '' THEN
             -- more than one chunk of rows follows: the target deletes while
             -- the source reads them (reading starts with a sort of the batch)
-            v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
-            v_buf := '';
+            v_busy := pgshadow._remote_flush(p_sub, v_stage, v_buf, v_busy);
+            v_stage := ''; v_buf := '';
         END IF;
     END IF;
 
@@ -2963,12 +3051,13 @@ BEGIN
         FETCH v_cur INTO v_nrows, v_rarr;
         EXIT WHEN NOT FOUND;
         IF v_rows THEN
-            v_busy := pgshadow._remote_pipe(p_sub, v_buf, v_busy);
-            v_buf := '';
+            v_busy := pgshadow._remote_flush(p_sub, v_stage, v_buf, v_busy);
+            v_stage := ''; v_buf := '';
             -- progress, for other sessions to watch (shadow_progress)
             PERFORM pgshadow._progress(p_sub.id, p_sub.tbl, v_full, upserts, CASE WHEN v_full THEN v_total ELSE keys END);
         END IF;
-        v_buf := v_buf || pgshadow._apply_sql(p_sub, v_tr, v_types, NULL, v_rarr);
+        v_stage := v_stage || pgshadow._stage_sql('r', v_rarr, v_staged);
+        v_buf := v_buf || pgshadow._apply_text(p_sub, v_tr, v_types, NULL, pgshadow._staged('r', v_rarr, v_staged), v_upsert);
         v_rows := true;
         upserts := upserts + v_nrows;
     END LOOP;
@@ -2976,6 +3065,16 @@ BEGIN
     PERFORM set_config('application_name', v_appname, true);
     IF v_busy THEN
         PERFORM pgshadow._remote_wait(p_sub);
+    END IF;
+    IF v_stage <> '' THEN
+        PERFORM pgshadow._remote(p_sub, v_stage);
+    END IF;
+    IF v_full AND v_upsert THEN
+        -- every row of the source was written by this transaction (an
+        -- update too makes a new row version): the others are not in the
+        -- source any more. Rows other tables reference are kept where the
+        -- source kept them, so a non-deferrable foreign key holds.
+        v_buf := v_buf || format(' DELETE FROM %s d WHERE NOT d.xmin OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()::pg_catalog.xid;', v_dest);
     END IF;
     IF NOT v_open THEN
         PERFORM pgshadow._remote(p_sub, v_buf || ' COMMIT;');
