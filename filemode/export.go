@@ -215,8 +215,7 @@ func copyToFile(ctx context.Context, conn *pgx.Conn, path, sql string, m *meter)
 // that no longer resolves must not abort the caller's transaction.
 func rowEstimate(ctx context.Context, conn *pgx.Conn, tbl string) int64 {
 	var n int64
-	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT c.reltuples::bigint FROM pg_catalog.pg_class c
-	        WHERE c.oid = pg_catalog.to_regclass($1)), -1)`, tbl).Scan(&n)
+	err := conn.QueryRow(ctx, `SELECT coalesce(pgshadow._row_estimate(pg_catalog.to_regclass($1)), -1)`, tbl).Scan(&n)
 	if err != nil {
 		return -1
 	}

@@ -340,6 +340,14 @@ BEGIN
     RETURN v;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._row_estimate(p_tbl regclass) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- (pg_partition_tree lists nothing for a table outside any tree)
+    SELECT sum(c.reltuples) FILTER (WHERE c.reltuples >= 0)::bigint
+      FROM pg_class c
+     WHERE c.relkind <> 'p'
+       AND (c.oid = p_tbl OR c.oid IN (SELECT p.relid FROM pg_partition_tree(p_tbl) p))
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._snapshot_between(p_old pg_snapshot, p_new pg_snapshot, p_bound xid8)
 RETURNS pg_snapshot
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -2911,8 +2919,8 @@ DECLARE
     v_busy   boolean := false;
     v_nestloop text;
     v_appname  text := current_setting('application_name');
-    -- NULL when never analyzed (reltuples -1): the total is then unknown
-    v_total    bigint := (SELECT nullif(greatest(c.reltuples, -1), -1)::bigint FROM pg_class c WHERE c.oid = p_sub.tbl);
+    -- NULL when never analyzed: the total is then unknown
+    v_total    bigint := pgshadow._row_estimate(p_sub.tbl);
     -- rows per statement sent: small enough that the target starts applying
     -- early and the source's last chunk, which nothing overlaps, is short
     -- (measured on 100k updated rows: 20k about as fast as 50k or 100k, 5k slower)
@@ -3034,7 +3042,7 @@ BEGIN
     -- ten times as long to build) and the caller's.
     v_nestloop := current_setting('enable_nestloop');
     IF NOT v_full AND keys > 10000
-       AND keys > 0.05 * (SELECT greatest(c.reltuples, 0) FROM pg_class c WHERE c.oid = p_sub.tbl) THEN
+       AND keys > 0.05 * coalesce(v_total, 0) THEN
         PERFORM set_config('enable_nestloop', 'off', true);
     END IF;
     -- the pending keys again, as a plain semi-join source (no grouping or order)

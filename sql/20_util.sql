@@ -120,6 +120,19 @@ BEGIN
 END
 $$;
 
+-- The planner's row count of a table: of a partitioned one, the sum over its
+-- leaves (its own pg_class row counts nothing). NULL when no leaf was ever
+-- analyzed. The total a copy's progress is shown against, and the size a
+-- batch is weighed against when choosing a join.
+CREATE FUNCTION pgshadow._row_estimate(p_tbl regclass) RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- (pg_partition_tree lists nothing for a table outside any tree)
+    SELECT sum(c.reltuples) FILTER (WHERE c.reltuples >= 0)::bigint
+      FROM pg_class c
+     WHERE c.relkind <> 'p'
+       AND (c.oid = p_tbl OR c.oid IN (SELECT p.relid FROM pg_partition_tree(p_tbl) p))
+$$;
+
 -- p_mid: the snapshot that sees what p_old sees plus the transactions below
 -- p_bound that p_new sees. Lets a backlog drain in several batches, each with
 -- a snapshot of its own, without trusting transaction order (see DESIGN.md).

@@ -183,6 +183,29 @@ func TestPendingWhere(t *testing.T) {
 	}
 }
 
+// _row_estimate: the planner's row count, summed over a partitioned
+// table's leaves (whose root counts nothing), NULL before any ANALYZE.
+func TestRowEstimate(t *testing.T) {
+	d := shared(t)
+	d.Exec(t, `CREATE TABLE est_plain (id int PRIMARY KEY);
+		CREATE TABLE est_parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE est_p1 PARTITION OF est_parted FOR VALUES FROM (0) TO (100);
+		CREATE TABLE est_p2 PARTITION OF est_parted FOR VALUES FROM (100) TO (1000)`)
+	for _, tbl := range []string{"est_plain", "est_parted"} {
+		if got := d.QueryString(t, "SELECT coalesce(pgshadow._row_estimate($1::regclass)::text, '<NULL>')", tbl); got != "<NULL>" {
+			t.Errorf("_row_estimate(%s) before ANALYZE: %s, want NULL", tbl, got)
+		}
+	}
+	d.Exec(t, `INSERT INTO est_plain SELECT g FROM generate_series(1, 300) g;
+		INSERT INTO est_parted SELECT g FROM generate_series(0, 399) g;
+		ANALYZE est_plain, est_parted`)
+	for tbl, want := range map[string]int64{"est_plain": 300, "est_parted": 400} {
+		if got := d.QueryInt(t, "SELECT pgshadow._row_estimate($1::regclass)", tbl); got != want {
+			t.Errorf("_row_estimate(%s): %d, want %d", tbl, got, want)
+		}
+	}
+}
+
 // _array_of: the array type a target parses a column's text array literal
 // as, or NULL where the text must go through text[] and a cast per value.
 func TestArrayOf(t *testing.T) {
