@@ -461,8 +461,17 @@ BEGIN
     RETURN v_str;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
+$$;
 
--- code of: sql/25_filter.sql
+-- code of: sql/25_filter_lex.sql
 CREATE OR REPLACE FUNCTION pgshadow._filter_error(p_tbl regclass, p_at integer, p_msg text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -613,6 +622,8 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN 'qid' THEN 'identifier ' || quote_ident(p_v)
                     ELSE quote_literal(p_v) END
 $$;
+
+-- code of: sql/26_filter_types.sql
 CREATE OR REPLACE FUNCTION pgshadow._filter_typename(p_type oid, p_typmod integer) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN f ~ '^(bigint|bit|boolean|character|double precision|integer|interval|numeric|real|smallint|time|timestamp)([ ([]|$)'
@@ -692,75 +703,6 @@ BEGIN
         PERFORM pgshadow._filter_typeof(p_tbl, p_at, p_sql);
         sql := p_sql;
     END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._filter_binop(p_tbl regclass, p_at integer, p_op text,
-    p_l text, p_lu boolean, p_lc boolean, p_r text, p_ru boolean, p_rc boolean,
-    OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_lt oid;
-    v_rt oid;
-BEGIN
-    IF p_lu AND p_ru THEN
-        p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, true, 'text'::regtype);
-        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, true, 'text'::regtype);
-    ELSIF p_lu THEN
-        p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, true, pgshadow._filter_typeof(p_tbl, p_at, p_r));
-    ELSIF p_ru THEN
-        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, true, pgshadow._filter_typeof(p_tbl, p_at, p_l));
-    END IF;
-    IF EXISTS (SELECT FROM pg_operator o WHERE o.oprname = p_op AND o.oprnamespace = 'pg_catalog'::regnamespace
-                  AND (o.oid >= 16384 OR o.oprcode::oid >= 16384)) THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_at, format('operator %s has a variant that is not built in', p_op));
-    END IF;
-    v_lt := pgshadow._filter_typeof(p_tbl, p_at, p_l);
-    v_rt := pgshadow._filter_typeof(p_tbl, p_at, p_r);
-    IF EXISTS (SELECT FROM pg_operator o JOIN pg_proc f ON f.oid = o.oprcode
-                WHERE o.oprname = p_op AND o.oprnamespace = 'pg_catalog'::regnamespace
-                  AND o.oprleft = v_lt AND o.oprright = v_rt AND f.provolatile <> 'i') THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_at, format('operator %s for %s and %s is not immutable',
-                                                            p_op, format_type(v_lt, NULL), format_type(v_rt, NULL)));
-    END IF;
-    SELECT * INTO sql, unk, cnst
-      FROM pgshadow._filter_node(p_tbl, p_at, format('(%s OPERATOR(pg_catalog.%s) %s)', p_l, p_op, p_r), p_lc AND p_rc);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._filter_logic(p_tbl regclass, p_at integer, p_op text,
-    p_l text, p_lu boolean, p_lc boolean, p_r text, p_ru boolean, p_rc boolean,
-    OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, p_lu, 'boolean'::regtype);
-    IF p_op = 'NOT' THEN
-        SELECT * INTO sql, unk, cnst FROM pgshadow._filter_node(p_tbl, p_at, format('(NOT %s)', p_l), p_lc);
-    ELSE
-        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, p_ru, 'boolean'::regtype);
-        SELECT * INTO sql, unk, cnst
-          FROM pgshadow._filter_node(p_tbl, p_at, format('(%s %s %s)', p_l, p_op, p_r), p_lc AND p_rc);
-    END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._filter_chain(p_tbl regclass, p_at integer, p_op text,
-    p_sqls text[], p_unks boolean[], p_cnst boolean, OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_n integer;
-BEGIN
-    FOR v_n IN 1 .. cardinality(p_sqls) LOOP
-        p_sqls[v_n] := pgshadow._filter_coerce(p_tbl, p_at, p_sqls[v_n], p_unks[v_n], 'boolean'::regtype);
-    END LOOP;
-    SELECT * INTO sql, unk, cnst
-      FROM pgshadow._filter_node(p_tbl, p_at, '(' || array_to_string(p_sqls, ' ' || p_op || ' ') || ')', p_cnst);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._filter_is(p_tbl regclass, p_at integer, p_what text, p_x text, p_xu boolean, p_xc boolean,
-    OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    p_x := pgshadow._filter_coerce(p_tbl, p_at, p_x, p_xu,
-                                   CASE WHEN p_what LIKE '%NULL' THEN 'text' ELSE 'boolean' END::regtype);
-    SELECT * INTO sql, unk, cnst FROM pgshadow._filter_node(p_tbl, p_at, format('(%s IS %s)', p_x, p_what), p_xc);
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._filter_typname(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
@@ -878,6 +820,77 @@ BEGIN
       FROM pgshadow._filter_node(p_tbl, p_at, format('CAST(%s AS %s)', p_x, p_typename), p_xu OR p_xc);
 END
 $$;
+
+-- code of: sql/27_filter_parse.sql
+CREATE OR REPLACE FUNCTION pgshadow._filter_binop(p_tbl regclass, p_at integer, p_op text,
+    p_l text, p_lu boolean, p_lc boolean, p_r text, p_ru boolean, p_rc boolean,
+    OUT sql text, OUT unk boolean, OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lt oid;
+    v_rt oid;
+BEGIN
+    IF p_lu AND p_ru THEN
+        p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, true, 'text'::regtype);
+        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, true, 'text'::regtype);
+    ELSIF p_lu THEN
+        p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, true, pgshadow._filter_typeof(p_tbl, p_at, p_r));
+    ELSIF p_ru THEN
+        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, true, pgshadow._filter_typeof(p_tbl, p_at, p_l));
+    END IF;
+    IF EXISTS (SELECT FROM pg_operator o WHERE o.oprname = p_op AND o.oprnamespace = 'pg_catalog'::regnamespace
+                  AND (o.oid >= 16384 OR o.oprcode::oid >= 16384)) THEN
+        PERFORM pgshadow._filter_error(p_tbl, p_at, format('operator %s has a variant that is not built in', p_op));
+    END IF;
+    v_lt := pgshadow._filter_typeof(p_tbl, p_at, p_l);
+    v_rt := pgshadow._filter_typeof(p_tbl, p_at, p_r);
+    IF EXISTS (SELECT FROM pg_operator o JOIN pg_proc f ON f.oid = o.oprcode
+                WHERE o.oprname = p_op AND o.oprnamespace = 'pg_catalog'::regnamespace
+                  AND o.oprleft = v_lt AND o.oprright = v_rt AND f.provolatile <> 'i') THEN
+        PERFORM pgshadow._filter_error(p_tbl, p_at, format('operator %s for %s and %s is not immutable',
+                                                            p_op, format_type(v_lt, NULL), format_type(v_rt, NULL)));
+    END IF;
+    SELECT * INTO sql, unk, cnst
+      FROM pgshadow._filter_node(p_tbl, p_at, format('(%s OPERATOR(pg_catalog.%s) %s)', p_l, p_op, p_r), p_lc AND p_rc);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._filter_logic(p_tbl regclass, p_at integer, p_op text,
+    p_l text, p_lu boolean, p_lc boolean, p_r text, p_ru boolean, p_rc boolean,
+    OUT sql text, OUT unk boolean, OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    p_l := pgshadow._filter_coerce(p_tbl, p_at, p_l, p_lu, 'boolean'::regtype);
+    IF p_op = 'NOT' THEN
+        SELECT * INTO sql, unk, cnst FROM pgshadow._filter_node(p_tbl, p_at, format('(NOT %s)', p_l), p_lc);
+    ELSE
+        p_r := pgshadow._filter_coerce(p_tbl, p_at, p_r, p_ru, 'boolean'::regtype);
+        SELECT * INTO sql, unk, cnst
+          FROM pgshadow._filter_node(p_tbl, p_at, format('(%s %s %s)', p_l, p_op, p_r), p_lc AND p_rc);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._filter_chain(p_tbl regclass, p_at integer, p_op text,
+    p_sqls text[], p_unks boolean[], p_cnst boolean, OUT sql text, OUT unk boolean, OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    FOR v_n IN 1 .. cardinality(p_sqls) LOOP
+        p_sqls[v_n] := pgshadow._filter_coerce(p_tbl, p_at, p_sqls[v_n], p_unks[v_n], 'boolean'::regtype);
+    END LOOP;
+    SELECT * INTO sql, unk, cnst
+      FROM pgshadow._filter_node(p_tbl, p_at, '(' || array_to_string(p_sqls, ' ' || p_op || ' ') || ')', p_cnst);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._filter_is(p_tbl regclass, p_at integer, p_what text, p_x text, p_xu boolean, p_xc boolean,
+    OUT sql text, OUT unk boolean, OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    p_x := pgshadow._filter_coerce(p_tbl, p_at, p_x, p_xu,
+                                   CASE WHEN p_what LIKE '%NULL' THEN 'text' ELSE 'boolean' END::regtype);
+    SELECT * INTO sql, unk, cnst FROM pgshadow._filter_node(p_tbl, p_at, format('(%s IS %s)', p_x, p_what), p_xc);
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._filter_expect(p_tbl regclass, p_k text[], p_v text[], p_pos integer[], i integer, p text)
 RETURNS integer
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -886,6 +899,27 @@ BEGIN
         PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('expected %s, found %s', p, pgshadow._filter_tok(p_k[i], p_v[i])));
     END IF;
     RETURN i + 1;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._filter_list(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
+    INOUT i integer, p_depth integer, p_call boolean, OUT sqls text[], OUT unks boolean[], OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    sqls := '{}'; unks := '{}'; cnst := true;
+    LOOP
+        IF p_call AND (p_k[i] = 'id' AND p_v[i] IN ('distinct', 'all', 'variadic') OR p_k[i] = 'op' AND p_v[i] = '*') THEN
+            PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('unexpected %s in a function call', upper(p_v[i])));
+        END IF;
+        r := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
+        i := r.i;
+        sqls := sqls || r.sql; unks := unks || r.unk;
+        cnst := cnst AND r.cnst;
+        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
+        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
+    END LOOP;
+    i := i + 1;
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._filter_expr(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
@@ -1016,16 +1050,8 @@ BEGIN
                     IF p_k[i] = 'id' AND p_v[i] IN ('select', 'values', 'with', 'table') THEN
                         PERFORM pgshadow._filter_error(p_tbl, p_pos[i], 'subqueries are not allowed');
                     END IF;
-                    v_args := '{}'; v_unks := '{}'; v_cnst := cnst;
-                    LOOP
-                        r2 := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
-                        i := r2.i;
-                        v_args := v_args || r2.sql; v_unks := v_unks || r2.unk;
-                        v_cnst := v_cnst AND r2.cnst;
-                        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
-                        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
-                    END LOOP;
-                    i := i + 1;
+                    r2 := pgshadow._filter_list(p_tbl, p_k, p_v, p_pos, i, p_depth, false);
+                    i := r2.i; v_args := r2.sqls; v_unks := r2.unks; v_cnst := cnst AND r2.cnst;
                     -- the list's type: the tested value's, else the first typed item's, else text
                     IF NOT unk THEN
                         v_typ := pgshadow._filter_typeof(p_tbl, v_at, sql);
@@ -1240,21 +1266,13 @@ BEGIN
                     v_op := 'pg_catalog.' || quote_ident(v_name);
                 END IF;
                 i := i + 2;
-                v_args := '{}'; v_unks := '{}'; v_cnst := true;
-                IF NOT (p_k[i] = 'p' AND p_v[i] = ')') THEN
-                    LOOP
-                        IF p_k[i] = 'id' AND p_v[i] IN ('distinct', 'all', 'variadic') OR p_k[i] = 'op' AND p_v[i] = '*' THEN
-                            PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('unexpected %s in a function call', upper(p_v[i])));
-                        END IF;
-                        r := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
-                        i := r.i;
-                        v_args := v_args || r.sql; v_unks := v_unks || r.unk;
-                        v_cnst := v_cnst AND r.cnst;
-                        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
-                        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
-                    END LOOP;
+                IF p_k[i] = 'p' AND p_v[i] = ')' THEN
+                    v_args := '{}'; v_unks := '{}'; v_cnst := true;
+                    i := i + 1;
+                ELSE
+                    r := pgshadow._filter_list(p_tbl, p_k, p_v, p_pos, i, p_depth, true);
+                    i := r.i; v_args := r.sqls; v_unks := r.unks; v_cnst := r.cnst;
                 END IF;
-                i := i + 1;
                 -- untyped literals: the type of COALESCE's first typed argument, else text
                 v_typ := NULL;
                 IF v_op = 'COALESCE' THEN
@@ -1330,6 +1348,8 @@ BEGIN
     END IF;
 END
 $$;
+
+-- code of: sql/28_filter.sql
 CREATE OR REPLACE FUNCTION pgshadow._filter(p_tbl regclass, p_filter text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1529,8 +1549,442 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    UPDATE pgshadow.tracked t
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
+END
+$$;
 
--- code of: sql/40_track.sql
+-- code of: sql/35_remote.sql
+CREATE OR REPLACE FUNCTION pgshadow._remote_ready(p_conn text, p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl   name := pgshadow._dblink();
+    v_limit interval := pgshadow._remote_timeout();
+    v_start timestamptz := clock_timestamp();
+    v_nap   float8 := 0.0002;  -- doubling to 10ms: a short apply is not slowed down by the polling
+    v_busy  integer;
+BEGIN
+    LOOP
+        EXECUTE format('SELECT %I.dblink_is_busy(%L)', v_dbl, p_conn) INTO v_busy;
+        EXIT WHEN v_busy = 0;
+        IF v_limit > interval '0' AND clock_timestamp() - v_start >= v_limit THEN
+            EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+            RAISE EXCEPTION 'target "%" did not answer within % (pgshadow.remote_timeout); the connection was closed',
+                p_target, v_limit
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'A stopped or unreachable target, or a remote statement that takes longer: raise pgshadow.remote_timeout for the latter.';
+        END IF;
+        PERFORM pg_sleep(v_nap);
+        v_nap := least(v_nap * 2, 0.01);
+    END LOOP;
+EXCEPTION WHEN query_canceled THEN
+    -- a cancel or statement_timeout here: leave nothing in flight on the
+    -- connection (the next call would find it busy)
+    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
+    RAISE;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_post(p_conn text, p_target text, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sent integer;
+BEGIN
+    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', pgshadow._dblink(), p_conn) INTO v_sent USING p_sql;
+    IF v_sent IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'could not send the statements to target "%" (connection lost?)', p_target
+            USING ERRCODE = 'connection_failure';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_drain(p_conn text, p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl name := pgshadow._dblink();
+    v_n   bigint;
+BEGIN
+    LOOP
+        PERFORM pgshadow._remote_ready(p_conn, p_target);
+        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v_n;
+        EXIT WHEN v_n = 0;
+    END LOOP;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_exec(p_conn text, p_target text, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._remote_post(p_conn, p_target, p_sql);
+    PERFORM pgshadow._remote_drain(p_conn, p_target);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_value(p_conn text, p_target text, p_sql text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text;
+BEGIN
+    PERFORM pgshadow._remote_post(p_conn, p_target, p_sql);
+    PERFORM pgshadow._remote_ready(p_conn, p_target);
+    EXECUTE format('SELECT min(v) FROM %I.dblink_get_result(%L) AS r(v text)', pgshadow._dblink(), p_conn) INTO v;
+    PERFORM pgshadow._remote_drain(p_conn, p_target);
+    RETURN v;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._remote_send(p_sub, p_sql);
+    PERFORM pgshadow._remote_wait(p_sub);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_send(p_sub pgshadow.subscription, p_sql text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._remote_post('pgshadow', p_sub.target, p_sql);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_wait(p_sub pgshadow.subscription) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ctx text;
+BEGIN
+    PERFORM pgshadow._remote_drain('pgshadow', p_sub.target);
+EXCEPTION
+    WHEN query_canceled THEN
+        -- the target's statement_timeout (pgshadow.remote_timeout) arrives
+        -- as a cancel. It is this table's failure, not a cancel of this
+        -- session: it names the target and gets SQLSTATE PS002, which WHEN
+        -- OTHERS catches (57014 it does not), so the export goes on with the
+        -- other tables and the async queue records it. A cancel of this
+        -- session stays as it is.
+        GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;
+        IF v_ctx LIKE '%on dblink connection%' THEN
+            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, 'PS002');
+        END IF;
+        RAISE;
+    WHEN OTHERS THEN
+        PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_state = '23503' THEN
+        -- a copy replaces a table's rows by DELETE, and a consistent export
+        -- applies several tables in one transaction: both need the target's
+        -- foreign keys checked at commit
+        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+            USING ERRCODE = p_state,
+                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
+    END IF;
+    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
+        USING ERRCODE = p_state;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_pipe(p_sub pgshadow.subscription, p_sql text, p_busy boolean) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_busy THEN
+        PERFORM pgshadow._remote_wait(p_sub);
+    END IF;
+    PERFORM pgshadow._remote_send(p_sub, p_sql);
+    RETURN true;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_flush(p_sub pgshadow.subscription, p_stage text, p_apply text, p_busy boolean)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_stage <> '' THEN
+        p_busy := pgshadow._remote_pipe(p_sub, p_stage, p_busy);
+    END IF;
+    RETURN pgshadow._remote_pipe(p_sub, p_apply, p_busy);
+END
+$$;
+
+-- code of: sql/36_connect.sql
+CREATE OR REPLACE FUNCTION pgshadow._remote_begin() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp;'
+        || (SELECT string_agg(format(' SET LOCAL %I = %L;', name, setting), '') FROM pgshadow._settings())
+        || format(' SET LOCAL statement_timeout = %L;',
+                  (extract(epoch FROM pgshadow._remote_timeout()) * 1000)::bigint::text)
+        || format(' SET LOCAL pgshadow.origin = %L;', pgshadow._node())
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._node() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._node_id() RETURNS uuid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT id FROM pgshadow.node
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._connect(p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+    v_peer   text;
+    v_msg    text;
+    v_detail text;
+    v_hint   text;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
+    ELSIF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" is a file target; ship to it with the pgshadow export command', p_target
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM pgshadow._disconnect();
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
+        -- a target running pgshadow applies through pgshadow.apply()
+        -- (conflict detection), and is told which node this is
+        v_peer := pgshadow._peer_probe('pgshadow', p_target);
+    EXCEPTION
+    WHEN query_canceled THEN
+        -- statement_timeout or a cancel while connecting (on PostgreSQL 16
+        -- and later the only bound of a connect to a target that accepts
+        -- TCP and never answers): still a cancel, naming the target
+        PERFORM pgshadow._disconnect();
+        RAISE EXCEPTION 'pgshadow: connecting to target "%" (foreign server "%") was cancelled: %', p_target, v_server, SQLERRM
+            USING ERRCODE = 'query_canceled';
+    WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        PERFORM pgshadow._disconnect();
+        v_msg := format('pgshadow: cannot connect to target "%s" (foreign server "%s"): %s', p_target, v_server, v_msg)
+              || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END;
+        IF v_detail = '' AND v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE;
+        ELSIF v_hint = '' THEN
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail;
+        ELSE
+            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
+        END IF;
+    END;
+    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer = 'off' THEN 'off' ELSE 'on' END, true);
+    PERFORM set_config('pgshadow.peer_id', CASE WHEN v_peer NOT IN ('on', 'off') THEN v_peer ELSE '' END, true);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._target_is_peer() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT current_setting('pgshadow.peer', true) IS NOT DISTINCT FROM 'on'
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._target_knows_ids() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(current_setting('pgshadow.peer_id', true), '') <> ''
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._in_consistent_export() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_stack text;
+BEGIN
+    IF current_setting('pgshadow.consistent_batch', true) IS DISTINCT FROM 'on' THEN
+        RETURN false;
+    END IF;
+    GET DIAGNOSTICS v_stack = PG_CONTEXT;
+    RETURN strpos(v_stack, 'pgshadow._export_consistent(') > 0;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._learn(p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name;
+    v_peer   text;
+BEGIN
+    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
+    IF v_server IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
+        v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow_peer');
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L) FROM pg_catalog.unnest(%I.dblink_get_connections()) c WHERE c = %L',
+                       v_dbl, 'pgshadow_peer', v_dbl, 'pgshadow_peer');
+        RAISE EXCEPTION 'pgshadow: cannot ask target "%" (foreign server "%") which node it is: %', p_target, v_server, SQLERRM
+            USING ERRCODE = SQLSTATE;
+    END;
+    RETURN v_peer;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._peer_probe(p_conn text, p_target text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_kind text;
+    v_who  text;
+BEGIN
+    v_kind := pgshadow._remote_value(p_conn, p_target,
+        'SELECT CASE WHEN pg_catalog.to_regprocedure(''pgshadow._node_id()'') IS NOT NULL THEN ''id'''
+        ' WHEN pg_catalog.to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL'
+        ' THEN ''on'' ELSE ''off'' END');
+    IF v_kind <> 'id' THEN
+        PERFORM pgshadow._learn_peer(p_target, NULL, NULL);
+        RETURN v_kind;
+    END IF;
+    -- the id first: it has a fixed length, the name may hold anything
+    v_who := pgshadow._remote_value(p_conn, p_target, 'SELECT pgshadow._node_id()::text || '' '' || pgshadow._node()');
+    PERFORM pgshadow._learn_peer(p_target, left(v_who, 36)::uuid, substr(v_who, 38));
+    RETURN left(v_who, 36);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._disconnect() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl  name := pgshadow._dblink();
+    v_open boolean;
+BEGIN
+    EXECUTE format('SELECT %L = ANY (%I.dblink_get_connections())', 'pgshadow', v_dbl) INTO v_open;
+    IF v_open THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow');
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t pgshadow.target%ROWTYPE;
+BEGIN
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND OR NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT DISTINCT FROM p_id AND v_t.peer_node IS NOT DISTINCT FROM p_node THEN
+        RETURN true;  -- known: no write (every export asks)
+    END IF;
+    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_id IS DISTINCT FROM p_id THEN
+        RAISE WARNING 'pgshadow: target "%" now reaches %, not node "%" (id %) as before', p_target,
+            CASE WHEN p_id IS NULL THEN 'a database without pgshadow node id' ELSE format('node "%s" (id %s)', p_node, p_id) END,
+            v_t.peer_node, v_t.peer_id
+            USING DETAIL = 'The node was moved, copied or restored (it then has a new id), or the foreign server points elsewhere. Recorded.';
+    ELSIF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_node IS DISTINCT FROM p_node THEN
+        RAISE NOTICE 'pgshadow: target "%" reaches node "%" (id %), renamed from "%"', p_target, p_node, p_id, v_t.peer_node;
+    END IF;
+    UPDATE pgshadow.target SET peer_id = p_id, peer_node = p_node, peer_at = now() WHERE name = p_target;
+    RETURN true;
+END
+$$;
+
+-- code of: sql/37_apply.sql
+CREATE OR REPLACE FUNCTION pgshadow._dollar(p text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tag text := '$s$';
+    v_n   integer := 0;
+BEGIN
+    WHILE strpos(p, v_tag) > 0 LOOP
+        v_n := v_n + 1;
+        v_tag := '$s' || v_n || '$';
+    END LOOP;
+    RETURN v_tag || p || v_tag;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._array_of(p_type text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_type || '[]' FROM pg_type y
+     WHERE y.oid = to_regtype(p_type) AND y.typdelim = ',' AND y.typcategory <> 'A' AND y.typarray <> 0
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._apply_text(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                     p_keys text[], p_rows text[], p_upsert boolean) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
+               (SELECT format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
+                       p_sub.dest_schema, p_sub.dest_table,
+                       string_agg(format('%s::%s', v, coalesce(y, 'text[]')), ', ' ORDER BY i),
+                       string_agg(quote_ident(c), ', ' ORDER BY i),
+                       string_agg(format('d.%1$I = k.%1$I', c) || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ' AND ' ORDER BY i))
+                  FROM unnest(p_tr.key_cols, p_tr.key_types, p_keys) WITH ORDINALITY AS u(c, t, v, i),
+                       LATERAL pgshadow._array_of(t) AS y)
+           END
+        || CASE WHEN p_rows IS NULL THEN '' ELSE
+               (SELECT format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s',
+                       p_sub.dest_schema, p_sub.dest_table,
+                       string_agg(quote_ident(c), ', ' ORDER BY i),
+                       string_agg(format('unnest(%s::%s)', v, coalesce(y, 'text[]'))
+                                  || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ', ' ORDER BY i))
+                  FROM unnest(p_sub.columns, p_types, p_rows) WITH ORDINALITY AS u(c, t, v, i),
+                       LATERAL pgshadow._array_of(t) AS y)
+               || CASE WHEN NOT p_upsert THEN '' ELSE
+                      format(' ON CONFLICT (%s) DO ', (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c))
+                      || coalesce((SELECT 'UPDATE SET ' || string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
+                                     FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols)),
+                                  'NOTHING')  -- only key columns shipped: nothing to update
+                  END
+               || ';'
+           END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
+                                    p_keys text[], p_rows text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._apply_text(p_sub, p_tr, p_types, pgshadow._staged('k', p_keys, false),
+                                pgshadow._staged('r', p_rows, false), false)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._stage_sql(p_prefix text, p_vals text[], p_staged boolean) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(string_agg(format(' SET LOCAL pgshadow.%s%s = %s;', p_prefix, i, pgshadow._dollar(v)), '' ORDER BY i), '')
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i) WHERE p_staged
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._staged(p_prefix text, p_vals text[], p_staged boolean) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(CASE WHEN p_staged THEN format('pg_catalog.current_setting(%L)', 'pgshadow.' || p_prefix || i)
+                          ELSE pgshadow._dollar(v) END ORDER BY i)
+      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._apply_mode(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_full boolean) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dest  text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
+    v_key   text := format('i.indnkeyatts = %s AND i.indexprs IS NULL AND i.indpred IS NULL'
+                           ' AND i.indisunique AND i.indimmediate AND i.indisvalid'
+                           ' AND ARRAY(SELECT a.attname FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS u(n, o)'
+                           ' JOIN pg_catalog.pg_attribute a ON a.attrelid = r AND a.attnum = u.n WHERE u.o <= i.indnkeyatts) OPERATOR(pg_catalog.@>) %L::pg_catalog.name[]',
+                           cardinality(p_tr.key_cols), p_tr.key_cols);
+    v_other name[] := ARRAY(SELECT c FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols));
+    v_mode  text;
+BEGIN
+    v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
+        'SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND %1$s)'
+        ' AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND (i.indisunique OR i.indisexclusion) AND NOT (%1$s)'
+        '   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = r AND c.condeferred))'
+        ' AND pg_catalog.has_table_privilege(r, ''SELECT'')'
+        ' AND NOT EXISTS (SELECT FROM pg_catalog.unnest(%2$L::pg_catalog.name[]) c WHERE NOT EXISTS ('
+        '   SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = r AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped'
+        '   AND a.attidentity <> ''a'' AND a.attgenerated = '''' AND pg_catalog.has_column_privilege(r, a.attnum, ''UPDATE'')))'
+        ' THEN ''upsert'' ELSE ''replace'' END FROM pg_catalog.to_regclass(%3$L) r WHERE r IS NOT NULL',
+        v_key, v_other, v_dest));
+    IF v_mode = 'upsert' AND p_full THEN
+        v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
+            'SELECT CASE WHEN EXISTS (SELECT FROM %s) THEN ''upsert'' ELSE ''replace'' END', v_dest));
+    END IF;
+    RETURN coalesce(v_mode, 'replace');  -- no such table: the apply fails, naming it
+EXCEPTION WHEN OTHERS THEN
+    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
+END
+$$;
+
+-- code of: sql/38_track_plan.sql
 CREATE OR REPLACE FUNCTION pgshadow._key(p_tbl regclass, OUT cols name[], OUT types text[])
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT array_agg(a.attname ORDER BY k.ord),
@@ -1543,6 +1997,37 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
       JOIN pg_type t ON t.oid = a.atttypid
      WHERE i.indrelid = p_tbl AND i.indisprimary
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._columns(p_tbl regclass, p_columns text[], p_keys name[]) RETURNS name[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all  name[];
+    v_bad  text;
+BEGIN
+    SELECT array_agg(attname ORDER BY attnum) INTO v_all
+      FROM pg_attribute
+     WHERE attrelid = p_tbl AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
+    IF p_columns IS NULL THEN
+        RETURN v_all;
+    END IF;
+    SELECT string_agg(c, ', ') INTO v_bad FROM unnest(p_columns) c WHERE c::name <> ALL (v_all);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: table % has no shippable column(s) %', p_tbl, v_bad
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Columns must exist and not be generated.';
+    END IF;
+    SELECT string_agg(k, ', ') INTO v_bad FROM unnest(p_keys) k WHERE k <> ALL (p_columns::name[]);
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: the columns shipped from % must include its primary key (missing: %)', p_tbl, v_bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT count(DISTINCT c) FROM unnest(p_columns) c) <> cardinality(p_columns) THEN
+        RAISE EXCEPTION 'pgshadow: column list for % names a column twice', p_tbl
+            USING ERRCODE = 'duplicate_column';
+    END IF;
+    -- keep the table's column order: the target maps by name anyway
+    RETURN ARRAY(SELECT a FROM unnest(v_all) a WHERE a = ANY (p_columns::name[]));
+END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._trigger_plan(p_rel regclass, p_fn text, p_cols name[], p_partitioned boolean) RETURNS SETOF text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -1791,6 +2276,8 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- code of: sql/40_track.sql
 CREATE OR REPLACE FUNCTION pgshadow._make_shadow(p_tbl regclass) RETURNS regclass
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1939,6 +2426,32 @@ END
 $$;
 COMMENT ON FUNCTION shadow_untrack(regclass) IS
     'pgshadow: stop capturing a table and drop its shadow table (idempotent)';
+CREATE OR REPLACE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v     record;
+    v_rel regclass;
+BEGIN
+    FOR v_rel IN SELECT p_tbl UNION SELECT t.relid FROM pg_partition_tree(p_tbl) t LOOP
+    FOR v IN SELECT * FROM (VALUES
+            ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
+            ('pgshadow_sync_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
+            ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
+    LOOP
+        IF NOT p_on THEN
+            -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
+            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
+                EXECUTE format('DROP TRIGGER %I ON %s', v.name, v_rel);
+            END IF;
+        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
+                           v.name, v.event, v_rel, v.referencing);
+        END IF;
+    END LOOP;
+    END LOOP;
+END
+$$;
 
 -- code of: sql/45_drop_watch.sql
 CREATE OR REPLACE FUNCTION pgshadow._on_drop() RETURNS event_trigger
@@ -2192,34 +2705,6 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION shadow_alter_target(text, boolean) IS
     'pgshadow: consistent => true ships every table of the target at one snapshot in one remote transaction';
-CREATE OR REPLACE FUNCTION pgshadow._learn_peer(p_target text, p_id uuid, p_node text) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_t pgshadow.target%ROWTYPE;
-BEGIN
-    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target;
-    IF NOT FOUND OR NOT pg_has_role(pgshadow._caller(), v_t.owner, 'MEMBER') THEN
-        RETURN false;
-    END IF;
-    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT DISTINCT FROM p_id AND v_t.peer_node IS NOT DISTINCT FROM p_node THEN
-        RETURN true;  -- known: no write (every export asks)
-    END IF;
-    SELECT * INTO v_t FROM pgshadow.target WHERE name = p_target FOR NO KEY UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    IF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_id IS DISTINCT FROM p_id THEN
-        RAISE WARNING 'pgshadow: target "%" now reaches %, not node "%" (id %) as before', p_target,
-            CASE WHEN p_id IS NULL THEN 'a database without pgshadow node id' ELSE format('node "%s" (id %s)', p_node, p_id) END,
-            v_t.peer_node, v_t.peer_id
-            USING DETAIL = 'The node was moved, copied or restored (it then has a new id), or the foreign server points elsewhere. Recorded.';
-    ELSIF v_t.peer_at IS NOT NULL AND v_t.peer_id IS NOT NULL AND v_t.peer_node IS DISTINCT FROM p_node THEN
-        RAISE NOTICE 'pgshadow: target "%" reaches node "%" (id %), renamed from "%"', p_target, p_node, p_id, v_t.peer_node;
-    END IF;
-    UPDATE pgshadow.target SET peer_id = p_id, peer_node = p_node, peer_at = now() WHERE name = p_target;
-    RETURN true;
-END
-$$;
 CREATE OR REPLACE FUNCTION shadow_learn_peer(target text, OUT node text, OUT node_id uuid)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2237,116 +2722,380 @@ END
 $$;
 COMMENT ON FUNCTION shadow_learn_peer(text) IS
     'pgshadow: ask a target which pgshadow node it reaches and record it (mesh peers are found by it); NULL: none';
-CREATE OR REPLACE FUNCTION pgshadow._add_subscription(
-    p_target text, p_tbl regclass, p_dest_schema name, p_dest_table name, p_columns name[],
-    p_row_filter text, p_mode text, p_on_conflict text, p_needs_copy boolean)
-RETURNS pgshadow.subscription
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_caller name := pgshadow._caller();
-    v_sub    pgshadow.subscription;
-    v_target pgshadow.target;
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, v_caller);
-    -- The subscriber must be able to use the target itself: its batches will
-    -- only ever be applied with its own (or its table owner's) user mapping,
-    -- and nobody may aim them at a target it could not write to on its own.
-    SELECT * INTO v_target FROM pgshadow.target WHERE name = p_target;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
-    ELSIF v_target.server IS NOT NULL THEN
-        IF NOT has_server_privilege(v_caller, v_target.server, 'USAGE') THEN
-            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no USAGE on its foreign server "%"',
-                p_tbl, p_target, v_caller, v_target.server
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %I, and CREATE USER MAPPING FOR %I SERVER %I.',
-                                    v_target.server, v_caller, v_caller, v_target.server);
-        END IF;
-        IF NOT EXISTS (SELECT FROM pg_user_mappings m
-                        WHERE m.srvname = v_target.server AND (m.umuser = 0 OR m.usename = v_caller)) THEN
-            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no user mapping for foreign server "%"',
-                p_tbl, p_target, v_caller, v_target.server
-                USING ERRCODE = 'insufficient_privilege',
-                      HINT = format('CREATE USER MAPPING FOR %I SERVER %I OPTIONS (user ..., password ...).',
-                                    v_caller, v_target.server);
-        END IF;
-    ELSIF NOT pg_has_role(v_caller, v_target.owner, 'USAGE') THEN
-        RAISE EXCEPTION 'pgshadow: cannot subscribe % to file target "%": it belongs to role %', p_tbl, p_target, v_target.owner
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
-    END IF;
-    -- stamps the xid history this first watermark belongs to (and
-    -- re-baselines the others if the database was moved)
-    PERFORM pgshadow._check_history(p_tbl);
-    INSERT INTO pgshadow.subscription
-           (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
-            snapshot, needs_copy, created_by, all_columns)
-    -- only a canonical filter is ever stored (it is pasted into every
-    -- exporter's SQL), also when this helper is called directly
-    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, coalesce(p_columns, pgshadow._columns(p_tbl, NULL, NULL)),
-            pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
-            pgshadow._snapshot(), p_needs_copy, v_caller, p_columns IS NULL)
-    RETURNING * INTO v_sub;
-    PERFORM pgshadow._refresh_notify(p_tbl);
-    RETURN v_sub;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._drop_subscription(p_target text, p_tbl regclass) RETURNS boolean
+
+-- code of: sql/55_multimaster.sql
+CREATE OR REPLACE VIEW shadow_conflicts WITH (security_barrier) AS
+SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
+  FROM pgshadow.conflict
+ WHERE pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl);
+COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row (tables the viewer may SELECT)';
+CREATE OR REPLACE FUNCTION pgshadow._log_conflict(p_tbl regclass, p_key jsonb, p_origin text, p_policy text, p_resolution text,
+                                       p_remote_at timestamptz, p_local_at timestamptz, p_remote_row jsonb, p_local_row jsonb)
+RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    DELETE FROM pgshadow.subscription WHERE target = p_target AND tbl = p_tbl;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM pgshadow._refresh_notify(p_tbl);
-    PERFORM pgshadow._purge(p_tbl);
-    RETURN true;
+    INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row)
+    VALUES (p_tbl, p_key, p_origin, pgshadow._node(), p_policy, p_resolution, p_remote_at, p_local_at, p_remote_row, p_local_row)
+    ON CONFLICT DO NOTHING;
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._columns(p_tbl regclass, p_columns text[], p_keys name[]) RETURNS name[]
+CREATE OR REPLACE FUNCTION pgshadow._versions(p_tbl regclass) RETURNS name
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+    v_name name;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl FOR UPDATE;
+    IF v_tr.versions IS NOT NULL THEN
+        RETURN v_tr.versions;
+    END IF;
+    v_name := left(v_tr.shadow, 59) || '_ver';
+    EXECUTE format('CREATE TABLE pgshadow.%I (%s, at timestamptz NOT NULL, node text COLLATE "C" NOT NULL, PRIMARY KEY (%s))',
+                   v_name,
+                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c));
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON pgshadow.%I TO %I', v_name,
+                   (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
+    UPDATE pgshadow.tracked SET versions = v_name WHERE tbl = p_tbl;
+    RETURN v_name;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._peer_gate(p_dest regclass, p_target text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
+    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_target FOR SHARE NOWAIT;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'pgshadow: % is exporting % to target "%" right now; retry', pgshadow._node(), p_dest, p_target
+        USING ERRCODE = 'lock_not_available';
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._peer_target(p_tbl regclass, p_origin text, p_origin_id uuid) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_t   record;
+    v_id  text;
+    v_hit text;
+BEGIN
+    IF p_origin_id IS NULL THEN
+        RETURN (SELECT s.target FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.target = p_origin);
+    END IF;
+    FOR v_t IN SELECT t.name, t.peer_id, t.peer_node, t.peer_at
+                 FROM pgshadow.subscription s JOIN pgshadow.target t ON t.name = s.target
+                WHERE s.tbl = p_tbl AND t.server IS NOT NULL ORDER BY t.name LOOP
+        v_id := v_t.peer_id::text;
+        IF v_t.peer_at IS NULL OR (v_t.peer_node = p_origin AND v_t.peer_id IS DISTINCT FROM p_origin_id) THEN
+            BEGIN
+                v_id := pgshadow._learn(v_t.name);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE EXCEPTION 'pgshadow: % cannot tell whether target "%" reaches node "%", which sent changes of %: %',
+                    pgshadow._node(), v_t.name, p_origin, p_tbl, SQLERRM
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = format('On %s, SELECT shadow_learn_peer(%L) as the target''s owner records what it reaches.',
+                                        pgshadow._node(), v_t.name);
+            END;
+        END IF;
+        IF v_id = p_origin_id::text THEN
+            IF v_hit IS NOT NULL THEN
+                RAISE EXCEPTION 'pgshadow: targets "%" and "%" of % both reach node "%"', v_hit, v_t.name, pgshadow._node(), p_origin
+                    USING ERRCODE = 'duplicate_object', HINT = format('Subscribe %s to one of them only.', p_tbl);
+            END IF;
+            v_hit := v_t.name;
+        END IF;
+    END LOOP;
+    RETURN v_hit;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_policy <> 'source_wins' AND NOT pgshadow._target_is_peer() THEN
+        RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
+            p_tbl, p_target, p_policy
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Install pgshadow on the target database, or subscribe with on_conflict => source_wins.';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr      pgshadow.tracked;
+    v_peer    text;      -- the target here that reaches the origin
+    v_snap    pg_snapshot;
+    v_ver     name;
+    v_kcols   name[];
+    v_ktypes  text[];
+    v_ctypes  text[];
+    v_klist   text;
+    v_kin     text;      -- typed incoming keys with their versions
+    v_rin     text;      -- incoming rows, as text
+    v_match   text;
+    v_kept    text[] := '{}';
+    v_n       bigint := 0;
+    v_c       record;
+    v_remote  boolean;
+    v_me      text := pgshadow._node();
+BEGIN
+    IF p_policy NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
+        RAISE EXCEPTION 'pgshadow: unknown conflict policy %', p_policy USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+      INTO v_kcols, v_ktypes
+      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = p_dest AND i.indisprimary;
+    IF v_kcols IS NULL THEN
+        RAISE EXCEPTION 'pgshadow: cannot apply to %: it has no primary key', p_dest USING ERRCODE = 'invalid_table_definition';
+    END IF;
+    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.i) INTO v_ctypes
+      FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)
+      JOIN pg_attribute a ON a.attrelid = p_dest AND a.attname = u.c AND a.attnum > 0 AND NOT a.attisdropped;
+    IF coalesce(cardinality(v_ctypes), 0) <> cardinality(p_columns) THEN
+        RAISE EXCEPTION 'pgshadow: % lacks some of the columns %', p_dest, p_columns USING ERRCODE = 'undefined_column';
+    END IF;
+
+    v_klist := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c);
+    v_kin := format('SELECT %s, u.pgshadow_at, u.pgshadow_node FROM unnest(%s, $2, $6) AS u(%s, pgshadow_at, pgshadow_node)',
+        (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+        (SELECT string_agg(format('$1[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_kcols)) i),
+        v_klist);
+    v_rin := format('SELECT * FROM unnest(%s) AS r(%s)',
+        (SELECT string_agg(format('$3[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(p_columns)) i),
+        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c));
+    v_match := (SELECT string_agg(format('d.%1$I = k.%1$I', c), ' AND ') FROM unnest(v_kcols) c);
+
+    SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
+    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
+        v_peer := pgshadow._peer_target(p_dest, p_origin, p_origin_id);
+        PERFORM pgshadow._peer_gate(p_dest, v_peer);
+        v_ver := pgshadow._versions(p_dest);
+        -- the watermark tells unshipped local changes: one of another xid
+        -- history (this node was moved) is re-baselined first
+        PERFORM pgshadow._check_history(p_dest);
+        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = v_peer;
+        -- every incoming key this node has a version of: its own changes
+        -- (pending = not yet shipped to the origin) and what it applied before
+        FOR v_c IN EXECUTE format(
+            'WITH k AS (%1$s), r AS (%2$s),'
+            ' l AS (SELECT %3$s, max(shadow_at) AS at,'
+            '              bool_or($4 IS NOT NULL AND %11$s) AS pending'
+            '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
+            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
+            '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN l.at ELSE v.at END AS cur_at,'
+            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN $7 ELSE v.node END AS cur_node,'
+            '        (SELECT to_jsonb(r) FROM r WHERE %7$s) AS remote_row,'
+            '        (SELECT to_jsonb(d) FROM %8$s d WHERE %9$s) AS local_row'
+            '   FROM k LEFT JOIN l USING (%3$s) LEFT JOIN pgshadow.%10$I v USING (%3$s)'
+            '  WHERE l.at IS NOT NULL OR v.at IS NOT NULL',
+            v_kin, v_rin, v_klist, v_tr.shadow,
+            (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
+            (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
+            (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+            p_dest, v_match, v_ver, pgshadow._unshipped_where('$4'))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
+        LOOP
+            v_remote := CASE p_policy
+                 WHEN 'latest' THEN (v_c.remote_at, v_c.remote_node COLLATE "C") > (v_c.cur_at, v_c.cur_node COLLATE "C")
+                 WHEN 'source_wins' THEN true
+                 ELSE NOT v_c.pending     -- target_wins, error: a pending local change stays
+               END;
+            IF v_remote THEN
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'remote_applied',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
+            ELSE
+                v_kept := v_kept || v_c.ident;
+                IF v_c.pending THEN
+                    v_n := v_n + 1;
+                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'local_kept',
+                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
+                END IF;
+            END IF;
+        END LOOP;
+        -- remember the version of everything applied
+        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node) SELECT %2$s, pgshadow_at, pgshadow_node FROM (%3$s) k'
+                       ' WHERE NOT ROW(%4$s)::text = ANY ($5)'
+                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
+                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
+                       v_ver, v_klist, v_kin,
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
+    END IF;
+
+    -- Keys without an incoming row are deletes; rows are upserted, not
+    -- deleted and re-inserted, because this node's own writers may insert the
+    -- same key while the batch applies (a conflict decided by the next exchange).
+    IF p_keys IS NOT NULL THEN
+        EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)'
+                       ' AND NOT EXISTS (SELECT FROM (%s) r WHERE %s)',
+                       p_dest, v_kin, v_match,
+                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
+                       v_rin,
+                       (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
+    END IF;
+    IF p_rows IS NOT NULL THEN
+        EXECUTE format('INSERT INTO %s AS d (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)'
+                       ' ON CONFLICT (%s) DO UPDATE SET %s',
+                       p_dest,
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c),
+                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
+                       v_rin,
+                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
+                       v_klist,
+                       coalesce((SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
+                                   FROM unnest(p_columns) c WHERE c <> ALL (v_kcols)),
+                                format('%1$I = EXCLUDED.%1$I', v_kcols[1])))
+          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
+    END IF;
+    RETURN v_n;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
+                               p_nodes text[], p_columns name[], p_rows text[])
+RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow.apply(p_origin, p_dest, p_policy, p_keys, p_at, p_nodes, p_columns, p_rows, NULL::uuid)
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
+                                       OUT at timestamptz[], OUT nodes text[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_all  name[];
-    v_bad  text;
+    v_tr pgshadow.tracked;
+    v_me text := pgshadow._node();
 BEGIN
-    SELECT array_agg(attname ORDER BY attnum) INTO v_all
-      FROM pg_attribute
-     WHERE attrelid = p_tbl AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
-    IF p_columns IS NULL THEN
-        RETURN v_all;
+    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
+    IF v_tr.versions IS NULL THEN
+        at := p_at;
+        nodes := array_fill(v_me, ARRAY[cardinality(p_at)]);
+        RETURN;
     END IF;
-    SELECT string_agg(c, ', ') INTO v_bad FROM unnest(p_columns) c WHERE c::name <> ALL (v_all);
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'pgshadow: table % has no shippable column(s) %', p_tbl, v_bad
-            USING ERRCODE = 'undefined_column',
-                  HINT = 'Columns must exist and not be generated.';
-    END IF;
-    SELECT string_agg(k, ', ') INTO v_bad FROM unnest(p_keys) k WHERE k <> ALL (p_columns::name[]);
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'pgshadow: the columns shipped from % must include its primary key (missing: %)', p_tbl, v_bad
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (SELECT count(DISTINCT c) FROM unnest(p_columns) c) <> cardinality(p_columns) THEN
-        RAISE EXCEPTION 'pgshadow: column list for % names a column twice', p_tbl
-            USING ERRCODE = 'duplicate_column';
-    END IF;
-    -- keep the table's column order: the target maps by name anyway
-    RETURN ARRAY(SELECT a FROM unnest(v_all) a WHERE a = ANY (p_columns::name[]));
+    EXECUTE format('SELECT array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN k.at ELSE v.at END ORDER BY k.i),'
+                   ' array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN $3 ELSE v.node END ORDER BY k.i)'
+                   ' FROM (SELECT %s, u.at, u.i FROM unnest(%s, $2) WITH ORDINALITY AS u(%s, at, i)) k'
+                   ' LEFT JOIN pgshadow.%I v USING (%s)',
+                   (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS x(c, t)),
+                   (SELECT string_agg(format('($1::text[])[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_tr.key_cols)) i),
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
+                   v_tr.versions,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c))
+       INTO at, nodes
+      USING (SELECT array_agg(a::text[]) FROM unnest(p_keys) a), p_at, v_me;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p_keys text[], p_at timestamptz[], p_rows text[])
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_n      bigint;
+    v        record;
+    v_detail text;
+BEGIN
+    v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
+    -- a peer with node ids is told which node this is (a peer before 0.2.0
+    -- only by name)
+    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[]%s)',
+                   pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
+                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
+                   CASE WHEN pgshadow._target_knows_ids() THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
+    RETURN v_n;
+EXCEPTION WHEN OTHERS THEN
+    -- the peer's DETAIL says why (a mapping role that does not own the
+    -- table); it goes into the message, which is what an export reports
+    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
+    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
+        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
+        || CASE WHEN v_detail <> '' THEN ' (' || v_detail || ')' ELSE '' END
+        USING ERRCODE = SQLSTATE;
 END
 $$;
 
--- code of: sql/60_ship.sql
-CREATE OR REPLACE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+-- code of: sql/58_failures.sql
+CREATE OR REPLACE VIEW shadow_errors WITH (security_barrier) AS
+SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
+  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
+COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
+CREATE OR REPLACE VIEW shadow_failures WITH (security_barrier) AS
+SELECT s.target, s.tbl AS "table", f.sqlstate, f.message, f.at
+  FROM pgshadow.failure f JOIN pgshadow.subscription s ON s.id = f.sub_id
+ WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
+COMMENT ON VIEW shadow_failures IS 'pgshadow: recent failures (the last 100 per subscription, 30 days), of the tables the viewer may SELECT';
+CREATE OR REPLACE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
+    VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
+    ON CONFLICT (sub_id) DO UPDATE
+       SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
+           attempts = e.attempts + 1,
+           -- jitter: two peers whose exports collide do not retry in lockstep
+           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
+                                             * (0.75 + random() / 2);
+    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now,
+                                     failures = failures + 1
+     WHERE id = p_id;
+    -- the history (sql/10_catalog.sql), kept to its bound: this
+    -- subscription's last 100, and nobody's older than 30 days
+    INSERT INTO pgshadow.failure (sub_id, target, tbl, sqlstate, message, at)
+    SELECT s.id, s.target, s.tbl, p_sqlstate, left(p_message, 2000), v_now
+      FROM pgshadow.subscription s WHERE s.id = p_id;
+    DELETE FROM pgshadow.failure
+     WHERE sub_id = p_id
+       AND id <= (SELECT f.id FROM pgshadow.failure f WHERE f.sub_id = p_id ORDER BY f.id DESC OFFSET 100 LIMIT 1);
+    DELETE FROM pgshadow.failure WHERE at < v_now - interval '30 days';
+END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
-                  p_old, p_new, pgshadow._unshipped_where(p_old))
+CREATE OR REPLACE FUNCTION pgshadow.record_failure(target text, sqlstate text, message text, async_only boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id bigint;
+    v_n  integer := 0;
+BEGIN
+    IF record_failure.sqlstate IS NULL OR record_failure.sqlstate !~ '^[0-9A-Z]{5}$' THEN
+        RAISE EXCEPTION 'pgshadow: record_failure: % is not a SQLSTATE (five digits or capital letters)',
+            coalesce(quote_literal(record_failure.sqlstate), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF record_failure.target IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = record_failure.target) THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', record_failure.target USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
+                 WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
+                   AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
+                   AND pgshadow._may_export(pgshadow._caller(), s.tbl)
+                 ORDER BY s.id LOOP
+        PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
+                                         coalesce(record_failure.message, 'pgshadow: unknown failure'));
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
 $$;
+COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
+    'pgshadow: record a failed call (export, run) on the caller''s subscriptions of a target; returns how many';
+CREATE OR REPLACE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    DELETE FROM pgshadow.error WHERE sub_id = p_id;
+END
+$$;
+
+-- code of: sql/59_batch_sql.sql
 CREATE OR REPLACE FUNCTION pgshadow._after(p_alias text, p_cols name[], p_types text[], p_after text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format('(%2$s IS NULL OR (%1$s) > (%3$s))',
@@ -2466,6 +3215,21 @@ BEGIN
     RETURN p_sub;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._set_columns(p_id bigint, p_columns name[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub pgshadow.subscription;
+BEGIN
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
+    IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
+        RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
+            p_id, v_sub.tbl, p_columns
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgshadow.subscription SET columns = p_columns WHERE id = p_id;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._chunk_sql(p_sub pgshadow.subscription, p_keys_sql text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -2482,369 +3246,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM pgshadow.tracked t, unnest(t.key_cols) c WHERE t.tbl = p_sub.tbl) k,
          (SELECT string_agg(format('array_agg(%I::text)::text', c), ', ') AS cagg
             FROM unnest(p_sub.columns) c) c
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_begin() RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'BEGIN; SET LOCAL search_path = pg_catalog, pg_temp;'
-        || (SELECT string_agg(format(' SET LOCAL %I = %L;', name, setting), '') FROM pgshadow._settings())
-        || format(' SET LOCAL statement_timeout = %L;',
-                  (extract(epoch FROM pgshadow._remote_timeout()) * 1000)::bigint::text)
-        || format(' SET LOCAL pgshadow.origin = %L;', pgshadow._node())
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._node() RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(nullif(current_setting('pgshadow.node_name', true), ''), current_database())
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._node_id() RETURNS uuid
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT id FROM pgshadow.node
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_ready(p_conn text, p_target text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl   name := pgshadow._dblink();
-    v_limit interval := pgshadow._remote_timeout();
-    v_start timestamptz := clock_timestamp();
-    v_nap   float8 := 0.0002;  -- doubling to 10ms: a short apply is not slowed down by the polling
-    v_busy  integer;
-BEGIN
-    LOOP
-        EXECUTE format('SELECT %I.dblink_is_busy(%L)', v_dbl, p_conn) INTO v_busy;
-        EXIT WHEN v_busy = 0;
-        IF v_limit > interval '0' AND clock_timestamp() - v_start >= v_limit THEN
-            EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
-            RAISE EXCEPTION 'target "%" did not answer within % (pgshadow.remote_timeout); the connection was closed',
-                p_target, v_limit
-                USING ERRCODE = 'connection_failure',
-                      HINT = 'A stopped or unreachable target, or a remote statement that takes longer: raise pgshadow.remote_timeout for the latter.';
-        END IF;
-        PERFORM pg_sleep(v_nap);
-        v_nap := least(v_nap * 2, 0.01);
-    END LOOP;
-EXCEPTION WHEN query_canceled THEN
-    -- a cancel or statement_timeout here: leave nothing in flight on the
-    -- connection (the next call would find it busy)
-    EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, p_conn);
-    RAISE;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_exec(p_conn text, p_target text, p_sql text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl  name := pgshadow._dblink();
-    v_sent integer;
-    v_n    bigint;
-BEGIN
-    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
-    IF v_sent IS DISTINCT FROM 1 THEN
-        RAISE EXCEPTION 'could not send the statements to target "%" (connection lost?)', p_target
-            USING ERRCODE = 'connection_failure';
-    END IF;
-    LOOP
-        PERFORM pgshadow._remote_ready(p_conn, p_target);
-        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, p_conn) INTO v_n;
-        EXIT WHEN v_n = 0;
-    END LOOP;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_value(p_conn text, p_target text, p_sql text) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl  name := pgshadow._dblink();
-    v_sent integer;
-    v      text;
-    v_n    bigint;
-BEGIN
-    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', v_dbl, p_conn) INTO v_sent USING p_sql;
-    IF v_sent IS DISTINCT FROM 1 THEN
-        RAISE EXCEPTION 'could not send a query to target "%" (connection lost?)', p_target
-            USING ERRCODE = 'connection_failure';
-    END IF;
-    PERFORM pgshadow._remote_ready(p_conn, p_target);
-    EXECUTE format('SELECT min(v) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v;
-    LOOP  -- collect the end of the results, so the connection is free again
-        PERFORM pgshadow._remote_ready(p_conn, p_target);
-        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(v text)', v_dbl, p_conn) INTO v_n;
-        EXIT WHEN v_n = 0;
-    END LOOP;
-    RETURN v;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote(p_sub pgshadow.subscription, p_sql text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_ctx text;
-BEGIN
-    PERFORM pgshadow._remote_exec('pgshadow', p_sub.target, p_sql);
-EXCEPTION
-    WHEN query_canceled THEN
-        -- the target's statement_timeout (pgshadow.remote_timeout) arrives
-        -- as a cancel. It is this table's failure, not a cancel of this
-        -- session: it names the target and gets SQLSTATE PS002, which WHEN
-        -- OTHERS catches (57014 it does not), so the export goes on with the
-        -- other tables and the async queue records it. A cancel of this
-        -- session stays as it is.
-        GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;
-        IF v_ctx LIKE '%on dblink connection%' THEN
-            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, 'PS002');
-        END IF;
-        RAISE;
-    WHEN OTHERS THEN
-        PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_send(p_sub pgshadow.subscription, p_sql text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_sent integer;
-BEGIN
-    EXECUTE format('SELECT %I.dblink_send_query(%L, $1)', pgshadow._dblink(), 'pgshadow') INTO v_sent USING p_sql;
-    IF v_sent IS DISTINCT FROM 1 THEN
-        RAISE EXCEPTION 'could not send the statements (connection lost?)' USING ERRCODE = 'connection_failure';
-    END IF;
-EXCEPTION WHEN OTHERS THEN
-    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_wait(p_sub pgshadow.subscription) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl name := pgshadow._dblink();
-    v_n   bigint;
-    v_ctx text;
-BEGIN
-    LOOP
-        PERFORM pgshadow._remote_ready('pgshadow', p_sub.target);
-        EXECUTE format('SELECT count(*) FROM %I.dblink_get_result(%L) AS r(status text)', v_dbl, 'pgshadow') INTO v_n;
-        EXIT WHEN v_n = 0;
-    END LOOP;
-EXCEPTION
-    WHEN query_canceled THEN
-        GET STACKED DIAGNOSTICS v_ctx = PG_EXCEPTION_CONTEXT;  -- as in _remote
-        IF v_ctx LIKE '%on dblink connection%' THEN
-            PERFORM pgshadow._remote_failed(p_sub, SQLERRM, 'PS002');
-        END IF;
-        RAISE;
-    WHEN OTHERS THEN
-        PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_failed(p_sub pgshadow.subscription, p_message text, p_state text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF p_state = '23503' THEN
-        -- a copy replaces a table's rows by DELETE, and a consistent export
-        -- applies several tables in one transaction: both need the target's
-        -- foreign keys checked at commit
-        RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
-            p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
-            USING ERRCODE = p_state,
-                  HINT = 'Declare the foreign key DEFERRABLE on the target (ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE): pgshadow defers constraints to the commit of copies and consistent exports (shadow_alter_target).';
-    END IF;
-    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
-        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, p_message
-        USING ERRCODE = p_state;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._connect(p_target text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl    name := pgshadow._dblink();
-    v_server name;
-    v_peer   text;
-    v_msg    text;
-    v_detail text;
-    v_hint   text;
-BEGIN
-    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
-    ELSIF v_server IS NULL THEN
-        RAISE EXCEPTION 'pgshadow: target "%" is a file target; ship to it with the pgshadow export command', p_target
-            USING ERRCODE = 'wrong_object_type';
-    END IF;
-    PERFORM pgshadow._disconnect();
-    BEGIN
-        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
-        -- a target running pgshadow applies through pgshadow.apply()
-        -- (conflict detection), and is told which node this is
-        v_peer := pgshadow._peer_probe('pgshadow', p_target);
-    EXCEPTION
-    WHEN query_canceled THEN
-        -- statement_timeout or a cancel while connecting (on PostgreSQL 16
-        -- and later the only bound of a connect to a target that accepts
-        -- TCP and never answers): still a cancel, naming the target
-        PERFORM pgshadow._disconnect();
-        RAISE EXCEPTION 'pgshadow: connecting to target "%" (foreign server "%") was cancelled: %', p_target, v_server, SQLERRM
-            USING ERRCODE = 'query_canceled';
-    WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        PERFORM pgshadow._disconnect();
-        v_msg := format('pgshadow: cannot connect to target "%s" (foreign server "%s"): %s', p_target, v_server, v_msg)
-              || CASE WHEN v_detail <> '' THEN ': ' || regexp_replace(btrim(v_detail, E' \n'), '\s*\n\s*', ' ', 'g') ELSE '' END;
-        IF v_detail = '' AND v_hint = '' THEN
-            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE;
-        ELSIF v_hint = '' THEN
-            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail;
-        ELSE
-            RAISE EXCEPTION USING MESSAGE = v_msg, ERRCODE = SQLSTATE, DETAIL = v_detail, HINT = v_hint;
-        END IF;
-    END;
-    PERFORM set_config('pgshadow.peer', CASE WHEN v_peer = 'off' THEN 'off' ELSE 'on' END, true);
-    PERFORM set_config('pgshadow.peer_id', CASE WHEN v_peer NOT IN ('on', 'off') THEN v_peer ELSE '' END, true);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._learn(p_target text) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl    name := pgshadow._dblink();
-    v_server name;
-    v_peer   text;
-BEGIN
-    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
-    IF v_server IS NULL THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
-    END IF;
-    BEGIN
-        EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
-        v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
-        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow_peer');
-    EXCEPTION WHEN OTHERS THEN
-        EXECUTE format('SELECT %I.dblink_disconnect(%L) FROM pg_catalog.unnest(%I.dblink_get_connections()) c WHERE c = %L',
-                       v_dbl, 'pgshadow_peer', v_dbl, 'pgshadow_peer');
-        RAISE EXCEPTION 'pgshadow: cannot ask target "%" (foreign server "%") which node it is: %', p_target, v_server, SQLERRM
-            USING ERRCODE = SQLSTATE;
-    END;
-    RETURN v_peer;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._peer_probe(p_conn text, p_target text) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_kind text;
-    v_who  text;
-BEGIN
-    v_kind := pgshadow._remote_value(p_conn, p_target,
-        'SELECT CASE WHEN pg_catalog.to_regprocedure(''pgshadow._node_id()'') IS NOT NULL THEN ''id'''
-        ' WHEN pg_catalog.to_regprocedure(''pgshadow.apply(text,regclass,text,text[],timestamptz[],text[],name[],text[])'') IS NOT NULL'
-        ' THEN ''on'' ELSE ''off'' END');
-    IF v_kind <> 'id' THEN
-        PERFORM pgshadow._learn_peer(p_target, NULL, NULL);
-        RETURN v_kind;
-    END IF;
-    -- the id first: it has a fixed length, the name may hold anything
-    v_who := pgshadow._remote_value(p_conn, p_target, 'SELECT pgshadow._node_id()::text || '' '' || pgshadow._node()');
-    PERFORM pgshadow._learn_peer(p_target, left(v_who, 36)::uuid, substr(v_who, 38));
-    RETURN left(v_who, 36);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._disconnect() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dbl  name := pgshadow._dblink();
-    v_open boolean;
-BEGIN
-    EXECUTE format('SELECT %L = ANY (%I.dblink_get_connections())', 'pgshadow', v_dbl) INTO v_open;
-    IF v_open THEN
-        EXECUTE format('SELECT %I.dblink_disconnect(%L)', v_dbl, 'pgshadow');
-    END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._dollar(p text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tag text := '$s$';
-    v_n   integer := 0;
-BEGIN
-    WHILE strpos(p, v_tag) > 0 LOOP
-        v_n := v_n + 1;
-        v_tag := '$s' || v_n || '$';
-    END LOOP;
-    RETURN v_tag || p || v_tag;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._array_of(p_type text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_type || '[]' FROM pg_type y
-     WHERE y.oid = to_regtype(p_type) AND y.typdelim = ',' AND y.typcategory <> 'A' AND y.typarray <> 0
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._apply_text(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
-                                     p_keys text[], p_rows text[], p_upsert boolean) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_keys IS NULL THEN '' ELSE
-               (SELECT format(' DELETE FROM %I.%I d USING unnest(%s) AS k(%s) WHERE %s;',
-                       p_sub.dest_schema, p_sub.dest_table,
-                       string_agg(format('%s::%s', v, coalesce(y, 'text[]')), ', ' ORDER BY i),
-                       string_agg(quote_ident(c), ', ' ORDER BY i),
-                       string_agg(format('d.%1$I = k.%1$I', c) || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ' AND ' ORDER BY i))
-                  FROM unnest(p_tr.key_cols, p_tr.key_types, p_keys) WITH ORDINALITY AS u(c, t, v, i),
-                       LATERAL pgshadow._array_of(t) AS y)
-           END
-        || CASE WHEN p_rows IS NULL THEN '' ELSE
-               (SELECT format(' INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s',
-                       p_sub.dest_schema, p_sub.dest_table,
-                       string_agg(quote_ident(c), ', ' ORDER BY i),
-                       string_agg(format('unnest(%s::%s)', v, coalesce(y, 'text[]'))
-                                  || CASE WHEN y IS NULL THEN '::' || t ELSE '' END, ', ' ORDER BY i))
-                  FROM unnest(p_sub.columns, p_types, p_rows) WITH ORDINALITY AS u(c, t, v, i),
-                       LATERAL pgshadow._array_of(t) AS y)
-               || CASE WHEN NOT p_upsert THEN '' ELSE
-                      format(' ON CONFLICT (%s) DO ', (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c))
-                      || coalesce((SELECT 'UPDATE SET ' || string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
-                                     FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols)),
-                                  'NOTHING')  -- only key columns shipped: nothing to update
-                  END
-               || ';'
-           END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._apply_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_types text[],
-                                    p_keys text[], p_rows text[]) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pgshadow._apply_text(p_sub, p_tr, p_types, pgshadow._staged('k', p_keys, false),
-                                pgshadow._staged('r', p_rows, false), false)
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._stage_sql(p_prefix text, p_vals text[], p_staged boolean) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(string_agg(format(' SET LOCAL pgshadow.%s%s = %s;', p_prefix, i, pgshadow._dollar(v)), '' ORDER BY i), '')
-      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i) WHERE p_staged
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._staged(p_prefix text, p_vals text[], p_staged boolean) RETURNS text[]
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT array_agg(CASE WHEN p_staged THEN format('pg_catalog.current_setting(%L)', 'pgshadow.' || p_prefix || i)
-                          ELSE pgshadow._dollar(v) END ORDER BY i)
-      FROM unnest(p_vals) WITH ORDINALITY AS u(v, i)
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._apply_mode(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_full boolean) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dest  text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
-    v_key   text := format('i.indnkeyatts = %s AND i.indexprs IS NULL AND i.indpred IS NULL'
-                           ' AND i.indisunique AND i.indimmediate AND i.indisvalid'
-                           ' AND ARRAY(SELECT a.attname FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS u(n, o)'
-                           ' JOIN pg_catalog.pg_attribute a ON a.attrelid = r AND a.attnum = u.n WHERE u.o <= i.indnkeyatts) OPERATOR(pg_catalog.@>) %L::pg_catalog.name[]',
-                           cardinality(p_tr.key_cols), p_tr.key_cols);
-    v_other name[] := ARRAY(SELECT c FROM unnest(p_sub.columns) c WHERE c <> ALL (p_tr.key_cols));
-    v_mode  text;
-BEGIN
-    v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
-        'SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND %1$s)'
-        ' AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = r AND (i.indisunique OR i.indisexclusion) AND NOT (%1$s)'
-        '   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = r AND c.condeferred))'
-        ' AND pg_catalog.has_table_privilege(r, ''SELECT'')'
-        ' AND NOT EXISTS (SELECT FROM pg_catalog.unnest(%2$L::pg_catalog.name[]) c WHERE NOT EXISTS ('
-        '   SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = r AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped'
-        '   AND a.attidentity <> ''a'' AND a.attgenerated = '''' AND pg_catalog.has_column_privilege(r, a.attnum, ''UPDATE'')))'
-        ' THEN ''upsert'' ELSE ''replace'' END FROM pg_catalog.to_regclass(%3$L) r WHERE r IS NOT NULL',
-        v_key, v_other, v_dest));
-    IF v_mode = 'upsert' AND p_full THEN
-        v_mode := pgshadow._remote_value('pgshadow', p_sub.target, format(
-            'SELECT CASE WHEN EXISTS (SELECT FROM %s) THEN ''upsert'' ELSE ''replace'' END', v_dest));
-    END IF;
-    RETURN coalesce(v_mode, 'replace');  -- no such table: the apply fails, naming it
-EXCEPTION WHEN OTHERS THEN
-    PERFORM pgshadow._remote_failed(p_sub, SQLERRM, SQLSTATE);
-END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._row_chunks_sql(p_sub pgshadow.subscription, p_keys_sql text, p_one_chunk boolean)
 RETURNS text
@@ -2866,24 +3267,62 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                              p_keys_sql) END)
       FROM pgshadow.tracked t WHERE t.tbl = p_sub.tbl
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_pipe(p_sub pgshadow.subscription, p_sql text, p_busy boolean) RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF p_busy THEN
-        PERFORM pgshadow._remote_wait(p_sub);
-    END IF;
-    PERFORM pgshadow._remote_send(p_sub, p_sql);
-    RETURN true;
-END
+CREATE OR REPLACE FUNCTION pgshadow._pending_keys_sql(p_tr pgshadow.tracked) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('SELECT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''',
+                  (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
+                  p_tr.shadow, pgshadow._pending_where('$1', '$2'))
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_flush(p_sub pgshadow.subscription, p_stage text, p_apply text, p_busy boolean)
-RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION pgshadow._key_chunks_sql(p_sub pgshadow.subscription, p_tr pgshadow.tracked, p_upsert boolean)
+RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format(
+        'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %2$s) AS pgshadow_rn, %5$s AS pgshadow_gone'
+        ' FROM pgshadow.%3$I s WHERE %4$s AND shadow_op <> ''T'' GROUP BY %2$s) k'
+        ' GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
+        (SELECT string_agg(format('array_agg(%I::text) FILTER (WHERE pgshadow_gone)::text', c), ', ') FROM unnest(p_tr.key_cols) c),
+        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_tr.key_cols) c),
+        p_tr.shadow, pgshadow._pending_where('$1', '$2'),
+        CASE WHEN NOT p_upsert THEN 'true' ELSE
+            format('NOT EXISTS (SELECT FROM %s t WHERE %s AND (%s))', p_sub.tbl,
+                   (SELECT string_agg(format('t.%1$I = s.%1$I', c), ' AND ') FROM unnest(p_tr.key_cols) c),
+                   pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter)) END)
+$$;
+
+-- code of: sql/60_ship.sql
+CREATE OR REPLACE FUNCTION pgshadow._ship_peer(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
+                                    p_chunk integer, p_open boolean,
+                                    OUT keys bigint, OUT upserts bigint, OUT conflicts bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+AS $$
+DECLARE
+    v_keys  text := pgshadow._chunk_sql(p_sub);
+    v_after text[];
+    v_last  text[];
+    v_nkeys bigint;
+    v_nrows bigint;
+    v_karr  text[];
+    v_rarr  text[];
+    v_at    timestamptz[];
 BEGIN
-    IF p_stage <> '' THEN
-        p_busy := pgshadow._remote_pipe(p_sub, p_stage, p_busy);
+    keys := 0; upserts := 0; conflicts := 0;
+    IF NOT p_open THEN
+        PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
     END IF;
-    RETURN pgshadow._remote_pipe(p_sub, p_apply, p_busy);
+    LOOP
+        EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
+        IF v_nkeys > 0 THEN
+            conflicts := conflicts + pgshadow._remote_apply(p_sub, v_karr, v_at, CASE WHEN v_nrows > 0 THEN v_rarr END);
+        END IF;
+        keys := keys + v_nkeys;
+        upserts := upserts + v_nrows;
+        EXIT WHEN v_nkeys < p_chunk;
+        v_after := v_last;
+    END LOOP;
+    IF NOT p_open THEN
+        PERFORM pgshadow._remote(p_sub, 'COMMIT');
+    END IF;
 END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p_new pg_snapshot,
@@ -2900,14 +3339,10 @@ DECLARE
     v_types  text[] := pgshadow._column_types(p_sub);
     v_dest   text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
     v_full   boolean;
-    v_keys   text;
-    v_after  text[];
-    v_last   text[];
     v_nkeys  bigint;
     v_nrows  bigint;
     v_karr   text[];
     v_rarr   text[];
-    v_at     timestamptz[];
     v_buf    text;                -- statements to apply, naming no row value
     v_stage  text;                -- what they apply, staged (_stage_sql); sent first
     v_upsert boolean;
@@ -2933,16 +3368,8 @@ DECLARE
     v_key_chunk integer := greatest(p_chunk, 1000000);
     -- a consistent export (shadow_export) holds one remote transaction open
     -- for all the target's tables: then this batch neither begins nor ends it
-    v_open   boolean := current_setting('pgshadow.consistent_batch', true) IS NOT DISTINCT FROM 'on';
-    v_stack  text;
+    v_open   boolean := pgshadow._in_consistent_export();
 BEGIN
-    IF v_open THEN
-        -- only _export_consistent's transaction counts: a caller who sets the
-        -- setting herself must not get a batch applied without its BEGIN
-        -- (the fixed settings) and COMMIT
-        GET DIAGNOSTICS v_stack = PG_CONTEXT;
-        v_open := strpos(v_stack, 'pgshadow._export_consistent(') > 0;
-    END IF;
     PERFORM pgshadow._check_policy(p_sub.tbl, p_sub.target, p_sub.on_conflict);
     SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_sub.tbl;
     keys := 0; upserts := 0; deletes := 0; truncated := false; conflicts := 0;
@@ -2953,26 +3380,9 @@ BEGIN
     END IF;
     v_full := p_copy OR truncated;
 
-    IF current_setting('pgshadow.peer', true) = 'on' AND NOT v_full THEN
-        -- A peer applies each chunk through pgshadow.apply(), which needs a
-        -- chunk's keys and rows together to resolve conflicts.
-        IF NOT v_open THEN
-            PERFORM pgshadow._remote(p_sub, pgshadow._remote_begin());
-        END IF;
-        v_keys := pgshadow._chunk_sql(p_sub);
-        LOOP
-            EXECUTE v_keys INTO v_nkeys, v_nrows, v_last, v_karr, v_rarr, v_at USING p_old, p_new, v_after, p_chunk;
-            IF v_nkeys > 0 THEN
-                conflicts := conflicts + pgshadow._remote_apply(p_sub, v_karr, v_at, CASE WHEN v_nrows > 0 THEN v_rarr END);
-            END IF;
-            keys := keys + v_nkeys;
-            upserts := upserts + v_nrows;
-            EXIT WHEN v_nkeys < p_chunk;
-            v_after := v_last;
-        END LOOP;
-        IF NOT v_open THEN
-            PERFORM pgshadow._remote(p_sub, 'COMMIT');
-        END IF;
+    IF pgshadow._target_is_peer() AND NOT v_full THEN
+        SELECT p.keys, p.upserts, p.conflicts INTO keys, upserts, conflicts
+          FROM pgshadow._ship_peer(p_sub, p_old, p_new, p_chunk, v_open) p;
         deletes := keys - upserts;
         RETURN;
     END IF;
@@ -2994,24 +3404,11 @@ BEGIN
           || CASE WHEN v_full THEN ' SET CONSTRAINTS ALL DEFERRED;' ELSE '' END
           || CASE WHEN v_full AND NOT v_upsert THEN format(' DELETE FROM %s;', v_dest) ELSE '' END;
     IF NOT v_full THEN
-        -- the distinct pending keys, in chunks of v_key_chunk, through one
-        -- cursor: one pass over the shadow table however many chunks there
-        -- are; each chunk counts its keys and lists those to delete: all of
-        -- them, or (upsert) those without a current row (deleted, or left
-        -- the row filter). A row that comes or goes between this read and
-        -- the read of the rows is shipped by the next batch, as its change
-        -- commits after this batch's snapshot.
-        OPEN v_cur FOR EXECUTE format(
-            'SELECT count(*), ARRAY[%1$s] FROM (SELECT %2$s, row_number() OVER (ORDER BY %2$s) AS pgshadow_rn, %5$s AS pgshadow_gone'
-            ' FROM pgshadow.%3$I s WHERE %4$s AND shadow_op <> ''T'' GROUP BY %2$s) k'
-            ' GROUP BY (pgshadow_rn - 1) / $3 ORDER BY (pgshadow_rn - 1) / $3',
-            (SELECT string_agg(format('array_agg(%I::text) FILTER (WHERE pgshadow_gone)::text', c), ', ') FROM unnest(v_tr.key_cols) c),
-            (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-            v_tr.shadow, pgshadow._pending_where('$1', '$2'),
-            CASE WHEN NOT v_upsert THEN 'true' ELSE
-                format('NOT EXISTS (SELECT FROM %s t WHERE %s AND (%s))', p_sub.tbl,
-                       (SELECT string_agg(format('t.%1$I = s.%1$I', c), ' AND ') FROM unnest(v_tr.key_cols) c),
-                       pgshadow._filter_sql(p_sub.tbl, p_sub.row_filter)) END)
+        -- the keys to delete, in chunks of v_key_chunk (_key_chunks_sql). A
+        -- row that comes or goes between this read and the read of the rows
+        -- is shipped by the next batch, as its change commits after this
+        -- batch's snapshot.
+        OPEN v_cur FOR EXECUTE pgshadow._key_chunks_sql(p_sub, v_tr, v_upsert)
           USING p_old, p_new, v_key_chunk;
         LOOP
             FETCH v_cur INTO v_nkeys, v_karr;
@@ -3046,12 +3443,9 @@ BEGIN
        AND keys > 0.05 * coalesce(v_total, 0) THEN
         PERFORM set_config('enable_nestloop', 'off', true);
     END IF;
-    -- the pending keys again, as a plain semi-join source (no grouping or order)
+    -- the pending keys again, as a plain semi-join source (_pending_keys_sql)
     OPEN v_cur FOR EXECUTE pgshadow._row_chunks_sql(p_sub,
-            CASE WHEN v_full THEN NULL
-                 ELSE format('SELECT %s FROM pgshadow.%I WHERE %s AND shadow_op <> ''T''',
-                             (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-                             v_tr.shadow, pgshadow._pending_where('$1', '$2')) END,
+            CASE WHEN v_full THEN NULL ELSE pgshadow._pending_keys_sql(v_tr) END,
             NOT v_full AND keys < v_chunk)
         USING p_old, p_new, v_chunk;
     PERFORM set_config('enable_nestloop', v_nestloop, true);
@@ -3098,89 +3492,118 @@ BEGIN
     END IF;
 END
 $$;
-
--- code of: sql/70_export.sql
-CREATE OR REPLACE FUNCTION pgshadow._lock_subscription(p_id bigint) RETURNS pgshadow.subscription
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_sub    pgshadow.subscription;
-    v_shadow name;
-    v_owner  name;
-BEGIN
-    -- every export path comes here before it reads a watermark: a database
-    -- moved into another xid history is re-baselined first
-    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
-    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
-    END IF;
-    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
-    -- the table may have changed owner since it was tracked
-    SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
-      FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
-    IF NOT has_table_privilege(v_owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
-        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_owner);
-    END IF;
-    -- a role the owner granted exports reads the changed keys with its own
-    -- rights (it may SELECT the table); shadow_revoke_export takes this back
-    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl)
-       AND NOT has_table_privilege(pgshadow._caller(), format('pgshadow.%I', v_shadow), 'SELECT') THEN
-        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, pgshadow._caller());
-    END IF;
-    RETURN v_sub;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._advance(p_id bigint, p_snapshot pg_snapshot, p_keys bigint, p_batches integer)
+CREATE OR REPLACE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
 RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT set_config('application_name',
+                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
+                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
+                      true)
+$$;
+
+-- code of: sql/62_grant.sql
+CREATE OR REPLACE FUNCTION pgshadow._grant_export(p_tbl regclass, p_grantee regrole, p_on boolean) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_tbl regclass;
+    v_caller name := pgshadow._caller();
+    v_shadow name;
+    v_found  boolean;
 BEGIN
-    SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
-    PERFORM pgshadow._check_may_export(v_tbl, pgshadow._caller());
-    -- A watermark is a snapshot of this server's past: one ahead of its
-    -- transaction counter would make the next export re-baseline every
-    -- subscription of every role (pgshadow._history_break).
-    IF pg_snapshot_xmax(p_snapshot) > greatest(pg_snapshot_xmax(pg_current_snapshot()),
-                                                (pg_current_xact_id()::text::numeric + 1)::text::xid8) THEN
-        RAISE EXCEPTION 'pgshadow: watermark % of subscription % is in the future of this server (next transaction %)',
-            p_snapshot, p_id, pg_snapshot_xmax(pg_current_snapshot())
-            USING ERRCODE = 'invalid_parameter_value';
+    PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    SELECT t.shadow INTO v_shadow FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: % is not tracked', p_tbl USING ERRCODE = 'undefined_object';
     END IF;
-    UPDATE pgshadow.subscription
-       SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
-           keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
-           last_error = NULL, last_error_at = NULL
-     WHERE id = p_id;
-    IF p_batches > 0 THEN
-        DELETE FROM pgshadow.error WHERE sub_id = p_id;
+    IF p_grantee IS NULL OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p_grantee) THEN
+        RAISE EXCEPTION 'pgshadow: role % does not exist', p_grantee USING ERRCODE = 'undefined_object';
     END IF;
+    IF NOT p_on THEN
+        DELETE FROM pgshadow.export_grant g WHERE g.tbl = p_tbl AND g.grantee = p_grantee;
+        v_found := FOUND;
+        -- the shadow table was granted at its first export; a role that acts
+        -- for the table keeps what owning it gives
+        IF NOT pgshadow._acts_for((SELECT r.rolname FROM pg_roles r WHERE r.oid = p_grantee), p_tbl) THEN
+            EXECUTE format('REVOKE SELECT ON pgshadow.%I FROM %s', v_shadow, p_grantee);
+        END IF;
+        RETURN v_found;
+    END IF;
+    -- an export reads the rows with the exporter's own rights: all of them,
+    -- or it would ship deletes for the rows its row policies hide
+    IF NOT has_table_privilege(p_grantee, p_tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'pgshadow: role % may not SELECT %, so it cannot export it', p_grantee, p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT ON %s TO %s first.', p_tbl, p_grantee);
+    END IF;
+    INSERT INTO pgshadow.export_grant (tbl, grantee, granted_by) VALUES (p_tbl, p_grantee, v_caller)
+        ON CONFLICT (tbl, grantee) DO NOTHING;
+    RETURN FOUND;
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._set_columns(p_id bigint, p_columns name[]) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION shadow_grant_export(tbl regclass, grantee regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._grant_export(tbl, grantee, true)
+$$;
+COMMENT ON FUNCTION shadow_grant_export(regclass, regrole) IS
+    'pgshadow: let a role export (and see the status of) a table''s subscriptions without owning the table';
+CREATE OR REPLACE FUNCTION shadow_revoke_export(tbl regclass, grantee regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgshadow._grant_export(tbl, grantee, false)
+$$;
+COMMENT ON FUNCTION shadow_revoke_export(regclass, regrole) IS
+    'pgshadow: take back shadow_grant_export; returns false if the role had no such grant';
+CREATE OR REPLACE FUNCTION pgshadow._owner_logs_in_as(p_id bigint, p_login name) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_sub pgshadow.subscription;
+    v_sub   pgshadow.subscription;
+    v_user  text;
+    v_found boolean;
 BEGIN
-    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id;
+    SELECT * INTO v_sub FROM pgshadow.subscription s WHERE s.id = p_id;
     PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
-    IF NOT v_sub.all_columns OR p_columns IS DISTINCT FROM pgshadow._columns(v_sub.tbl, NULL, NULL) THEN
-        RAISE EXCEPTION 'pgshadow: subscription % of % ships a column list of its own, or % are not its columns',
-            p_id, v_sub.tbl, p_columns
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    UPDATE pgshadow.subscription SET columns = p_columns WHERE id = p_id;
+    BEGIN
+        SELECT true, (SELECT substr(o, 6) FROM unnest(m.umoptions) o WHERE o LIKE 'user=%')
+          INTO v_found, v_user
+          FROM pgshadow.target t
+          JOIN pg_foreign_server fs ON fs.srvname = t.server
+          JOIN pg_class c ON c.oid = v_sub.tbl
+          JOIN pg_user_mapping m ON m.umserver = fs.oid AND m.umuser IN (c.relowner, 0)
+         WHERE t.name = v_sub.target
+         ORDER BY m.umuser = 0
+         LIMIT 1;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'pgshadow: export grants need pgshadow installed by a superuser (it reads the table owner''s user mapping)'
+            USING ERRCODE = 'insufficient_privilege';
+    END;
+    RETURN coalesce(v_found AND v_user = p_login, false);
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._record_error(p_target text, p_error text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION pgshadow._check_grantee_reads_all(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE pgshadow.subscription s
-       SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
-     WHERE s.target = p_target
-       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+    IF NOT pgshadow._acts_for(pgshadow._caller(), p_tbl) AND row_security_active(p_tbl) THEN
+        RAISE EXCEPTION 'pgshadow: role % may not export %: row security hides rows of it from the role', pgshadow._caller(), p_tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An export must read every row; export as the table''s owner, or exempt the role from the table''s policies.';
+    END IF;
 END
 $$;
+CREATE OR REPLACE FUNCTION pgshadow._check_export_login(p_sub pgshadow.subscription) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_login name;
+BEGIN
+    PERFORM pgshadow._check_grantee_reads_all(p_sub.tbl);
+    v_login := pgshadow._remote_value('pgshadow', p_sub.target, 'SELECT session_user::text');
+    IF NOT pgshadow._owner_logs_in_as(p_sub.id, v_login) THEN
+        RAISE EXCEPTION 'pgshadow: role % may export % to target "%" only as the target role its owner''s user mapping names; its own logs in as %',
+            pgshadow._caller(), p_sub.tbl, p_sub.target, v_login
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Give the exporting role a user mapping for the same target user as the table owner''s (with its password).';
+    END IF;
+END
+$$;
+
+-- code of: sql/63_purge.sql
 CREATE OR REPLACE FUNCTION pgshadow._purge(p_tbl regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3289,6 +3712,106 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION pgshadow._drop_backlogs(pgshadow.tracked, interval) FROM PUBLIC;
+
+-- code of: sql/65_subscription.sql
+CREATE OR REPLACE FUNCTION pgshadow._lock_subscription(p_id bigint) RETURNS pgshadow.subscription
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub    pgshadow.subscription;
+    v_shadow name;
+    v_owner  name;
+BEGIN
+    -- every export path comes here before it reads a watermark: a database
+    -- moved into another xid history is re-baselined first
+    PERFORM pgshadow._check_history((SELECT s.tbl FROM pgshadow.subscription s WHERE s.id = p_id));
+    SELECT * INTO v_sub FROM pgshadow.subscription WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: subscription % does not exist', p_id USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
+    -- the table may have changed owner since it was tracked
+    SELECT t.shadow, c.relowner::regrole::name INTO v_shadow, v_owner
+      FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE t.tbl = v_sub.tbl;
+    IF NOT has_table_privilege(v_owner, format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, v_owner);
+    END IF;
+    -- a role the owner granted exports reads the changed keys with its own
+    -- rights (it may SELECT the table); shadow_revoke_export takes this back
+    IF NOT pgshadow._acts_for(pgshadow._caller(), v_sub.tbl)
+       AND NOT has_table_privilege(pgshadow._caller(), format('pgshadow.%I', v_shadow), 'SELECT') THEN
+        EXECUTE format('GRANT SELECT ON pgshadow.%I TO %I', v_shadow, pgshadow._caller());
+    END IF;
+    RETURN v_sub;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._add_subscription(
+    p_target text, p_tbl regclass, p_dest_schema name, p_dest_table name, p_columns name[],
+    p_row_filter text, p_mode text, p_on_conflict text, p_needs_copy boolean)
+RETURNS pgshadow.subscription
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_caller name := pgshadow._caller();
+    v_sub    pgshadow.subscription;
+    v_target pgshadow.target;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, v_caller);
+    -- The subscriber must be able to use the target itself: its batches will
+    -- only ever be applied with its own (or its table owner's) user mapping,
+    -- and nobody may aim them at a target it could not write to on its own.
+    SELECT * INTO v_target FROM pgshadow.target WHERE name = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pgshadow: target "%" does not exist', p_target
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with shadow_add_target(target, server).';
+    ELSIF v_target.server IS NOT NULL THEN
+        IF NOT has_server_privilege(v_caller, v_target.server, 'USAGE') THEN
+            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no USAGE on its foreign server "%"',
+                p_tbl, p_target, v_caller, v_target.server
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('GRANT USAGE ON FOREIGN SERVER %I TO %I, and CREATE USER MAPPING FOR %I SERVER %I.',
+                                    v_target.server, v_caller, v_caller, v_target.server);
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_user_mappings m
+                        WHERE m.srvname = v_target.server AND (m.umuser = 0 OR m.usename = v_caller)) THEN
+            RAISE EXCEPTION 'pgshadow: cannot subscribe % to target "%": role % has no user mapping for foreign server "%"',
+                p_tbl, p_target, v_caller, v_target.server
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('CREATE USER MAPPING FOR %I SERVER %I OPTIONS (user ..., password ...).',
+                                    v_caller, v_target.server);
+        END IF;
+    ELSIF NOT pg_has_role(v_caller, v_target.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'pgshadow: cannot subscribe % to file target "%": it belongs to role %', p_tbl, p_target, v_target.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Subscribe to a file target of your own (shadow_add_target(name, NULL)).';
+    END IF;
+    -- stamps the xid history this first watermark belongs to (and
+    -- re-baselines the others if the database was moved)
+    PERFORM pgshadow._check_history(p_tbl);
+    INSERT INTO pgshadow.subscription
+           (target, tbl, dest_schema, dest_table, columns, row_filter, mode, on_conflict,
+            snapshot, needs_copy, created_by, all_columns)
+    -- only a canonical filter is ever stored (it is pasted into every
+    -- exporter's SQL), also when this helper is called directly
+    VALUES (p_target, p_tbl, p_dest_schema, p_dest_table, coalesce(p_columns, pgshadow._columns(p_tbl, NULL, NULL)),
+            pgshadow._filter(p_tbl, p_row_filter), p_mode, p_on_conflict,
+            pgshadow._snapshot(), p_needs_copy, v_caller, p_columns IS NULL)
+    RETURNING * INTO v_sub;
+    PERFORM pgshadow._refresh_notify(p_tbl);
+    RETURN v_sub;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._drop_subscription(p_target text, p_tbl regclass) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    DELETE FROM pgshadow.subscription WHERE target = p_target AND tbl = p_tbl;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgshadow._refresh_notify(p_tbl);
+    PERFORM pgshadow._purge(p_tbl);
+    RETURN true;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._subscription(p_target text, p_tbl regclass) RETURNS pgshadow.subscription
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3451,6 +3974,54 @@ END
 $$;
 COMMENT ON FUNCTION shadow_unsubscribe(text, regclass) IS
     'pgshadow: stop shipping a table to a target; returns false if it was not subscribed';
+
+-- code of: sql/66_export_table.sql
+CREATE OR REPLACE FUNCTION pgshadow._advance(p_id bigint, p_snapshot pg_snapshot, p_keys bigint, p_batches integer)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tbl regclass;
+BEGIN
+    SELECT tbl INTO v_tbl FROM pgshadow.subscription WHERE id = p_id;
+    PERFORM pgshadow._check_may_export(v_tbl, pgshadow._caller());
+    -- A watermark is a snapshot of this server's past: one ahead of its
+    -- transaction counter would make the next export re-baseline every
+    -- subscription of every role (pgshadow._history_break).
+    IF pg_snapshot_xmax(p_snapshot) > greatest(pg_snapshot_xmax(pg_current_snapshot()),
+                                                (pg_current_xact_id()::text::numeric + 1)::text::xid8) THEN
+        RAISE EXCEPTION 'pgshadow: watermark % of subscription % is in the future of this server (next transaction %)',
+            p_snapshot, p_id, pg_snapshot_xmax(pg_current_snapshot())
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE pgshadow.subscription
+       SET snapshot = p_snapshot, batch_no = batch_no + p_batches, needs_copy = false,
+           keys_shipped = keys_shipped + p_keys, last_export = clock_timestamp(),
+           last_error = NULL, last_error_at = NULL
+     WHERE id = p_id;
+    IF p_batches > 0 THEN
+        DELETE FROM pgshadow.error WHERE sub_id = p_id;
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._record_error(p_target text, p_error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE pgshadow.subscription s
+       SET last_error = left(p_error, 2000), last_error_at = clock_timestamp()
+     WHERE s.target = p_target
+       AND pgshadow._may_export(pgshadow._caller(), s.tbl);
+END
+$$;
+CREATE OR REPLACE FUNCTION pgshadow._reset(p_id bigint, p_snapshot pg_snapshot, p_needs_copy boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    UPDATE pgshadow.subscription
+       SET snapshot = p_snapshot, needs_copy = p_needs_copy, last_error = NULL, last_error_at = NULL
+     WHERE id = p_id;
+    DELETE FROM pgshadow.error WHERE sub_id = p_id;
+END
+$$;
 CREATE OR REPLACE FUNCTION pgshadow._export_sub(p_id bigint, p_batch_size integer,
     OUT tbl regclass, OUT dest text, OUT batches integer, OUT keys bigint, OUT upserts bigint,
     OUT deletes bigint, OUT truncated boolean)
@@ -3512,7 +4083,7 @@ BEGIN
         -- pass the cap: 100k keys changed 10 times each stay one net batch.
         -- A consistent export (one snapshot for all the target's tables) is
         -- never cut: its batch is everything up to that snapshot.
-        IF v_pending > p_batch_size AND current_setting('pgshadow.consistent_batch', true) IS DISTINCT FROM 'on'
+        IF v_pending > p_batch_size AND NOT pgshadow._in_consistent_export()
            AND NOT EXISTS (
                SELECT FROM pg_index i WHERE i.indrelid = v_sub.tbl
                   AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) THEN
@@ -3553,6 +4124,8 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- code of: sql/70_export.sql
 CREATE OR REPLACE FUNCTION pgshadow._export_consistent(p_target text, p_ids bigint[], p_batch_size integer)
 RETURNS TABLE (tbl regclass, dest text, batches integer, keys bigint, upserts bigint, deletes bigint,
                truncated boolean, error text)
@@ -3760,118 +4333,6 @@ END
 $$;
 COMMENT ON FUNCTION shadow_resync(text, regclass) IS
     'pgshadow: copy a table to a target again and restart its watermark; returns rows copied';
-CREATE OR REPLACE FUNCTION pgshadow._reset(p_id bigint, p_snapshot pg_snapshot, p_needs_copy boolean) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pgshadow._check_acts_for((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
-    UPDATE pgshadow.subscription
-       SET snapshot = p_snapshot, needs_copy = p_needs_copy, last_error = NULL, last_error_at = NULL
-     WHERE id = p_id;
-    DELETE FROM pgshadow.error WHERE sub_id = p_id;
-END
-$$;
-
--- code of: sql/72_grant.sql
-CREATE OR REPLACE FUNCTION pgshadow._grant_export(p_tbl regclass, p_grantee regrole, p_on boolean) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_caller name := pgshadow._caller();
-    v_shadow name;
-    v_found  boolean;
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, v_caller);
-    SELECT t.shadow INTO v_shadow FROM pgshadow.tracked t WHERE t.tbl = p_tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgshadow: % is not tracked', p_tbl USING ERRCODE = 'undefined_object';
-    END IF;
-    IF p_grantee IS NULL OR NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p_grantee) THEN
-        RAISE EXCEPTION 'pgshadow: role % does not exist', p_grantee USING ERRCODE = 'undefined_object';
-    END IF;
-    IF NOT p_on THEN
-        DELETE FROM pgshadow.export_grant g WHERE g.tbl = p_tbl AND g.grantee = p_grantee;
-        v_found := FOUND;
-        -- the shadow table was granted at its first export; a role that acts
-        -- for the table keeps what owning it gives
-        IF NOT pgshadow._acts_for((SELECT r.rolname FROM pg_roles r WHERE r.oid = p_grantee), p_tbl) THEN
-            EXECUTE format('REVOKE SELECT ON pgshadow.%I FROM %s', v_shadow, p_grantee);
-        END IF;
-        RETURN v_found;
-    END IF;
-    -- an export reads the rows with the exporter's own rights: all of them,
-    -- or it would ship deletes for the rows its row policies hide
-    IF NOT has_table_privilege(p_grantee, p_tbl, 'SELECT') THEN
-        RAISE EXCEPTION 'pgshadow: role % may not SELECT %, so it cannot export it', p_grantee, p_tbl
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = format('GRANT SELECT ON %s TO %s first.', p_tbl, p_grantee);
-    END IF;
-    INSERT INTO pgshadow.export_grant (tbl, grantee, granted_by) VALUES (p_tbl, p_grantee, v_caller)
-        ON CONFLICT (tbl, grantee) DO NOTHING;
-    RETURN FOUND;
-END
-$$;
-CREATE OR REPLACE FUNCTION shadow_grant_export(tbl regclass, grantee regrole) RETURNS boolean
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pgshadow._grant_export(tbl, grantee, true)
-$$;
-COMMENT ON FUNCTION shadow_grant_export(regclass, regrole) IS
-    'pgshadow: let a role export (and see the status of) a table''s subscriptions without owning the table';
-CREATE OR REPLACE FUNCTION shadow_revoke_export(tbl regclass, grantee regrole) RETURNS boolean
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pgshadow._grant_export(tbl, grantee, false)
-$$;
-COMMENT ON FUNCTION shadow_revoke_export(regclass, regrole) IS
-    'pgshadow: take back shadow_grant_export; returns false if the role had no such grant';
-CREATE OR REPLACE FUNCTION pgshadow._owner_logs_in_as(p_id bigint, p_login name) RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_sub   pgshadow.subscription;
-    v_user  text;
-    v_found boolean;
-BEGIN
-    SELECT * INTO v_sub FROM pgshadow.subscription s WHERE s.id = p_id;
-    PERFORM pgshadow._check_may_export(v_sub.tbl, pgshadow._caller());
-    BEGIN
-        SELECT true, (SELECT substr(o, 6) FROM unnest(m.umoptions) o WHERE o LIKE 'user=%')
-          INTO v_found, v_user
-          FROM pgshadow.target t
-          JOIN pg_foreign_server fs ON fs.srvname = t.server
-          JOIN pg_class c ON c.oid = v_sub.tbl
-          JOIN pg_user_mapping m ON m.umserver = fs.oid AND m.umuser IN (c.relowner, 0)
-         WHERE t.name = v_sub.target
-         ORDER BY m.umuser = 0
-         LIMIT 1;
-    EXCEPTION WHEN insufficient_privilege THEN
-        RAISE EXCEPTION 'pgshadow: export grants need pgshadow installed by a superuser (it reads the table owner''s user mapping)'
-            USING ERRCODE = 'insufficient_privilege';
-    END;
-    RETURN coalesce(v_found AND v_user = p_login, false);
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._check_grantee_reads_all(p_tbl regclass) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF NOT pgshadow._acts_for(pgshadow._caller(), p_tbl) AND row_security_active(p_tbl) THEN
-        RAISE EXCEPTION 'pgshadow: role % may not export %: row security hides rows of it from the role', pgshadow._caller(), p_tbl
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'An export must read every row; export as the table''s owner, or exempt the role from the table''s policies.';
-    END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._check_export_login(p_sub pgshadow.subscription) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_login name;
-BEGIN
-    PERFORM pgshadow._check_grantee_reads_all(p_sub.tbl);
-    v_login := pgshadow._remote_value('pgshadow', p_sub.target, 'SELECT session_user::text');
-    IF NOT pgshadow._owner_logs_in_as(p_sub.id, v_login) THEN
-        RAISE EXCEPTION 'pgshadow: role % may export % to target "%" only as the target role its owner''s user mapping names; its own logs in as %',
-            pgshadow._caller(), p_sub.tbl, p_sub.target, v_login
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Give the exporting role a user mapping for the same target user as the table owner''s (with its password).';
-    END IF;
-END
-$$;
 
 -- code of: sql/75_file.sql
 CREATE OR REPLACE FUNCTION pgshadow.file_batches(p_target text)
@@ -4002,14 +4463,6 @@ SELECT s.target,
  CROSS JOIN LATERAL pgshadow._pending(s.id, b.history_break IS NOT NULL) p
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
-CREATE OR REPLACE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
-RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT set_config('application_name',
-                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
-                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
-                      true)
-$$;
 CREATE OR REPLACE VIEW shadow_progress WITH (security_barrier) AS
 SELECT a.pid,
        s.target,
@@ -4029,80 +4482,6 @@ SELECT a.pid,
 COMMENT ON VIEW shadow_progress IS 'pgshadow: copies and batches being shipped now, rows done and total, of the tables the viewer may SELECT';
 
 -- code of: sql/85_async.sql
-CREATE OR REPLACE VIEW shadow_errors WITH (security_barrier) AS
-SELECT s.target, s.tbl AS "table", e.sqlstate, e.message, e.first_seen, e.last_seen, e.attempts, e.next_retry
-  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
-COMMENT ON VIEW shadow_errors IS 'pgshadow: failed exports waiting for their retry, of the tables the viewer may SELECT';
-CREATE OR REPLACE VIEW shadow_failures WITH (security_barrier) AS
-SELECT s.target, s.tbl AS "table", f.sqlstate, f.message, f.at
-  FROM pgshadow.failure f JOIN pgshadow.subscription s ON s.id = f.sub_id
- WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT') AND NOT pg_catalog.row_security_active(s.tbl);
-COMMENT ON VIEW shadow_failures IS 'pgshadow: recent failures (the last 100 per subscription, 30 days), of the tables the viewer may SELECT';
-CREATE OR REPLACE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_now timestamptz := clock_timestamp();
-BEGIN
-    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
-    INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
-    VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
-    ON CONFLICT (sub_id) DO UPDATE
-       SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
-           attempts = e.attempts + 1,
-           -- jitter: two peers whose exports collide do not retry in lockstep
-           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
-                                             * (0.75 + random() / 2);
-    UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now,
-                                     failures = failures + 1
-     WHERE id = p_id;
-    -- the history (sql/10_catalog.sql), kept to its bound: this
-    -- subscription's last 100, and nobody's older than 30 days
-    INSERT INTO pgshadow.failure (sub_id, target, tbl, sqlstate, message, at)
-    SELECT s.id, s.target, s.tbl, p_sqlstate, left(p_message, 2000), v_now
-      FROM pgshadow.subscription s WHERE s.id = p_id;
-    DELETE FROM pgshadow.failure
-     WHERE sub_id = p_id
-       AND id <= (SELECT f.id FROM pgshadow.failure f WHERE f.sub_id = p_id ORDER BY f.id DESC OFFSET 100 LIMIT 1);
-    DELETE FROM pgshadow.failure WHERE at < v_now - interval '30 days';
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow.record_failure(target text, sqlstate text, message text, async_only boolean DEFAULT false)
-RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_id bigint;
-    v_n  integer := 0;
-BEGIN
-    IF record_failure.sqlstate IS NULL OR record_failure.sqlstate !~ '^[0-9A-Z]{5}$' THEN
-        RAISE EXCEPTION 'pgshadow: record_failure: % is not a SQLSTATE (five digits or capital letters)',
-            coalesce(quote_literal(record_failure.sqlstate), 'NULL') USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF record_failure.target IS NOT NULL
-       AND NOT EXISTS (SELECT FROM pgshadow.target t WHERE t.name = record_failure.target) THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist', record_failure.target USING ERRCODE = 'undefined_object';
-    END IF;
-    FOR v_id IN SELECT s.id FROM pgshadow.subscription s
-                 WHERE (record_failure.target IS NULL OR s.target = record_failure.target)
-                   AND s.mode <> 'sync' AND (s.mode = 'async' OR NOT coalesce(async_only, false))
-                   AND pgshadow._may_export(pgshadow._caller(), s.tbl)
-                 ORDER BY s.id LOOP
-        PERFORM pgshadow._record_failure(v_id, record_failure.sqlstate,
-                                         coalesce(record_failure.message, 'pgshadow: unknown failure'));
-        v_n := v_n + 1;
-    END LOOP;
-    RETURN v_n;
-END
-$$;
-COMMENT ON FUNCTION pgshadow.record_failure(text, text, text, boolean) IS
-    'pgshadow: record a failed call (export, run) on the caller''s subscriptions of a target; returns how many';
-CREATE OR REPLACE FUNCTION pgshadow._clear_failure(p_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
-    DELETE FROM pgshadow.error WHERE sub_id = p_id;
-END
-$$;
 CREATE OR REPLACE FUNCTION pgshadow._retry_now(p_target text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -4329,22 +4708,6 @@ BEGIN
             (SELECT message FROM pgshadow.error WHERE sub_id = p_id), p_reason, pgshadow._caller());
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tr pgshadow.tracked;
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    UPDATE pgshadow.tracked t
-       SET notify = NOT t.notify
-     WHERE t.tbl = p_tbl
-       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
-    RETURNING * INTO v_tr;
-    IF FOUND THEN
-        PERFORM pgshadow._replace_capture(v_tr);
-    END IF;
-END
-$$;
 
 -- code of: sql/86_sync.sql
 CREATE OR REPLACE FUNCTION pgshadow._sync_conn(p_target text) RETURNS text
@@ -4506,32 +4869,6 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE OR REPLACE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v     record;
-    v_rel regclass;
-BEGIN
-    FOR v_rel IN SELECT p_tbl UNION SELECT t.relid FROM pg_partition_tree(p_tbl) t LOOP
-    FOR v IN SELECT * FROM (VALUES
-            ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_sync_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
-    LOOP
-        IF NOT p_on THEN
-            -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
-            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', v.name, v_rel);
-            END IF;
-        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
-                           v.name, v.event, v_rel, v.referencing);
-        END IF;
-    END LOOP;
-    END LOOP;
-END
-$$;
 
 -- code of: sql/87_compare.sql
 CREATE OR REPLACE FUNCTION pgshadow._range_sql(p_tr pgshadow.tracked, p_alias text, p_lo text[], p_hi text[]) RETURNS text
@@ -4647,326 +4984,34 @@ $$;
 COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
     'pgshadow: compare a table with its copy on a target by key range; repair => true re-ships the ranges that differ';
 
--- code of: sql/88_multimaster.sql
-CREATE OR REPLACE VIEW shadow_conflicts WITH (security_barrier) AS
-SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
-  FROM pgshadow.conflict
- WHERE pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl);
-COMMENT ON VIEW shadow_conflicts IS 'pgshadow: every conflict a peer''s batch met here, with both versions of the row (tables the viewer may SELECT)';
-CREATE OR REPLACE FUNCTION pgshadow._log_conflict(p_tbl regclass, p_key jsonb, p_origin text, p_policy text, p_resolution text,
-                                       p_remote_at timestamptz, p_local_at timestamptz, p_remote_row jsonb, p_local_row jsonb)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row)
-    VALUES (p_tbl, p_key, p_origin, pgshadow._node(), p_policy, p_resolution, p_remote_at, p_local_at, p_remote_row, p_local_row)
-    ON CONFLICT DO NOTHING;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._versions(p_tbl regclass) RETURNS name
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tr pgshadow.tracked;
-    v_name name;
-BEGIN
-    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
-    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl FOR UPDATE;
-    IF v_tr.versions IS NOT NULL THEN
-        RETURN v_tr.versions;
-    END IF;
-    v_name := left(v_tr.shadow, 59) || '_ver';
-    EXECUTE format('CREATE TABLE pgshadow.%I (%s, at timestamptz NOT NULL, node text COLLATE "C" NOT NULL, PRIMARY KEY (%s))',
-                   v_name,
-                   (SELECT string_agg(format('%I %s', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS u(c, t)),
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c));
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON pgshadow.%I TO %I', v_name,
-                   (SELECT relowner::regrole::name FROM pg_class WHERE oid = p_tbl));
-    UPDATE pgshadow.tracked SET versions = v_name WHERE tbl = p_tbl;
-    RETURN v_name;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._peer_gate(p_dest regclass, p_target text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM pgshadow._check_owner(p_dest, pgshadow._caller());
-    PERFORM FROM pgshadow.subscription WHERE tbl = p_dest AND target = p_target FOR SHARE NOWAIT;
-EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'pgshadow: % is exporting % to target "%" right now; retry', pgshadow._node(), p_dest, p_target
-        USING ERRCODE = 'lock_not_available';
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._peer_target(p_tbl regclass, p_origin text, p_origin_id uuid) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_t   record;
-    v_id  text;
-    v_hit text;
-BEGIN
-    IF p_origin_id IS NULL THEN
-        RETURN (SELECT s.target FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.target = p_origin);
-    END IF;
-    FOR v_t IN SELECT t.name, t.peer_id, t.peer_node, t.peer_at
-                 FROM pgshadow.subscription s JOIN pgshadow.target t ON t.name = s.target
-                WHERE s.tbl = p_tbl AND t.server IS NOT NULL ORDER BY t.name LOOP
-        v_id := v_t.peer_id::text;
-        IF v_t.peer_at IS NULL OR (v_t.peer_node = p_origin AND v_t.peer_id IS DISTINCT FROM p_origin_id) THEN
-            BEGIN
-                v_id := pgshadow._learn(v_t.name);
-            EXCEPTION WHEN OTHERS THEN
-                RAISE EXCEPTION 'pgshadow: % cannot tell whether target "%" reaches node "%", which sent changes of %: %',
-                    pgshadow._node(), v_t.name, p_origin, p_tbl, SQLERRM
-                    USING ERRCODE = 'object_not_in_prerequisite_state',
-                          HINT = format('On %s, SELECT shadow_learn_peer(%L) as the target''s owner records what it reaches.',
-                                        pgshadow._node(), v_t.name);
-            END;
-        END IF;
-        IF v_id = p_origin_id::text THEN
-            IF v_hit IS NOT NULL THEN
-                RAISE EXCEPTION 'pgshadow: targets "%" and "%" of % both reach node "%"', v_hit, v_t.name, pgshadow._node(), p_origin
-                    USING ERRCODE = 'duplicate_object', HINT = format('Subscribe %s to one of them only.', p_tbl);
-            END IF;
-            v_hit := v_t.name;
-        END IF;
-    END LOOP;
-    RETURN v_hit;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF p_policy <> 'source_wins' AND current_setting('pgshadow.peer', true) IS DISTINCT FROM 'on' THEN
-        RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
-            p_tbl, p_target, p_policy
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Install pgshadow on the target database, or subscribe with on_conflict => source_wins.';
-    END IF;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
-RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tr      pgshadow.tracked;
-    v_peer    text;      -- the target here that reaches the origin
-    v_snap    pg_snapshot;
-    v_ver     name;
-    v_kcols   name[];
-    v_ktypes  text[];
-    v_ctypes  text[];
-    v_klist   text;
-    v_kin     text;      -- typed incoming keys with their versions
-    v_rin     text;      -- incoming rows, as text
-    v_match   text;
-    v_kept    text[] := '{}';
-    v_n       bigint := 0;
-    v_c       record;
-    v_remote  boolean;
-    v_me      text := pgshadow._node();
-BEGIN
-    IF p_policy NOT IN ('source_wins', 'target_wins', 'latest', 'error') THEN
-        RAISE EXCEPTION 'pgshadow: unknown conflict policy %', p_policy USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
-      INTO v_kcols, v_ktypes
-      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = p_dest AND i.indisprimary;
-    IF v_kcols IS NULL THEN
-        RAISE EXCEPTION 'pgshadow: cannot apply to %: it has no primary key', p_dest USING ERRCODE = 'invalid_table_definition';
-    END IF;
-    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY u.i) INTO v_ctypes
-      FROM unnest(p_columns) WITH ORDINALITY AS u(c, i)
-      JOIN pg_attribute a ON a.attrelid = p_dest AND a.attname = u.c AND a.attnum > 0 AND NOT a.attisdropped;
-    IF coalesce(cardinality(v_ctypes), 0) <> cardinality(p_columns) THEN
-        RAISE EXCEPTION 'pgshadow: % lacks some of the columns %', p_dest, p_columns USING ERRCODE = 'undefined_column';
-    END IF;
-
-    v_klist := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_kcols) c);
-    v_kin := format('SELECT %s, u.pgshadow_at, u.pgshadow_node FROM unnest(%s, $2, $6) AS u(%s, pgshadow_at, pgshadow_node)',
-        (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-        (SELECT string_agg(format('$1[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_kcols)) i),
-        v_klist);
-    v_rin := format('SELECT * FROM unnest(%s) AS r(%s)',
-        (SELECT string_agg(format('$3[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(p_columns)) i),
-        (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c));
-    v_match := (SELECT string_agg(format('d.%1$I = k.%1$I', c), ' AND ') FROM unnest(v_kcols) c);
-
-    SELECT t.* INTO v_tr FROM pgshadow.tracked t WHERE t.tbl = p_dest;
-    IF p_keys IS NOT NULL AND v_tr.tbl IS NOT NULL THEN
-        v_peer := pgshadow._peer_target(p_dest, p_origin, p_origin_id);
-        PERFORM pgshadow._peer_gate(p_dest, v_peer);
-        v_ver := pgshadow._versions(p_dest);
-        -- the watermark tells unshipped local changes: one of another xid
-        -- history (this node was moved) is re-baselined first
-        PERFORM pgshadow._check_history(p_dest);
-        SELECT s.snapshot INTO v_snap FROM pgshadow.subscription s WHERE s.tbl = p_dest AND s.target = v_peer;
-        -- every incoming key this node has a version of: its own changes
-        -- (pending = not yet shipped to the origin) and what it applied before
-        FOR v_c IN EXECUTE format(
-            'WITH k AS (%1$s), r AS (%2$s),'
-            ' l AS (SELECT %3$s, max(shadow_at) AS at,'
-            '              bool_or($4 IS NOT NULL AND %11$s) AS pending'
-            '         FROM pgshadow.%4$I WHERE shadow_op <> ''T'' AND (%3$s) IN (SELECT %3$s FROM k) GROUP BY %3$s)'
-            ' SELECT to_jsonb(ARRAY[%5$s]) AS key, ROW(%6$s)::text AS ident,'
-            '        k.pgshadow_at AS remote_at, k.pgshadow_node AS remote_node, l.at AS local_at, coalesce(l.pending, false) AS pending,'
-            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN l.at ELSE v.at END AS cur_at,'
-            '        CASE WHEN v.at IS NULL OR (l.at IS NOT NULL AND (l.at, $7::text COLLATE "C") > (v.at, v.node)) THEN $7 ELSE v.node END AS cur_node,'
-            '        (SELECT to_jsonb(r) FROM r WHERE %7$s) AS remote_row,'
-            '        (SELECT to_jsonb(d) FROM %8$s d WHERE %9$s) AS local_row'
-            '   FROM k LEFT JOIN l USING (%3$s) LEFT JOIN pgshadow.%10$I v USING (%3$s)'
-            '  WHERE l.at IS NOT NULL OR v.at IS NOT NULL',
-            v_kin, v_rin, v_klist, v_tr.shadow,
-            (SELECT string_agg(format('k.%I::text', c), ', ') FROM unnest(v_kcols) c),
-            (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
-            (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-            p_dest, v_match, v_ver, pgshadow._unshipped_where('$4'))
-          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes, v_me
-        LOOP
-            v_remote := CASE p_policy
-                 WHEN 'latest' THEN (v_c.remote_at, v_c.remote_node COLLATE "C") > (v_c.cur_at, v_c.cur_node COLLATE "C")
-                 WHEN 'source_wins' THEN true
-                 ELSE NOT v_c.pending     -- target_wins, error: a pending local change stays
-               END;
-            IF v_remote THEN
-                IF v_c.pending THEN
-                    v_n := v_n + 1;
-                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'remote_applied',
-                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
-                END IF;
-            ELSE
-                v_kept := v_kept || v_c.ident;
-                IF v_c.pending THEN
-                    v_n := v_n + 1;
-                    PERFORM pgshadow._log_conflict(p_dest, v_c.key, p_origin, p_policy, 'local_kept',
-                        v_c.remote_at, v_c.local_at, v_c.remote_row, v_c.local_row);
-                END IF;
-            END IF;
-        END LOOP;
-        -- remember the version of everything applied
-        EXECUTE format('INSERT INTO pgshadow.%1$I AS v (%2$s, at, node) SELECT %2$s, pgshadow_at, pgshadow_node FROM (%3$s) k'
-                       ' WHERE NOT ROW(%4$s)::text = ANY ($5)'
-                       ' ON CONFLICT (%2$s) DO UPDATE SET at = EXCLUDED.at, node = EXCLUDED.node'
-                       ' WHERE (EXCLUDED.at, EXCLUDED.node) > (v.at, v.node)',
-                       v_ver, v_klist, v_kin,
-                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c))
-          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
-    END IF;
-
-    -- Keys without an incoming row are deletes; rows are upserted, not
-    -- deleted and re-inserted, because this node's own writers may insert the
-    -- same key while the batch applies (a conflict decided by the next exchange).
-    IF p_keys IS NOT NULL THEN
-        EXECUTE format('DELETE FROM %s d USING (%s) k WHERE %s AND NOT ROW(%s)::text = ANY ($5)'
-                       ' AND NOT EXISTS (SELECT FROM (%s) r WHERE %s)',
-                       p_dest, v_kin, v_match,
-                       (SELECT string_agg(format('k.%I', c), ', ') FROM unnest(v_kcols) c),
-                       v_rin,
-                       (SELECT string_agg(format('r.%1$I::%2$s = k.%1$I', c, t), ' AND ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)))
-          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
-    END IF;
-    IF p_rows IS NOT NULL THEN
-        EXECUTE format('INSERT INTO %s AS d (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM (%s) r WHERE NOT ROW(%s)::text = ANY ($5)'
-                       ' ON CONFLICT (%s) DO UPDATE SET %s',
-                       p_dest,
-                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c),
-                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(p_columns, v_ctypes) AS x(c, t)),
-                       v_rin,
-                       (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(v_kcols, v_ktypes) AS x(c, t)),
-                       v_klist,
-                       coalesce((SELECT string_agg(format('%1$I = EXCLUDED.%1$I', c), ', ')
-                                   FROM unnest(p_columns) c WHERE c <> ALL (v_kcols)),
-                                format('%1$I = EXCLUDED.%1$I', v_kcols[1])))
-          USING p_keys, p_at, p_rows, v_snap, v_kept, p_nodes;
-    END IF;
-    RETURN v_n;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
-                               p_nodes text[], p_columns name[], p_rows text[])
-RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pgshadow.apply(p_origin, p_dest, p_policy, p_keys, p_at, p_nodes, p_columns, p_rows, NULL::uuid)
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._key_versions(p_tbl regclass, p_keys text[], p_at timestamptz[],
-                                       OUT at timestamptz[], OUT nodes text[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_tr pgshadow.tracked;
-    v_me text := pgshadow._node();
-BEGIN
-    SELECT * INTO v_tr FROM pgshadow.tracked WHERE tbl = p_tbl;
-    IF v_tr.versions IS NULL THEN
-        at := p_at;
-        nodes := array_fill(v_me, ARRAY[cardinality(p_at)]);
-        RETURN;
-    END IF;
-    EXECUTE format('SELECT array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN k.at ELSE v.at END ORDER BY k.i),'
-                   ' array_agg(CASE WHEN v.at IS NULL OR (k.at, $3::text COLLATE "C") > (v.at, v.node) THEN $3 ELSE v.node END ORDER BY k.i)'
-                   ' FROM (SELECT %s, u.at, u.i FROM unnest(%s, $2) WITH ORDINALITY AS u(%s, at, i)) k'
-                   ' LEFT JOIN pgshadow.%I v USING (%s)',
-                   (SELECT string_agg(format('u.%I::%s AS %1$I', c, t), ', ') FROM unnest(v_tr.key_cols, v_tr.key_types) AS x(c, t)),
-                   (SELECT string_agg(format('($1::text[])[%s:%s]', i, i), ', ') FROM generate_series(1, cardinality(v_tr.key_cols)) i),
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c),
-                   v_tr.versions,
-                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(v_tr.key_cols) c))
-       INTO at, nodes
-      USING (SELECT array_agg(a::text[]) FROM unnest(p_keys) a), p_at, v_me;
-END
-$$;
-CREATE OR REPLACE FUNCTION pgshadow._remote_apply(p_sub pgshadow.subscription, p_keys text[], p_at timestamptz[], p_rows text[])
-RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_n      bigint;
-    v        record;
-    v_detail text;
-BEGIN
-    v := pgshadow._key_versions(p_sub.tbl, p_keys, p_at);
-    -- a peer with node ids is told which node this is (a peer before 0.2.0
-    -- only by name)
-    v_n := pgshadow._remote_value('pgshadow', p_sub.target, format('SELECT pgshadow.apply(%L, %L, %L, %L::text[], %L::timestamptz[], %L::text[], %L::name[], %L::text[]%s)',
-                   pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
-                   (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
-                   CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
-    RETURN v_n;
-EXCEPTION WHEN OTHERS THEN
-    -- the peer's DETAIL says why (a mapping role that does not own the
-    -- table); it goes into the message, which is what an export reports
-    GET STACKED DIAGNOSTICS v_detail = PG_EXCEPTION_DETAIL;
-    RAISE EXCEPTION 'pgshadow: applying % to %.% on target "%" failed: %',
-        p_sub.tbl, quote_ident(p_sub.dest_schema), quote_ident(p_sub.dest_table), p_sub.target, SQLERRM
-        || CASE WHEN v_detail <> '' THEN ' (' || v_detail || ')' ELSE '' END
-        USING ERRCODE = SQLSTATE;
-END
-$$;
-
 -- code of: sql/89_settings.sql
-CREATE OR REPLACE FUNCTION pgshadow._pin_settings(p_fn regprocedure) RETURNS void
+CREATE OR REPLACE FUNCTION pgshadow._pin_settings() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v record;
+    v_fn regprocedure;
+    v    record;
 BEGIN
-    FOR v IN SELECT * FROM pgshadow._settings() LOOP
-        EXECUTE format('ALTER FUNCTION %s SET %I = %L', p_fn, v.name, v.setting);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
+        'pgshadow._ship_peer(pgshadow.subscription, pg_snapshot, pg_snapshot, integer, boolean)',
+        'pgshadow.capture_sync()',
+        format('%I.shadow_compare(text, regclass, integer, boolean)', pgshadow._api_schema())
+    ]::regprocedure[] LOOP
+        FOR v IN SELECT * FROM pgshadow._settings() LOOP
+            EXECUTE format('ALTER FUNCTION %s SET %I = %L', v_fn, v.name, v.setting);
+        END LOOP;
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgshadow._pin_settings() FROM PUBLIC;
 
 GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
 GRANT SELECT ON shadow_progress TO PUBLIC;
 
--- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
--- (CREATE OR REPLACE above has none)
-SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
-    'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
-    'pgshadow.capture_sync()',
-    'shadow_compare(text, regclass, integer, boolean)'
-]::regprocedure[]) AS f;
+-- the fixed value settings as SET clauses (sql/89_settings.sql; CREATE OR
+-- REPLACE above has none)
+SELECT pgshadow._pin_settings();
 
 -- Every tracked table to its own capture function, in place: shadow table,
 -- pending keys and watermarks stay (needs a superuser, or an extension owner

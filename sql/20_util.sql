@@ -280,3 +280,20 @@ BEGIN
     RETURN v_str;
 END
 $$;
+
+-- Shadow rows a watermark has not shipped: their transaction is not visible
+-- in p_old (SQL text over a snapshot expression). The lower bound lets the
+-- shadow_xid index serve it. The one definition of "unshipped".
+CREATE FUNCTION pgshadow._unshipped_where(p_old text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('shadow_xid >= pg_snapshot_xmin(%1$s) AND NOT pg_visible_in_snapshot(shadow_xid, %1$s)', p_old)
+$$;
+
+-- Rows whose transaction is visible in p_new but not in p_old: what an
+-- export from watermark p_old to p_new ships (SQL text over two snapshot
+-- expressions). The xid range lets the shadow_xid index serve it.
+CREATE FUNCTION pgshadow._pending_where(p_old text, p_new text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('%3$s AND shadow_xid < pg_snapshot_xmax(%2$s) AND pg_visible_in_snapshot(shadow_xid, %2$s)',
+                  p_old, p_new, pgshadow._unshipped_where(p_old))
+$$;

@@ -48,6 +48,8 @@ $$;
 -- capture; docs/DESIGN.md, Capture).
 -- p_partitioned: the function of a partitioned table, attached to every
 -- member of its partition tree (see docs/DESIGN.md, "Partitioned tables").
+-- Length: most of it is the template of the generated function, kept
+-- whole so it reads as the function it makes.
 CREATE FUNCTION pgshadow._capture_fn(p_shadow text, p_cols name[], p_gen smallint, p_notify boolean,
                                      p_partitioned boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
@@ -189,3 +191,22 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION pgshadow._replace_capture(pgshadow.tracked) FROM PUBLIC;
+
+-- Keeps tracked.notify, and the capture function that reads it, in step with
+-- the table's async subscriptions.
+CREATE FUNCTION pgshadow._refresh_notify(p_tbl regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_tr pgshadow.tracked;
+BEGIN
+    PERFORM pgshadow._check_owner(p_tbl, pgshadow._caller());
+    UPDATE pgshadow.tracked t
+       SET notify = NOT t.notify
+     WHERE t.tbl = p_tbl
+       AND t.notify <> EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = p_tbl AND s.mode = 'async')
+    RETURNING * INTO v_tr;
+    IF FOUND THEN
+        PERFORM pgshadow._replace_capture(v_tr);
+    END IF;
+END
+$$;

@@ -82,6 +82,8 @@ $$;
 -- writes through its new parent would not be captured). Installed, like the
 -- drop watch, only by a superuser; without it partitioned tables cannot be
 -- tracked.
+-- Length: one event trigger for CREATE, ATTACH and DETACH of partitions,
+-- a short branch each, sharing the lookup of the tracked root.
 CREATE FUNCTION pgshadow._on_partition() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -1,7 +1,8 @@
 -- File mode: the pgshadow export command reads a batch through these, inside
 -- one REPEATABLE READ transaction, writes the files, and only then calls
 -- shadow_file_done(), so the watermark moves after the files are safely written.
--- Same queries as push mode (pgshadow._keys_sql / _rows_sql), with literals.
+-- The pending keys by the predicate push mode uses (_pending_where), rendered
+-- by _keys_sql / _rows_sql with literal snapshots.
 
 CREATE FUNCTION pgshadow.file_batches(p_target text)
 RETURNS TABLE (sub_id bigint, tbl regclass, dest_schema name, dest_table name,

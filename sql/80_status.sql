@@ -1,4 +1,5 @@
--- shadow_status: one row per subscription, with what is still waiting.
+-- shadow_status: one row per subscription, with what is still waiting;
+-- shadow_progress: the copies and batches being shipped now.
 
 -- Pending changes of a subscription: distinct keys not yet shipped and the age
 -- of the oldest. Counts only; keys themselves stay private to the table owner.
@@ -60,22 +61,6 @@ SELECT s.target,
  WHERE pg_catalog.has_table_privilege(s.tbl, 'SELECT');
 COMMENT ON VIEW shadow_status IS 'pgshadow: per target and table, what is pending and how the last export went';
 GRANT SELECT ON shadow_status TO PUBLIC;
-
--- Progress of a running copy or batch (pgshadow._ship), for other sessions
--- to watch: the shipping session writes it into its application_name, the
--- one place another session sees mid-transaction (a row written to a table
--- shows only at commit). Numbers first and the table last, since
--- application_name keeps 63 bytes. p_total NULL: not known. Callable by
--- anyone (_ship runs with the exporter's rights): it only sets the caller's
--- own application_name.
-CREATE FUNCTION pgshadow._progress(p_sub bigint, p_tbl regclass, p_full boolean, p_done bigint, p_total bigint)
-RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT set_config('application_name',
-                      left(format('pgshadow %s #%s: %s/%s%s rows %s', CASE WHEN p_full THEN 'copy' ELSE 'batch' END, p_sub,
-                                  p_done, CASE WHEN p_full THEN '~' ELSE '' END, coalesce(p_total::text, '?'), p_tbl), 63),
-                      true)
-$$;
 
 -- One row per copy or batch being shipped in this database, of a table the
 -- viewer may SELECT: rows sent so far, and the total (a copy: the table's

@@ -71,6 +71,9 @@ END
 $$;
 
 -- The sync capture: runs with the writer's rights (its user mapping, its reads).
+-- Length: one trigger for every event of sync mode (insert, update,
+-- delete, truncate of a table or one partition), each a short branch, with
+-- the checks they share before them.
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
@@ -196,36 +199,5 @@ BEGIN
         END;
     END LOOP;
     RETURN NULL;
-END
-$$;
-
--- Creates (p_on) or drops the sync triggers of a table, with the caller's
--- rights: they exist only while the table has a sync subscription. On a
--- partitioned table, on every member of its tree (statement triggers fire
--- only on the table a statement names).
-CREATE FUNCTION pgshadow._sync_triggers(p_tbl regclass, p_on boolean) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v     record;
-    v_rel regclass;
-BEGIN
-    FOR v_rel IN SELECT p_tbl UNION SELECT t.relid FROM pg_partition_tree(p_tbl) t LOOP
-    FOR v IN SELECT * FROM (VALUES
-            ('pgshadow_sync_ins', 'INSERT',   ' REFERENCING NEW TABLE AS pgshadow_new'),
-            ('pgshadow_sync_upd', 'UPDATE',   ' REFERENCING OLD TABLE AS pgshadow_old NEW TABLE AS pgshadow_new'),
-            ('pgshadow_sync_del', 'DELETE',   ' REFERENCING OLD TABLE AS pgshadow_old'),
-            ('pgshadow_sync_trunc', 'TRUNCATE', '')) AS t(name, event, referencing)
-    LOOP
-        IF NOT p_on THEN
-            -- only what exists: DROP ... IF EXISTS would NOTICE each one missing
-            IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
-                EXECUTE format('DROP TRIGGER %I ON %s', v.name, v_rel);
-            END IF;
-        ELSIF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = v_rel AND tgname = v.name) THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION pgshadow.capture_sync()',
-                           v.name, v.event, v_rel, v.referencing);
-        END IF;
-    END LOOP;
-    END LOOP;
 END
 $$;

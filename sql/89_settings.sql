@@ -1,23 +1,28 @@
 -- The functions that render values as text for a target, or compare them,
 -- run under the fixed value settings of pgshadow._settings(), their one home:
--- given here as SET clauses, which PostgreSQL restores when the function
--- returns, so the caller's session keeps its own settings. A function
--- replaced later (CREATE OR REPLACE drops its SET clauses) must be pinned
--- again: upgrade scripts end with the same calls.
-CREATE FUNCTION pgshadow._pin_settings(p_fn regprocedure) RETURNS void
+-- given to them here as SET clauses, which PostgreSQL restores when the
+-- function returns, so the caller's session keeps its own settings. This is
+-- the one list of them, and the last file, since it names functions of every
+-- other. CREATE OR REPLACE drops SET clauses: upgrade scripts call it again
+-- after their code.
+CREATE FUNCTION pgshadow._pin_settings() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v record;
+    v_fn regprocedure;
+    v    record;
 BEGIN
-    FOR v IN SELECT * FROM pgshadow._settings() LOOP
-        EXECUTE format('ALTER FUNCTION %s SET %I = %L', p_fn, v.name, v.setting);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
+        'pgshadow._ship_peer(pgshadow.subscription, pg_snapshot, pg_snapshot, integer, boolean)',
+        'pgshadow.capture_sync()',
+        format('%I.shadow_compare(text, regclass, integer, boolean)', pgshadow._api_schema())
+    ]::regprocedure[] LOOP
+        FOR v IN SELECT * FROM pgshadow._settings() LOOP
+            EXECUTE format('ALTER FUNCTION %s SET %I = %L', v_fn, v.name, v.setting);
+        END LOOP;
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION pgshadow._pin_settings(regprocedure) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgshadow._pin_settings() FROM PUBLIC;
 
-SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
-    'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
-    'pgshadow.capture_sync()',
-    'shadow_compare(text, regclass, integer, boolean)'
-]::regprocedure[]) AS f;
+SELECT pgshadow._pin_settings();

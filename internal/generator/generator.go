@@ -47,6 +47,9 @@ func Generate(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLayers(root, sources); err != nil {
+		return nil, err
+	}
 
 	files := map[string][]byte{}
 	install, err := assembleInstall(root, sources, current, extensionVariant,

@@ -247,6 +247,16 @@ func TestGenerateRejectsBadSources(t *testing.T) {
 			wantErr: "sql/01_a.sql:2: @extschema@ is replaced only under CREATE EXTENSION",
 		},
 		{
+			name: "a call of a later file's function",
+			files: map[string]string{
+				"sql/01_a.sql": "-- pgshadow.b in a comment and 'pgshadow.b' in a string are fine\n" +
+					"CREATE FUNCTION pgshadow.a() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n" +
+					"    EXECUTE E'SELECT pgshadow.b(\\'x\\')';\n    RETURN pgshadow.b();\nEND $$;\n",
+				"sql/02_b.sql": "CREATE FUNCTION pgshadow.b() RETURNS int LANGUAGE sql AS 'SELECT 1';\n",
+			},
+			wantErr: "sql/01_a.sql:5: pgshadow.b is defined in sql/02_b.sql, a later file",
+		},
+		{
 			name:    "no sources",
 			files:   map[string]string{"sql/README": "empty\n"},
 			wantErr: "sql/ holds no *.sql sources",

@@ -127,13 +127,9 @@ GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
 GRANT SELECT ON shadow_progress TO PUBLIC;
 
--- the fixed value settings as SET clauses, as sql/89_settings.sql gives them
--- (CREATE OR REPLACE above has none)
-SELECT pgshadow._pin_settings(f) FROM unnest(ARRAY[
-    'pgshadow._ship(pgshadow.subscription, pg_snapshot, pg_snapshot, boolean, integer)',
-    'pgshadow.capture_sync()',
-    'shadow_compare(text, regclass, integer, boolean)'
-]::regprocedure[]) AS f;
+-- the fixed value settings as SET clauses (sql/89_settings.sql; CREATE OR
+-- REPLACE above has none)
+SELECT pgshadow._pin_settings();
 
 -- Every tracked table to its own capture function, in place: shadow table,
 -- pending keys and watermarks stay (needs a superuser, or an extension owner

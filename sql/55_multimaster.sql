@@ -25,6 +25,9 @@
 -- (pgshadow.node), and the receiver finds the target that reaches that node
 -- by what each target learned over a connection (pgshadow.target.peer_id),
 -- so targets may be named anything. See _peer_target.
+--
+-- Length: the peer apply (pgshadow.apply) and the conflict log and versions
+-- it reads and writes are one concern.
 
 CREATE TABLE pgshadow.conflict (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -163,7 +166,7 @@ $$;
 CREATE FUNCTION pgshadow._check_policy(p_tbl regclass, p_target text, p_policy text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_policy <> 'source_wins' AND current_setting('pgshadow.peer', true) IS DISTINCT FROM 'on' THEN
+    IF p_policy <> 'source_wins' AND NOT pgshadow._target_is_peer() THEN
         RAISE EXCEPTION 'pgshadow: cannot ship % to target "%" with on_conflict => %: the target does not run pgshadow, which detects conflicts there',
             p_tbl, p_target, p_policy
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -178,6 +181,10 @@ $$;
 -- 2-D text arrays: one row per key column / shipped column; p_at and p_nodes
 -- the version of each key. Returns the number of conflicts met. Runs with the
 -- rights of the role the peer's user mapping logs in as.
+-- Length: one peer chunk is applied in steps that share its unpacked keys,
+-- rows and versions: re-baseline after a move, read this node's versions,
+-- decide each key's conflict by policy, delete, upsert, log conflicts and
+-- remember the versions applied.
 CREATE FUNCTION pgshadow.apply(p_origin text, p_dest regclass, p_policy text, p_keys text[], p_at timestamptz[],
                                p_nodes text[], p_columns name[], p_rows text[], p_origin_id uuid)
 RETURNS bigint
@@ -372,7 +379,7 @@ BEGIN
                    pgshadow._node(), format('%I.%I', p_sub.dest_schema, p_sub.dest_table), p_sub.on_conflict,
                    (SELECT array_agg(a::text[]) FROM unnest(p_keys) a)::text, v.at, v.nodes, p_sub.columns,
                    (SELECT array_agg(a::text[]) FROM unnest(p_rows) a)::text,
-                   CASE WHEN current_setting('pgshadow.peer_id', true) <> '' THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
+                   CASE WHEN pgshadow._target_knows_ids() THEN format(', %L::uuid', pgshadow._node_id()) ELSE '' END))::bigint;
     RETURN v_n;
 EXCEPTION WHEN OTHERS THEN
     -- the peer's DETAIL says why (a mapping role that does not own the

@@ -1,290 +1,7 @@
--- Row filters: parsed, never executed as given.
---
--- A row filter is pasted into the SQL that reads rows for an export, which
--- runs with the rights of whoever exports. So the text a table owner gives is
--- never run (nor pasted) as it is: pgshadow._filter() tokenizes and parses it
--- here, refuses everything but simple expressions over the row's columns,
--- constants and built-in immutable functions and operators (the rule of
--- native logical replication's publication WHERE clauses), and stores a
--- canonical rendering built from the parse:
---   columns      t."col"                         (quote_ident, bound to alias t)
---   constants    CAST('text' AS type)            (quote_literal, a built-in type)
---   operators    (a OPERATOR(pg_catalog.=) b)    (never resolved through search_path)
---   functions    pg_catalog.name(args)           (the one that runs built in and immutable)
--- Every node is parenthesised, so the whole is one expression whatever the
--- precedence of what it is pasted next to. Expressions without columns are
--- evaluated once here (under the fixed settings of _filter) and stored as
--- typed constants, as the planner folds a publication's constants.
---
--- Building blocks take the token arrays (kind, value, character position)
--- and an index; each parse function returns the node's SQL, whether it is a
--- bare string/NULL literal whose type the context decides (unk), and whether
--- it holds no column (cnst).
-
--- Raises the one error every refusal uses: the table, the cause, the place.
-CREATE FUNCTION pgshadow._filter_error(p_tbl regclass, p_at integer, p_msg text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RAISE EXCEPTION 'pgshadow: invalid row_filter for %: % (at character %)', p_tbl, p_msg, p_at
-        USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'A row filter may hold the table''s columns, constants, and built-in immutable '
-                     'functions and operators (see "Row filters" in the README).';
-END
-$$;
-
--- Splits a filter into tokens the way PostgreSQL's lexer would, refusing
--- what a filter never needs: comments, semicolons, dollar quotes and
--- parameters, prefixed strings and identifiers (U&, B, X) and any other
--- character. Kinds: id (unquoted, ASCII-lowercased), qid (double-quoted),
--- num, str (value decoded), op (operator characters), p (punctuation), end.
-CREATE FUNCTION pgshadow._filter_tokens(p_tbl regclass, p_src text,
-    OUT k text[], OUT v text[], OUT pos integer[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n   integer := length(p_src);
-    i   integer := 1;
-    j   integer;
-    c   text;
-    s   text;
-    q   text;
-    esc boolean;
-    opchars constant text := '~!@#^&|`?+-*/%<>=';
-BEGIN
-    k := '{}'; v := '{}'; pos := '{}';
-    WHILE i <= n LOOP
-        c := substr(p_src, i, 1);
-        IF c IN (' ', E'\t', E'\n', E'\r', E'\f', chr(11)) THEN
-            i := i + 1;
-            CONTINUE;
-        END IF;
-        esc := false;
-        IF c ~ '[A-Za-z_]' OR ascii(c) > 127 THEN
-            j := i + 1;
-            WHILE j <= n AND (substr(p_src, j, 1) ~ '[A-Za-z0-9_$]' OR ascii(substr(p_src, j, 1)) > 127) LOOP
-                j := j + 1;
-            END LOOP;
-            s := substr(p_src, i, j - i);
-            IF j <= n AND substr(p_src, j, 1) IN ('''', '"', '&') THEN
-                IF s IN ('E', 'e') AND substr(p_src, j, 1) = '''' THEN
-                    esc := true;  -- E'...': read below, as quote_literal writes it
-                    i := j;
-                    c := '''';
-                ELSE
-                    PERFORM pgshadow._filter_error(p_tbl, i, format('%s%s... is not supported (only plain ''strings'' and "identifiers")',
-                                                                     s, substr(p_src, j, 1)));
-                END IF;
-            ELSE
-                k := k || 'id'::text;
-                v := v || translate(s, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz');
-                pos := pos || i;
-                i := j;
-                CONTINUE;
-            END IF;
-        END IF;
-        IF c = '''' OR c = '"' THEN
-            -- a quoted string or identifier; the quote doubled stands for itself,
-            -- and in E'' strings only \\ and \' (all quote_literal writes) are known
-            q := '';
-            j := i + 1;
-            LOOP
-                IF j > n THEN
-                    PERFORM pgshadow._filter_error(p_tbl, CASE WHEN esc THEN i - 1 ELSE i END,
-                        CASE WHEN c = '''' THEN 'unterminated quoted string' ELSE 'unterminated quoted identifier' END);
-                END IF;
-                s := substr(p_src, j, 1);
-                IF s = c THEN
-                    IF substr(p_src, j + 1, 1) = c THEN
-                        q := q || c;
-                        j := j + 2;
-                    ELSE
-                        EXIT;
-                    END IF;
-                ELSIF esc AND s = '\' THEN
-                    IF substr(p_src, j + 1, 1) NOT IN ('\', '''') THEN
-                        PERFORM pgshadow._filter_error(p_tbl, j, 'only the escapes \\ and \'' are supported in E'''' strings');
-                    END IF;
-                    q := q || substr(p_src, j + 1, 1);
-                    j := j + 2;
-                ELSE
-                    q := q || s;
-                    j := j + 1;
-                END IF;
-            END LOOP;
-            IF c = '"' AND q = '' THEN
-                PERFORM pgshadow._filter_error(p_tbl, i, 'zero-length quoted identifier');
-            END IF;
-            k := k || CASE WHEN c = '''' THEN 'str' ELSE 'qid' END;
-            v := v || q;
-            pos := pos || CASE WHEN esc THEN i - 1 ELSE i END;
-            i := j + 1;
-            CONTINUE;
-        END IF;
-        IF c ~ '[0-9]' OR (c = '.' AND substr(p_src, i + 1, 1) ~ '[0-9]') THEN
-            s := substring(substr(p_src, i) FROM '^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?');
-            j := i + length(s);
-            IF j <= n AND (substr(p_src, j, 1) ~ '[A-Za-z0-9_$.]' OR ascii(substr(p_src, j, 1)) > 127) THEN
-                PERFORM pgshadow._filter_error(p_tbl, i, format('invalid number %s', substr(p_src, i, j - i + 1)));
-            END IF;
-            k := k || 'num'::text;
-            v := v || s;
-            pos := pos || i;
-            i := j;
-            CONTINUE;
-        END IF;
-        IF strpos(opchars, c) > 0 THEN
-            j := i;
-            WHILE j <= n AND strpos(opchars, substr(p_src, j, 1)) > 0 LOOP
-                IF substr(p_src, j, 2) IN ('--', '/*') THEN
-                    PERFORM pgshadow._filter_error(p_tbl, j, 'comments are not allowed');
-                END IF;
-                j := j + 1;
-            END LOOP;
-            s := substr(p_src, i, j - i);
-            -- the lexer's rule: a multi-character operator ends in + or - only
-            -- if it holds one of ~ ! @ # ^ & | ` ? (so "=-1" is "=" and "-1")
-            IF s !~ '[~!@#^&|`?]' THEN
-                WHILE length(s) > 1 AND right(s, 1) IN ('+', '-') LOOP
-                    s := left(s, -1);
-                END LOOP;
-            END IF;
-            k := k || 'op'::text;
-            v := v || s;
-            pos := pos || i;
-            i := i + length(s);
-            CONTINUE;
-        END IF;
-        IF c IN ('(', ')', ',', '.', '[', ']') OR substr(p_src, i, 2) = '::' THEN
-            s := CASE WHEN c = ':' THEN '::' ELSE c END;
-            k := k || 'p'::text;
-            v := v || s;
-            pos := pos || i;
-            i := i + length(s);
-            CONTINUE;
-        END IF;
-        PERFORM pgshadow._filter_error(p_tbl, i,
-            CASE c WHEN ';' THEN 'semicolons are not allowed'
-                   WHEN '$' THEN 'dollar quotes and parameters are not allowed'
-                   ELSE format('unexpected character %s', quote_literal(c)) END);
-    END LOOP;
-    k := k || 'end'::text;
-    v := v || ''::text;
-    pos := pos || (n + 1);
-END
-$$;
-
--- How a token is named in an error.
-CREATE FUNCTION pgshadow._filter_tok(p_k text, p_v text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE p_k WHEN 'end' THEN 'end of filter'
-                    WHEN 'str' THEN 'string ' || quote_literal(p_v)
-                    WHEN 'qid' THEN 'identifier ' || quote_ident(p_v)
-                    ELSE quote_literal(p_v) END
-$$;
-
--- A built-in type as a cast target, spelled so that no search_path is
--- consulted: SQL keyword spellings (integer, character varying(n), timestamp
--- with time zone, ...) are bound to pg_catalog by the grammar; every other
--- type is qualified with pg_catalog.
-CREATE FUNCTION pgshadow._filter_typename(p_type oid, p_typmod integer) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN f ~ '^(bigint|bit|boolean|character|double precision|integer|interval|numeric|real|smallint|time|timestamp)([ ([]|$)'
-                THEN f ELSE 'pg_catalog.' || f END
-      FROM format_type(p_type, coalesce(p_typmod, -1)) f
-$$;
-
--- Refuses a type that is not built in: a column, a cast or a constant of it
--- could run a role's code (input, output and cast functions, operators).
--- Domains, enums, composite and pseudo types are refused too, and so are the
--- reg* name-lookup types as cast targets.
-CREATE FUNCTION pgshadow._filter_check_type(p_tbl regclass, p_at integer, p_type oid, p_what text, p_cast boolean)
-RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v pg_type;
-BEGIN
-    SELECT * INTO v FROM pg_type WHERE oid = p_type;
-    IF p_type >= 16384 OR v.typtype NOT IN ('b', 'r', 'm') OR v.typnamespace <> 'pg_catalog'::regnamespace THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_at, format(
-            '%s has type %s, which is not a built-in base type (domains, enums, composite and user-defined types are not allowed)',
-            p_what, format_type(p_type, NULL)));
-    END IF;
-    IF p_cast AND v.typname ~ '^_?reg' THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_at, format('casts to %s are not allowed (they look names up)', format_type(p_type, NULL)));
-    END IF;
-END
-$$;
-
--- The type of an expression, without evaluating it on any row: the
--- expression sits in a subquery that returns nothing, outer-joined to one
--- row. Also the check that the node is valid SQL (operator or function
--- exists); a failure is reported at the node's position.
-CREATE FUNCTION pgshadow._filter_typeof(p_tbl regclass, p_at integer, p_sql text) RETURNS oid
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v oid;
-BEGIN
-    -- p_sql is a canonical node: built-in immutable parts only (see _filter)
-    EXECUTE format('SELECT pg_catalog.pg_typeof(s.x)::pg_catalog.oid FROM (SELECT) d'
-                   ' LEFT JOIN (SELECT %s AS x FROM %s t LIMIT 0) s ON true', p_sql, p_tbl)
-       INTO v;
-    RETURN v;
-EXCEPTION WHEN OTHERS THEN
-    PERFORM pgshadow._filter_error(p_tbl, p_at, SQLERRM);
-    RETURN NULL;
-END
-$$;
-
--- Evaluates an expression without columns once and returns it as a typed
--- constant, so what is stored does not depend on the exporting session.
-CREATE FUNCTION pgshadow._filter_fold(p_tbl regclass, p_at integer, p_sql text) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_type oid := pgshadow._filter_typeof(p_tbl, p_at, p_sql);
-    v_null boolean;
-    v_text text;
-BEGIN
-    PERFORM pgshadow._filter_check_type(p_tbl, p_at, v_type, 'a constant', false);
-    BEGIN
-        EXECUTE format('SELECT s.x IS NULL, pg_catalog.format(%L, s.x) FROM (SELECT %s AS x) s', '%s', p_sql)
-           INTO v_null, v_text;
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_at, SQLERRM);
-    END;
-    RETURN format('CAST(%s AS %s)', CASE WHEN v_null THEN 'NULL' ELSE quote_literal(v_text) END,
-                  pgshadow._filter_typename(v_type, -1));
-END
-$$;
-
--- An operand whose type the context decides (a string literal or NULL)
--- given type p_type: a typed constant.
-CREATE FUNCTION pgshadow._filter_coerce(p_tbl regclass, p_at integer, p_sql text, p_unk boolean, p_type oid)
-RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF NOT p_unk THEN
-        RETURN p_sql;
-    END IF;
-    PERFORM pgshadow._filter_check_type(p_tbl, p_at, p_type, 'a constant', true);
-    RETURN pgshadow._filter_fold(p_tbl, p_at, format('CAST(%s AS %s)', p_sql, pgshadow._filter_typename(p_type, -1)));
-END
-$$;
-
--- A node built from checked parts: its type is checked (it must be valid
--- SQL), and without columns it is folded into a constant.
-CREATE FUNCTION pgshadow._filter_node(p_tbl regclass, p_at integer, p_sql text, p_cnst boolean,
-    OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    unk := false;
-    cnst := p_cnst;
-    IF p_cnst THEN
-        sql := pgshadow._filter_fold(p_tbl, p_at, p_sql);
-    ELSE
-        PERFORM pgshadow._filter_typeof(p_tbl, p_at, p_sql);
-        sql := p_sql;
-    END IF;
-END
-$$;
+-- Row filters, continued: the parser. It builds a filter's canonical SQL
+-- from the tokens of sql/25_filter_lex.sql with the nodes of
+-- sql/26_filter_types.sql.
+-- Length: the parser is one function (_filter_expr says why).
 
 -- a OPERATOR(pg_catalog.op) b, for the operators the grammar knows. Every
 -- pg_catalog operator of that name must be built in, and the one that
@@ -365,128 +82,6 @@ BEGIN
 END
 $$;
 
--- A type name after :: or AS: words, an optional schema, typmods, [].
--- Resolved with to_regtype (a parse, under the pinned search_path) and
--- checked to be built in; returns its canonical spelling.
-CREATE FUNCTION pgshadow._filter_typname(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
-    INOUT i integer, OUT typ oid, OUT typmod integer, OUT txt text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_at    integer := p_pos[i];
-    v_name  text := '';
-    v_words text[] := '{}';
-    v_mods  text[] := '{}';
-    v_arr   boolean := false;
-    v_in    name;
-BEGIN
-    LOOP
-        IF (p_k[i] = 'id' AND p_v[i] NOT IN ('and', 'or', 'is', 'not', 'in', 'between', 'like', 'ilike', 'collate',
-                                            'as', 'isnull', 'notnull', 'similar', 'escape', 'operator', 'from'))
-           OR p_k[i] = 'qid' THEN
-            EXIT WHEN v_arr OR cardinality(v_mods) > 0 AND p_v[i] NOT IN ('with', 'without', 'time', 'zone');
-            v_name := v_name || CASE WHEN v_name = '' OR right(v_name, 1) = '.' THEN '' ELSE ' ' END
-                             || CASE WHEN p_k[i] = 'id' THEN p_v[i] ELSE quote_ident(p_v[i]) END;
-            v_words := v_words || p_v[i];
-        ELSIF p_k[i] = 'p' AND p_v[i] = '.' AND v_name <> '' AND NOT v_arr THEN
-            v_name := v_name || '.';
-        ELSIF p_k[i] = 'p' AND p_v[i] = '(' AND v_name <> '' AND cardinality(v_mods) = 0 AND NOT v_arr THEN
-            LOOP
-                i := i + 1;
-                IF p_k[i] <> 'num' OR p_v[i] !~ '^[0-9]+$' THEN
-                    PERFORM pgshadow._filter_error(p_tbl, p_pos[i], 'a type modifier must be an integer');
-                END IF;
-                v_mods := v_mods || p_v[i];
-                i := i + 1;
-                EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
-                IF NOT (p_k[i] = 'p' AND p_v[i] = ',') THEN
-                    PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('expected , or ) in type modifiers, found %s',
-                                                                            pgshadow._filter_tok(p_k[i], p_v[i])));
-                END IF;
-            END LOOP;
-            v_name := v_name || '(' || array_to_string(v_mods, ',') || ')';
-        ELSIF p_k[i] = 'p' AND p_v[i] = '[' AND v_name <> '' THEN
-            IF p_k[i + 1] = 'num' THEN
-                i := i + 1;
-            END IF;
-            IF NOT (p_k[i + 1] = 'p' AND p_v[i + 1] = ']') THEN
-                PERFORM pgshadow._filter_error(p_tbl, p_pos[i + 1], 'expected ] in an array type');
-            END IF;
-            i := i + 1;
-            v_name := v_name || '[]';
-            v_arr := true;
-        ELSE
-            EXIT;
-        END IF;
-        i := i + 1;
-    END LOOP;
-    IF v_name = '' OR right(v_name, 1) = '.' THEN
-        PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('expected a type name, found %s', pgshadow._filter_tok(p_k[i], p_v[i])));
-    END IF;
-    IF v_words && ARRAY['year', 'month', 'day', 'hour', 'minute', 'second'] THEN
-        PERFORM pgshadow._filter_error(p_tbl, v_at, 'interval fields are not supported');
-    END IF;
-    BEGIN
-        typ := to_regtype(v_name);
-    EXCEPTION WHEN OTHERS THEN
-        typ := NULL;
-    END;
-    IF typ IS NULL THEN
-        PERFORM pgshadow._filter_error(p_tbl, v_at, format('type %s does not exist', v_name));
-    END IF;
-    PERFORM pgshadow._filter_check_type(p_tbl, v_at, typ, 'the cast', true);
-    typmod := -1;
-    IF cardinality(v_mods) > 0 THEN
-        SELECT p.proname INTO v_in FROM pg_type y JOIN pg_proc p ON p.oid = y.typmodin WHERE y.oid = typ;
-        IF v_in IS NULL THEN
-            PERFORM pgshadow._filter_error(p_tbl, v_at, format('type %s takes no modifiers', format_type(typ, NULL)));
-        END IF;
-        BEGIN
-            -- the type is built in (checked above), so is its typmod input function
-            EXECUTE format('SELECT pg_catalog.%I($1::pg_catalog.cstring[])', v_in) INTO typmod USING v_mods;
-        EXCEPTION WHEN OTHERS THEN
-            PERFORM pgshadow._filter_error(p_tbl, v_at, SQLERRM);
-        END;
-    END IF;
-    txt := pgshadow._filter_typename(typ, typmod);
-END
-$$;
-
--- CAST(x AS type). A cast of a column runs a cast function or the type's
--- input/output functions; each must be immutable, as for any function.
-CREATE FUNCTION pgshadow._filter_cast(p_tbl regclass, p_at integer, p_x text, p_xu boolean, p_xc boolean,
-    p_type oid, p_typename text, OUT sql text, OUT unk boolean, OUT cnst boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_src  oid;
-    v_vol  "char"[];
-    v_cast pg_cast;
-BEGIN
-    IF NOT p_xu AND NOT p_xc THEN
-        v_src := pgshadow._filter_typeof(p_tbl, p_at, p_x);
-        IF v_src <> p_type THEN
-            SELECT * INTO v_cast FROM pg_cast WHERE castsource = v_src AND casttarget = p_type;
-            IF FOUND THEN
-                v_vol := CASE v_cast.castmethod
-                         WHEN 'f' THEN ARRAY[(SELECT provolatile FROM pg_proc WHERE oid = v_cast.castfunc)]
-                         WHEN 'i' THEN ARRAY[(SELECT provolatile FROM pg_proc WHERE oid = (SELECT typoutput FROM pg_type WHERE oid = v_src)),
-                                             (SELECT provolatile FROM pg_proc WHERE oid = (SELECT typinput FROM pg_type WHERE oid = p_type))]
-                         ELSE '{}' END;
-            ELSE
-                -- no catalogued cast: PostgreSQL converts through text
-                v_vol := ARRAY[(SELECT provolatile FROM pg_proc WHERE oid = (SELECT typoutput FROM pg_type WHERE oid = v_src)),
-                               (SELECT provolatile FROM pg_proc WHERE oid = (SELECT typinput FROM pg_type WHERE oid = p_type))];
-            END IF;
-            IF EXISTS (SELECT FROM unnest(v_vol) x WHERE x IS DISTINCT FROM 'i') THEN
-                PERFORM pgshadow._filter_error(p_tbl, p_at, format('the cast from %s to %s is not immutable',
-                                                                    format_type(v_src, NULL), format_type(p_type, NULL)));
-            END IF;
-        END IF;
-    END IF;
-    SELECT * INTO sql, unk, cnst
-      FROM pgshadow._filter_node(p_tbl, p_at, format('CAST(%s AS %s)', p_x, p_typename), p_xu OR p_xc);
-END
-$$;
-
 -- Expects punctuation p at token i and steps over it.
 CREATE FUNCTION pgshadow._filter_expect(p_tbl regclass, p_k text[], p_v text[], p_pos integer[], i integer, p text)
 RETURNS integer
@@ -499,10 +94,40 @@ BEGIN
 END
 $$;
 
+-- The items of a parenthesised list, from token i to its ')': returns i
+-- after the ')', each item's SQL, whether it is untyped, and whether all are
+-- constant. p_call: a function call's arguments, where DISTINCT, ALL,
+-- VARIADIC and * are refused.
+CREATE FUNCTION pgshadow._filter_list(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
+    INOUT i integer, p_depth integer, p_call boolean, OUT sqls text[], OUT unks boolean[], OUT cnst boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    sqls := '{}'; unks := '{}'; cnst := true;
+    LOOP
+        IF p_call AND (p_k[i] = 'id' AND p_v[i] IN ('distinct', 'all', 'variadic') OR p_k[i] = 'op' AND p_v[i] = '*') THEN
+            PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('unexpected %s in a function call', upper(p_v[i])));
+        END IF;
+        r := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
+        i := r.i;
+        sqls := sqls || r.sql; unks := unks || r.unk;
+        cnst := cnst AND r.cnst;
+        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
+        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
+    END LOOP;
+    i := i + 1;
+END
+$$;
+
 -- The recursive-descent parser. p_level is the precedence level being
 -- parsed (PostgreSQL's, lowest first; 1-9 by precedence climbing):
 --   1 OR   2 AND   3 NOT   4 IS ...   5 = <> < > <= >=   6 [NOT] IN / BETWEEN / LIKE / ILIKE
 --   7 || and OPERATOR(pg_catalog.op)   8 + -   9 * / %   10 unary - +   11 :: COLLATE   12 primary
+-- Length: the whole grammar in one function. The levels share the token
+-- arrays, the position and the error reporting, and precedence climbing
+-- parses the nine binary levels in one branch; a function per level would
+-- add a call per operand per level.
 CREATE FUNCTION pgshadow._filter_expr(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
     INOUT i integer, p_level integer, p_depth integer, OUT sql text, OUT unk boolean, OUT cnst boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -631,16 +256,8 @@ BEGIN
                     IF p_k[i] = 'id' AND p_v[i] IN ('select', 'values', 'with', 'table') THEN
                         PERFORM pgshadow._filter_error(p_tbl, p_pos[i], 'subqueries are not allowed');
                     END IF;
-                    v_args := '{}'; v_unks := '{}'; v_cnst := cnst;
-                    LOOP
-                        r2 := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
-                        i := r2.i;
-                        v_args := v_args || r2.sql; v_unks := v_unks || r2.unk;
-                        v_cnst := v_cnst AND r2.cnst;
-                        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
-                        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
-                    END LOOP;
-                    i := i + 1;
+                    r2 := pgshadow._filter_list(p_tbl, p_k, p_v, p_pos, i, p_depth, false);
+                    i := r2.i; v_args := r2.sqls; v_unks := r2.unks; v_cnst := cnst AND r2.cnst;
                     -- the list's type: the tested value's, else the first typed item's, else text
                     IF NOT unk THEN
                         v_typ := pgshadow._filter_typeof(p_tbl, v_at, sql);
@@ -855,21 +472,13 @@ BEGIN
                     v_op := 'pg_catalog.' || quote_ident(v_name);
                 END IF;
                 i := i + 2;
-                v_args := '{}'; v_unks := '{}'; v_cnst := true;
-                IF NOT (p_k[i] = 'p' AND p_v[i] = ')') THEN
-                    LOOP
-                        IF p_k[i] = 'id' AND p_v[i] IN ('distinct', 'all', 'variadic') OR p_k[i] = 'op' AND p_v[i] = '*' THEN
-                            PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('unexpected %s in a function call', upper(p_v[i])));
-                        END IF;
-                        r := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
-                        i := r.i;
-                        v_args := v_args || r.sql; v_unks := v_unks || r.unk;
-                        v_cnst := v_cnst AND r.cnst;
-                        EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
-                        i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
-                    END LOOP;
+                IF p_k[i] = 'p' AND p_v[i] = ')' THEN
+                    v_args := '{}'; v_unks := '{}'; v_cnst := true;
+                    i := i + 1;
+                ELSE
+                    r := pgshadow._filter_list(p_tbl, p_k, p_v, p_pos, i, p_depth, true);
+                    i := r.i; v_args := r.sqls; v_unks := r.unks; v_cnst := r.cnst;
                 END IF;
-                i := i + 1;
                 -- untyped literals: the type of COALESCE's first typed argument, else text
                 v_typ := NULL;
                 IF v_op = 'COALESCE' THEN
@@ -943,80 +552,5 @@ BEGIN
             PERFORM pgshadow._filter_error(p_tbl, v_at, format('unexpected %s', pgshadow._filter_tok(p_k[i], p_v[i])));
         END IF;
     END IF;
-END
-$$;
-
--- The canonical form of a row filter for table p_tbl, or an error naming the
--- table, what was refused and where. Idempotent on its own output, so it also
--- re-validates a stored filter. Constants are read and written under fixed
--- settings, so the stored text means the same in every session.
-CREATE FUNCTION pgshadow._filter(p_tbl regclass, p_filter text) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
-SET extra_float_digits = 3 SET bytea_output = 'hex'
-AS $$
-DECLARE
-    v_tok record;
-    r     record;
-    v     text;
-BEGIN
-    IF p_filter IS NULL THEN
-        RETURN NULL;
-    END IF;
-    -- room for the canonical text of a long filter, which must parse again
-    IF length(p_filter) > 100000 THEN
-        PERFORM pgshadow._filter_error(p_tbl, 100001, 'a row filter is limited to 100000 characters');
-    END IF;
-    v_tok := pgshadow._filter_tokens(p_tbl, p_filter);
-    IF v_tok.k[1] = 'end' THEN
-        PERFORM pgshadow._filter_error(p_tbl, 1, 'the filter is empty');
-    END IF;
-    r := pgshadow._filter_expr(p_tbl, v_tok.k, v_tok.v, v_tok.pos, 1, 1, 0);
-    IF v_tok.k[r.i] <> 'end' THEN
-        PERFORM pgshadow._filter_error(p_tbl, v_tok.pos[r.i],
-            format('unexpected %s', pgshadow._filter_tok(v_tok.k[r.i], v_tok.v[r.i])));
-    END IF;
-    v := '(' || pgshadow._filter_coerce(p_tbl, 1, r.sql, r.unk, 'boolean'::regtype) || ')';
-    -- Running the canonical text cannot run a role's code: it holds only
-    -- columns of built-in types, typed constants, and operators and
-    -- functions of pg_catalog that are built in, so the planner's checks (and
-    -- constant folding) here run nothing but the server's own code.
-    BEGIN
-        EXECUTE format('SELECT FROM %s t WHERE %s LIMIT 0', p_tbl, v);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pgshadow._filter_error(p_tbl, 1, SQLERRM);
-    END;
-    RETURN v;
-END
-$$;
-
--- The filter text every read of p_tbl pastes ('true' for none). What is
--- stored is canonical, but the table may have changed since: a column the
--- filter reads whose type became a user-defined one would let
--- OPERATOR(pg_catalog.op) reach that type owner's casts. So the columns the
--- canonical text names (always as t.<identifier>) are checked here, cheaply,
--- each time the filter is pasted.
-CREATE FUNCTION pgshadow._filter_sql(p_tbl regclass, p_filter text) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v record;
-BEGIN
-    IF p_filter IS NULL THEN
-        RETURN 'true';
-    END IF;
-    SELECT a.attname, a.atttypid INTO v
-      FROM regexp_matches(p_filter, '\mt\.("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)', 'g') m
-      JOIN pg_attribute a ON a.attrelid = p_tbl AND a.attname = (parse_ident(m[1]))[1] AND a.attnum > 0 AND NOT a.attisdropped
-      JOIN pg_type y ON y.oid = a.atttypid
-     WHERE a.atttypid >= 16384 OR y.typtype NOT IN ('b', 'r', 'm') OR y.typnamespace <> 'pg_catalog'::regnamespace
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pgshadow: row_filter of % reads column %, whose type % is not a built-in type', p_tbl,
-            quote_ident(v.attname), format_type(v.atttypid, NULL)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The column''s type changed after subscribing: shadow_unsubscribe() and subscribe again.';
-    END IF;
-    RETURN p_filter;
 END
 $$;
