@@ -18,21 +18,17 @@ func init() {
 }
 
 func runCompare(ctx context.Context, args []string) error {
-	fs := newFlagSet("compare", "pgshadow compare [-d CONNSTR] -target NAME -dest CONNSTR [-table T] [-chunk N] [-timeout D]")
+	fs := newFlagSet("compare", "pgshadow compare [-d CONNSTR] -target NAME -dest CONNSTR [-table T] [-chunk N] [-timeout D]").withTimeout()
 	dsn := fs.String("d", "", "source database: "+dsnHelp)
 	dest := fs.String("dest", "", "target database, where the file target's batches are imported: connection string or URL")
-	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
+	target := fileTargetFlag(fs)
 	table := fs.String("table", "", "compare only this source table, schema-qualified (default: every table of the target)")
 	chunk := fs.Int("chunk", 10000, "source rows per key range")
-	timeout := fs.Duration("timeout", 0, timeoutHelp)
-	if err := fs.Parse(args); err != nil {
+	ctx, cancel, err := fs.parseBounded(ctx, args)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if *target == "" || *dest == "" {
 		return errors.New("-target and -dest are required (pgshadow compare -h)")
 	}

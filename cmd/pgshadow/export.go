@@ -27,20 +27,16 @@ func init() {
 const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
 
 func runExport(ctx context.Context, args []string) error {
-	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]")
+	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]").withTimeout()
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "push target (a foreign server), or file target, created with shadow_add_target(NAME, NULL)")
 	dir := fs.String("dir", "", "file targets: export root: the batch is written to DIR/NAME/<batch>")
-	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	progress := progressFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	ctx, cancel, err := fs.parseBounded(ctx, args)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if *target == "" {
 		return errors.New("-target is required (pgshadow export -h)")
 	}
@@ -58,7 +54,7 @@ func runExport(ctx context.Context, args []string) error {
 		if *dir != "" {
 			return fmt.Errorf("target %q is a push target: it ships over its foreign server, drop -dir (which is for file targets)", *target)
 		}
-		return pushExport(ctx, conn, *dsn, *target, *timeout, progress())
+		return pushExport(ctx, conn, *dsn, *target, *fs.timeout, progress())
 	}
 	if *dir == "" {
 		return errors.New("-dir is required for a file target (pgshadow export -h)")

@@ -17,21 +17,17 @@ func init() {
 }
 
 func runImport(ctx context.Context, args []string) error {
-	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]")
+	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]").withTimeout()
 	dsn := fs.String("d", "", dsnHelp)
 	dir := fs.String("dir", "", "one batch directory written by pgshadow export (it holds manifest.json)")
 	inbox := fs.String("inbox", "", "a directory of batch directories: apply every one not applied yet, in chain order")
 	prune := fs.Bool("prune", false, "with -inbox: after a run that applied everything, remove the batch directories the target shows applied")
-	timeout := fs.Duration("timeout", 0, timeoutHelp)
 	progress := progressFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	ctx, cancel, err := fs.parseBounded(ctx, args)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	switch {
 	case (*dir == "") == (*inbox == ""):
 		return errors.New("give one of -dir and -inbox (pgshadow import -h)")

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	"time"
 )
 
 type command struct {
@@ -31,7 +32,8 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 // printing them, so every failure ends as one line on stderr; only -h prints.
 type flagSet struct {
 	*flag.FlagSet
-	usage string
+	usage   string
+	timeout *time.Duration // -timeout, when the command takes it (withTimeout)
 }
 
 // newFlagSet returns the flag set for a subcommand; usage is the synopsis
@@ -54,6 +56,30 @@ func (f *flagSet) Parse(args []string) error {
 		f.SetOutput(io.Discard)
 	}
 	return err
+}
+
+// withTimeout adds -timeout (default: none) to f, for parseBounded.
+func (f *flagSet) withTimeout() *flagSet {
+	f.timeout = f.Duration("timeout", 0, timeoutHelp)
+	return f
+}
+
+// parseBounded parses args, refuses positional arguments, and returns ctx
+// bounded by -timeout.
+func (f *flagSet) parseBounded(ctx context.Context, args []string) (context.Context, context.CancelFunc, error) {
+	if err := f.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if f.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	c, cancel := withTimeout(ctx, *f.timeout)
+	return c, cancel, nil
+}
+
+// fileTargetFlag is -target of the commands that work on a file target.
+func fileTargetFlag(f *flagSet) *string {
+	return f.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
 }
 
 func main() {

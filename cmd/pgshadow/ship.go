@@ -20,20 +20,16 @@ func init() {
 }
 
 func runShip(ctx context.Context, args []string) error {
-	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]")
+	fs := newFlagSet("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]").withTimeout()
 	source := fs.String("source", "", "source database: "+dsnHelp)
 	dest := fs.String("dest", "", "target database, where the batch is applied: connection string or URL (PG* environment variables fill in the rest)")
-	target := fs.String("target", "", "file target, created with shadow_add_target(NAME, NULL)")
-	timeout := fs.Duration("timeout", 0, timeoutHelp)
+	target := fileTargetFlag(fs)
 	progress := progressFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	ctx, cancel, err := fs.parseBounded(ctx, args)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if *target == "" || *dest == "" {
 		return errors.New("-target and -dest are required (pgshadow ship -h)")
 	}
