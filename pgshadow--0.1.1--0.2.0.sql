@@ -40,7 +40,6 @@ GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
 ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
 
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
@@ -59,7 +58,6 @@ CREATE TABLE pgshadow.history (
 COMMENT ON TABLE pgshadow.history IS
     'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
 GRANT SELECT ON pgshadow.history TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 
 -- Failure history and a failure counter per subscription (see
 -- sql/10_catalog.sql): an incident outlives the success that clears it.
@@ -79,8 +77,6 @@ GRANT SELECT ON pgshadow.failure TO PUBLIC;
 ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.failure FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
 
 -- Mesh peers are known by identity (sql/10_catalog.sql): this node's id,
 -- and what node each target reaches, learned at the next connection.
@@ -120,6 +116,26 @@ UPDATE pgshadow.subscription s
 DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
 
+
+-- code of: sql/10_catalog.sql
+CREATE OR REPLACE FUNCTION pgshadow._dump_catalog() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgshadow') THEN
+        RETURN;
+    END IF;
+    FOREACH v IN ARRAY ARRAY['pgshadow.tracked', 'pgshadow.target', 'pgshadow.subscription',
+                             'pgshadow.subscription_id_seq', 'pgshadow.failure', 'pgshadow.failure_id_seq',
+                             'pgshadow.export_grant', 'pgshadow.history', 'pgshadow.conflict',
+                             'pgshadow.conflict_id_seq', 'pgshadow.error', 'pgshadow.skipped',
+                             'pgshadow.skipped_id_seq'] LOOP
+        PERFORM pg_extension_config_dump(v::regclass, '');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshadow._dump_catalog() FROM PUBLIC;
 
 -- code of: sql/15_history.sql
 CREATE OR REPLACE FUNCTION pgshadow._system_id() RETURNS text
@@ -3294,7 +3310,7 @@ CREATE OR REPLACE FUNCTION pgshadow._ship_peer(p_sub pgshadow.subscription, p_ol
                                     p_chunk integer, p_open boolean,
                                     OUT keys bigint, OUT upserts bigint, OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_keys  text := pgshadow._chunk_sql(p_sub);
@@ -3330,7 +3346,7 @@ CREATE OR REPLACE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$
@@ -4744,7 +4760,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;
@@ -4892,7 +4908,7 @@ $$;
 CREATE OR REPLACE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
@@ -4984,7 +5000,7 @@ $$;
 COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
     'pgshadow: compare a table with its copy on a target by key range; repair => true re-ships the ranges that differ';
 
--- code of: sql/89_settings.sql
+-- code of: sql/89_finish.sql
 CREATE OR REPLACE FUNCTION pgshadow._pin_settings() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -5009,9 +5025,12 @@ GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
 GRANT SELECT ON shadow_progress TO PUBLIC;
 
--- the fixed value settings as SET clauses (sql/89_settings.sql; CREATE OR
+-- the fixed value settings as SET clauses (sql/89_finish.sql; CREATE OR
 -- REPLACE above has none)
 SELECT pgshadow._pin_settings();
+-- the catalog tables pg_dump dumps with their rows, new ones included
+-- (sql/10_catalog.sql)
+SELECT pgshadow._dump_catalog();
 
 -- Every tracked table to its own capture function, in place: shadow table,
 -- pending keys and watermarks stay (needs a superuser, or an extension owner

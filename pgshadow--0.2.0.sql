@@ -145,13 +145,34 @@ ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.failure FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));  -- itself filtered so
 
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
+-- The catalog tables pg_dump dumps with their rows, which it otherwise leaves
+-- out for an extension's own tables: every one but pgshadow.node (a restored
+-- database is a new node, see above) and the unlogged pgshadow.sync_open
+-- (the state of running transactions). A restored database keeps what is
+-- tracked, its targets, subscriptions and watermarks, and the stamp of the
+-- xid history they were taken in (pgshadow.history, which the install leaves
+-- empty, so a restore elsewhere is detected). Only under CREATE or ALTER
+-- EXTENSION: installed by plain SQL (migrations), these are ordinary tables,
+-- which pg_dump dumps anyway. Called last (sql/89_finish.sql), when every
+-- table exists; upgrades call it again after adding one.
+CREATE FUNCTION pgshadow._dump_catalog() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgshadow') THEN
+        RETURN;
+    END IF;
+    FOREACH v IN ARRAY ARRAY['pgshadow.tracked', 'pgshadow.target', 'pgshadow.subscription',
+                             'pgshadow.subscription_id_seq', 'pgshadow.failure', 'pgshadow.failure_id_seq',
+                             'pgshadow.export_grant', 'pgshadow.history', 'pgshadow.conflict',
+                             'pgshadow.conflict_id_seq', 'pgshadow.error', 'pgshadow.skipped',
+                             'pgshadow.skipped_id_seq'] LOOP
+        PERFORM pg_extension_config_dump(v::regclass, '');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshadow._dump_catalog() FROM PUBLIC;
 
 -- source: sql/15_history.sql
 -- The transaction-id history the watermarks belong to. A watermark (a
@@ -185,10 +206,6 @@ CREATE TABLE pgshadow.history (
 COMMENT ON TABLE pgshadow.history IS
     'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
 GRANT SELECT ON pgshadow.history TO PUBLIC;
-
--- dumped with the data, so a restored database still carries the stamp of
--- the history it came from (the install script leaves the table empty)
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
 
 -- This cluster's system identifier, or NULL where the definer may not read
 -- pg_control_system() (a non-superuser install without pg_monitor); the other
@@ -523,7 +540,7 @@ $$;
 -- they fix how dates, times, intervals, floats, bytea and money print, so the
 -- text one server writes is read back as the same values by another whatever
 -- either server's defaults or locale are. The functions that render values
--- get them as SET clauses from pgshadow._pin_settings (89_settings.sql).
+-- get them as SET clauses from pgshadow._pin_settings (89_finish.sql).
 CREATE FUNCTION pgshadow._settings() RETURNS TABLE (name text, setting text)
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     VALUES ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'), ('TimeZone', 'UTC'),
@@ -3417,9 +3434,6 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict_id_seq', '');
-
 CREATE VIEW shadow_conflicts WITH (security_barrier) AS
 SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
   FROM pgshadow.conflict
@@ -3794,10 +3808,6 @@ ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.skipped FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
-
 -- Views run with their owner's rights, which pass the tables' row security:
 -- each filters on the viewer's privilege itself (security_barrier keeps a
 -- viewer's own functions from seeing rows before the filter).
@@ -4169,7 +4179,7 @@ CREATE FUNCTION pgshadow._ship_peer(p_sub pgshadow.subscription, p_old pg_snapsh
                                     p_chunk integer, p_open boolean,
                                     OUT keys bigint, OUT upserts bigint, OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_keys  text := pgshadow._chunk_sql(p_sub);
@@ -4221,7 +4231,7 @@ CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$
@@ -5919,7 +5929,7 @@ $$;
 -- the checks they share before them.
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;
@@ -6080,7 +6090,7 @@ $$;
 CREATE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
@@ -6172,7 +6182,11 @@ $$;
 COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
     'pgshadow: compare a table with its copy on a target by key range; repair => true re-ships the ranges that differ';
 
--- source: sql/89_settings.sql
+-- source: sql/89_finish.sql
+-- What runs last, since it names objects of every other file: the fixed
+-- value settings pinned on the functions that render values, and the
+-- catalog tables marked for pg_dump.
+--
 -- The functions that render values as text for a target, or compare them,
 -- run under the fixed value settings of pgshadow._settings(), their one home:
 -- given to them here as SET clauses, which PostgreSQL restores when the
@@ -6201,3 +6215,6 @@ $$;
 REVOKE ALL ON FUNCTION pgshadow._pin_settings() FROM PUBLIC;
 
 SELECT pgshadow._pin_settings();
+
+-- the catalog tables pg_dump dumps with their rows (sql/10_catalog.sql)
+SELECT pgshadow._dump_catalog();

@@ -120,6 +120,26 @@ DROP VIEW shadow_status;
 DROP FUNCTION pgshadow._pending(bigint);
 
 
+-- code of: sql/10_catalog.sql
+CREATE OR REPLACE FUNCTION pgshadow._dump_catalog() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgshadow') THEN
+        RETURN;
+    END IF;
+    FOREACH v IN ARRAY ARRAY['pgshadow.tracked', 'pgshadow.target', 'pgshadow.subscription',
+                             'pgshadow.subscription_id_seq', 'pgshadow.failure', 'pgshadow.failure_id_seq',
+                             'pgshadow.export_grant', 'pgshadow.history', 'pgshadow.conflict',
+                             'pgshadow.conflict_id_seq', 'pgshadow.error', 'pgshadow.skipped',
+                             'pgshadow.skipped_id_seq'] LOOP
+        PERFORM pg_extension_config_dump(v::regclass, '');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshadow._dump_catalog() FROM PUBLIC;
+
 -- code of: sql/15_history.sql
 CREATE OR REPLACE FUNCTION pgshadow._system_id() RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -3293,7 +3313,7 @@ CREATE OR REPLACE FUNCTION pgshadow._ship_peer(p_sub pgshadow.subscription, p_ol
                                     p_chunk integer, p_open boolean,
                                     OUT keys bigint, OUT upserts bigint, OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_keys  text := pgshadow._chunk_sql(p_sub);
@@ -3329,7 +3349,7 @@ CREATE OR REPLACE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$
@@ -4743,7 +4763,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;
@@ -4891,7 +4911,7 @@ $$;
 CREATE OR REPLACE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);
@@ -4983,7 +5003,7 @@ $$;
 COMMENT ON FUNCTION shadow_compare(text, regclass, integer, boolean) IS
     'pgshadow: compare a table with its copy on a target by key range; repair => true re-ships the ranges that differ';
 
--- code of: sql/89_settings.sql
+-- code of: sql/89_finish.sql
 CREATE OR REPLACE FUNCTION pgshadow._pin_settings() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -5008,9 +5028,12 @@ GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
 GRANT SELECT ON shadow_progress TO PUBLIC;
 
--- the fixed value settings as SET clauses (sql/89_settings.sql; CREATE OR
+-- the fixed value settings as SET clauses (sql/89_finish.sql; CREATE OR
 -- REPLACE above has none)
 SELECT pgshadow._pin_settings();
+-- the catalog tables pg_dump dumps with their rows, new ones included
+-- (sql/10_catalog.sql)
+SELECT pgshadow._dump_catalog();
 
 -- Every tracked table to its own capture function, in place: shadow table,
 -- pending keys and watermarks stay (needs a superuser, or an extension owner

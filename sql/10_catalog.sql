@@ -126,12 +126,31 @@ ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.failure FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));  -- itself filtered so
 
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.tracked', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.target', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.subscription_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
--- #endif
+-- The catalog tables pg_dump dumps with their rows, which it otherwise leaves
+-- out for an extension's own tables: every one but pgshadow.node (a restored
+-- database is a new node, see above) and the unlogged pgshadow.sync_open
+-- (the state of running transactions). A restored database keeps what is
+-- tracked, its targets, subscriptions and watermarks, and the stamp of the
+-- xid history they were taken in (pgshadow.history, which the install leaves
+-- empty, so a restore elsewhere is detected). Only under CREATE or ALTER
+-- EXTENSION: installed by plain SQL (migrations), these are ordinary tables,
+-- which pg_dump dumps anyway. Called last (sql/89_finish.sql), when every
+-- table exists; upgrades call it again after adding one.
+CREATE FUNCTION pgshadow._dump_catalog() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pgshadow') THEN
+        RETURN;
+    END IF;
+    FOREACH v IN ARRAY ARRAY['pgshadow.tracked', 'pgshadow.target', 'pgshadow.subscription',
+                             'pgshadow.subscription_id_seq', 'pgshadow.failure', 'pgshadow.failure_id_seq',
+                             'pgshadow.export_grant', 'pgshadow.history', 'pgshadow.conflict',
+                             'pgshadow.conflict_id_seq', 'pgshadow.error', 'pgshadow.skipped',
+                             'pgshadow.skipped_id_seq'] LOOP
+        PERFORM pg_extension_config_dump(v::regclass, '');
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION pgshadow._dump_catalog() FROM PUBLIC;

@@ -30,12 +30,6 @@ COMMENT ON TABLE pgshadow.history IS
     'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
 GRANT SELECT ON pgshadow.history TO PUBLIC;
 
--- #if extension
--- dumped with the data, so a restored database still carries the stamp of
--- the history it came from (the install script leaves the table empty)
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
--- #endif
-
 -- This cluster's system identifier, or NULL where the definer may not read
 -- pg_control_system() (a non-superuser install without pg_monitor); the other
 -- checks of _history_break still apply then.

@@ -177,7 +177,7 @@ $$;
 -- they fix how dates, times, intervals, floats, bytea and money print, so the
 -- text one server writes is read back as the same values by another whatever
 -- either server's defaults or locale are. The functions that render values
--- get them as SET clauses from pgshadow._pin_settings (89_settings.sql).
+-- get them as SET clauses from pgshadow._pin_settings (89_finish.sql).
 CREATE FUNCTION pgshadow._settings() RETURNS TABLE (name text, setting text)
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     VALUES ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'), ('TimeZone', 'UTC'),

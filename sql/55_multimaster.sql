@@ -52,11 +52,6 @@ ALTER TABLE pgshadow.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.conflict FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.conflict_id_seq', '');
--- #endif
-
 CREATE VIEW shadow_conflicts WITH (security_barrier) AS
 SELECT id, at, tbl AS "table", key, origin, node, policy, resolution, remote_at, local_at, remote_row, local_row
   FROM pgshadow.conflict

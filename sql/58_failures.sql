@@ -36,12 +36,6 @@ ALTER TABLE pgshadow.skipped ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.skipped FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT') AND NOT pg_catalog.row_security_active(tbl));
 
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.error', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.skipped_id_seq', '');
--- #endif
-
 -- Views run with their owner's rights, which pass the tables' row security:
 -- each filters on the viewer's privilege itself (security_barrier keeps a
 -- viewer's own functions from seeing rows before the filter).

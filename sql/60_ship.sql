@@ -19,7 +19,7 @@ CREATE FUNCTION pgshadow._ship_peer(p_sub pgshadow.subscription, p_old pg_snapsh
                                     p_chunk integer, p_open boolean,
                                     OUT keys bigint, OUT upserts bigint, OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_keys  text := pgshadow._chunk_sql(p_sub);
@@ -71,7 +71,7 @@ CREATE FUNCTION pgshadow._ship(p_sub pgshadow.subscription, p_old pg_snapshot, p
                                OUT keys bigint, OUT upserts bigint, OUT deletes bigint, OUT truncated boolean,
                                OUT conflicts bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 SET enable_hashagg = off   -- stream the chunk aggregation instead of holding every chunk
 SET work_mem = '64MB'      -- a batch's key sort (1M keys: about 25 MB) stays in memory
 AS $$

@@ -76,7 +76,7 @@ $$;
 -- the checks they share before them.
 CREATE FUNCTION pgshadow.capture_sync() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription;

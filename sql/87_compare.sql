@@ -32,7 +32,7 @@ $$;
 CREATE FUNCTION shadow_compare(target text, tbl regclass, chunk_rows integer DEFAULT 10000, repair boolean DEFAULT false)
 RETURNS TABLE (range_from text[], range_to text[], source_rows bigint, target_rows bigint, repaired boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_settings.sql)
+SET search_path = pg_catalog, pg_temp  -- and the fixed value settings (89_finish.sql)
 AS $$
 DECLARE
     v_sub    pgshadow.subscription := pgshadow._subscription(target, tbl);

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofsys "io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshadow/pgshadow"
 	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
@@ -66,7 +68,7 @@ const migrateUsage = "pgshadow migrate -database pgx5://USER@HOST/DB [-path DIR]
 func runMigrate(ctx context.Context, args []string) error {
 	fs := newFlagSet("migrate", migrateUsage)
 	dbURL := fs.String("database", "", "database URL, pgx5://user:password@host:port/dbname?sslmode=disable (postgres:// works too)")
-	dir := fs.String("path", "migrations", "directory holding the generated migrations")
+	dir := fs.String("path", "", "directory holding the migrations to run (default: the ones built into this binary)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,9 +83,15 @@ func runMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 
-	src, err := iofs.New(os.DirFS(*dir), ".")
+	// the migrations built into the binary: those of the version it was
+	// built from, whatever directory it runs in
+	from, sub, where := iofsys.FS(pgshadow.Migrations), "migrations", "this binary"
+	if *dir != "" {
+		from, sub, where = os.DirFS(*dir), ".", *dir
+	}
+	src, err := iofs.New(from, sub)
 	if err != nil {
-		return fmt.Errorf("read migrations from %s: %w", *dir, err)
+		return fmt.Errorf("read migrations from %s: %w", where, err)
 	}
 	m, err := migrate.NewWithSourceInstance("iofs", src, pgx5URL(*dbURL))
 	if err != nil {

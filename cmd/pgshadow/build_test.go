@@ -169,3 +169,23 @@ func TestCommandExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// Without -path, pgshadow migrate runs the migrations built into the binary,
+// from any directory: installing needs the binary, not a checkout.
+func TestMigrateRunsTheMigrationsBuiltIntoTheBinary(t *testing.T) {
+	db := pgtest.NewDB(t, pgtest.Server("migrate"))
+	ups, err := filepath.Glob(filepath.Join("..", "..", "migrations", "*.up.sql"))
+	if err != nil || len(ups) == 0 {
+		t.Fatalf("no generated migrations (err %v): run make generate", err)
+	}
+	t.Chdir(t.TempDir()) // no migrations/ here
+	if err := runMigrate(context.Background(), []string{"-database", migrateURL(db), "up"}); err != nil {
+		t.Fatalf("migrate up from the binary: %v", err)
+	}
+	if got := db.QueryInt(t, "SELECT version FROM schema_migrations WHERE NOT dirty"); got != int64(len(ups)) {
+		t.Errorf("at migration %d, want %d (the last one in migrations/)", got, len(ups))
+	}
+	if got := countAPI(t, db); got != int64(len(apiFunctions))+1 {
+		t.Errorf("the public API is not installed: %d of %d objects", got, len(apiFunctions)+1)
+	}
+}

@@ -78,48 +78,15 @@ func readFile(t *testing.T, root, name string) string {
 	return string(data)
 }
 
-func TestConditionalBlocksSelectTheInstallPath(t *testing.T) {
-	tests := []struct {
-		name          string
-		src           string
-		extensionOnly string // must be in the extension script and not the migration
-		migrationOnly string // the other way round
-	}{
-		{
-			name:          "extension block",
-			src:           "CREATE TABLE a();\n-- #if extension\nSELECT pg_catalog.pg_extension_config_dump('a', '');\n-- #endif\nCREATE TABLE b();\n",
-			extensionOnly: "pg_extension_config_dump",
-		},
-		{
-			name:          "migration block",
-			src:           "-- #if migration\nCREATE EXTENSION IF NOT EXISTS dblink;\n-- #endif\nCREATE TABLE a();\n",
-			migrationOnly: "CREATE EXTENSION IF NOT EXISTS dblink;",
-		},
-		{
-			name:          "both kinds, indented markers",
-			src:           "  -- #if extension\nSELECT 'ext';\n  -- #endif\n--#if migration\nSELECT 'mig';\n--#endif\n",
-			extensionOnly: "SELECT 'ext';",
-			migrationOnly: "SELECT 'mig';",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			root := newRepo(t, "1.0.0", map[string]string{"sql/01_a.sql": tc.src})
-			files := generate(t, root)
-			ext := files["pgshadow--1.0.0.sql"]
-			mig := files["migrations/000001_pgshadow_1_0_0.up.sql"]
-			for name, script := range map[string]string{"extension script": ext, "migration": mig} {
-				if strings.Contains(script, "#if") || strings.Contains(script, "#endif") {
-					t.Errorf("%s still has marker lines:\n%s", name, script)
-				}
-			}
-			if tc.extensionOnly != "" && (!strings.Contains(ext, tc.extensionOnly) || strings.Contains(mig, tc.extensionOnly)) {
-				t.Errorf("%q should be in the extension script only\nextension:\n%s\nmigration:\n%s", tc.extensionOnly, ext, mig)
-			}
-			if tc.migrationOnly != "" && (!strings.Contains(mig, tc.migrationOnly) || strings.Contains(ext, tc.migrationOnly)) {
-				t.Errorf("%q should be in the migration only\nextension:\n%s\nmigration:\n%s", tc.migrationOnly, ext, mig)
-			}
-		})
+func TestBothInstallPathsRunTheSameSource(t *testing.T) {
+	src := "CREATE TABLE a();\nCREATE FUNCTION pgshadow.f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n" +
+		"    PERFORM pg_catalog.pg_extension_config_dump('a', '');\nEND $$;\n"
+	root := newRepo(t, "1.0.0", map[string]string{"sql/01_a.sql": src})
+	files := generate(t, root)
+	for _, name := range []string{"pgshadow--1.0.0.sql", "migrations/000001_pgshadow_1_0_0.up.sql"} {
+		if !strings.Contains(files[name], src) {
+			t.Errorf("%s does not carry the source as written:\n%s", name, files[name])
+		}
 	}
 }
 
@@ -207,29 +174,9 @@ func TestGenerateRejectsBadSources(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name:    "unterminated block names file and line",
-			files:   map[string]string{"sql/01_a.sql": "SELECT 1;\n-- #if extension\nSELECT 2;\n"},
-			wantErr: "sql/01_a.sql:2: -- #if extension is never closed by -- #endif",
-		},
-		{
-			name:    "nested blocks",
-			files:   map[string]string{"sql/01_a.sql": "-- #if extension\n\n-- #if migration\n-- #endif\n-- #endif\n"},
-			wantErr: "sql/01_a.sql:3: nested -- #if",
-		},
-		{
-			name:    "endif without if",
-			files:   map[string]string{"sql/01_a.sql": "SELECT 1;\n-- #endif\n"},
-			wantErr: "sql/01_a.sql:2: -- #endif without -- #if",
-		},
-		{
-			name:    "unknown condition",
-			files:   map[string]string{"sql/01_a.sql": "-- #if pg16\n-- #endif\n"},
-			wantErr: "sql/01_a.sql:1: unknown condition -- #if pg16",
-		},
-		{
-			name:    "else is not supported",
-			files:   map[string]string{"sql/01_a.sql": "-- #if extension\n-- #else\n-- #endif\n"},
-			wantErr: "sql/01_a.sql:2: unsupported directive -- #else",
+			name:    "conditional blocks are gone: one text serves both install paths",
+			files:   map[string]string{"sql/01_a.sql": "SELECT 1;\n-- #if extension\nSELECT 2;\n-- #endif\n"},
+			wantErr: "sql/01_a.sql:2: unsupported directive -- #if",
 		},
 		{
 			name:    "psql meta-command in a source",
@@ -237,12 +184,12 @@ func TestGenerateRejectsBadSources(t *testing.T) {
 			wantErr: "sql/01_a.sql:2: psql meta-command",
 		},
 		{
-			name:    "config dump outside an extension block",
+			name:    "config dump as a statement of its own",
 			files:   map[string]string{"sql/01_a.sql": "SELECT pg_catalog.pg_extension_config_dump('t', '');\n"},
 			wantErr: "sql/01_a.sql:1: pg_extension_config_dump works only under CREATE EXTENSION",
 		},
 		{
-			name:    "extension schema placeholder outside an extension block",
+			name:    "extension schema placeholder",
 			files:   map[string]string{"sql/01_a.sql": "CREATE FUNCTION f() RETURNS int LANGUAGE sql\n  AS 'SELECT @extschema@.g()';\n"},
 			wantErr: "sql/01_a.sql:2: @extschema@ is replaced only under CREATE EXTENSION",
 		},
@@ -363,7 +310,7 @@ func TestMigrationsAreNumberedAlongTheUpgradePath(t *testing.T) {
 		"sql/00_schema.sql": "CREATE SCHEMA pgshadow; -- now at 0.10.0\n",
 		"sql/01_more.sql":   "CREATE TABLE pgshadow.more();\n",
 		"sql/updates/pgshadow--0.1.0--0.9.0.sql": echoGuard + "\n" +
-			"CREATE TABLE pgshadow.nine();\n-- #if extension\nSELECT pg_catalog.pg_extension_config_dump('pgshadow.nine', '');\n-- #endif\n",
+			"CREATE TABLE pgshadow.nine();\n",
 		"sql/updates/pgshadow--0.9.0--0.10.0.sql":      echoGuard + "\nCREATE TABLE pgshadow.more();\n",
 		"sql/updates/pgshadow--0.9.0--0.10.0.down.sql": "DROP TABLE pgshadow.more;\n",
 	})
@@ -387,12 +334,12 @@ func TestMigrationsAreNumberedAlongTheUpgradePath(t *testing.T) {
 		t.Errorf("the released first migration was rebuilt from the new sources:\n%s", got)
 	}
 	up2 := files["migrations/000002_pgshadow_0_9_0.up.sql"]
-	if strings.Contains(up2, `\echo`) || strings.Contains(up2, "pg_extension_config_dump") || !strings.Contains(up2, "CREATE TABLE pgshadow.nine();") {
-		t.Errorf("upgrade migration should hold the upgrade without the guard and the extension block:\n%s", up2)
+	if strings.Contains(up2, `\echo`) || !strings.Contains(up2, "CREATE TABLE pgshadow.nine();") {
+		t.Errorf("upgrade migration should hold the upgrade without the guard:\n%s", up2)
 	}
 	copy2 := files["pgshadow--0.1.0--0.9.0.sql"]
-	if !strings.Contains(copy2, echoGuard) || !strings.Contains(copy2, "pg_extension_config_dump") || strings.Contains(copy2, "#if") {
-		t.Errorf("root copy of the upgrade should keep the guard and the extension block, without markers:\n%s", copy2)
+	if !strings.Contains(copy2, echoGuard) || !strings.Contains(copy2, "CREATE TABLE pgshadow.nine();") {
+		t.Errorf("root copy of the upgrade should keep the guard:\n%s", copy2)
 	}
 	if got := files["migrations/000002_pgshadow_0_9_0.down.sql"]; !strings.Contains(got, "not supported") || hasSQL(got) {
 		t.Errorf("down migration without a .down.sql should be comments saying it is not supported:\n%s", got)

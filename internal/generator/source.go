@@ -13,8 +13,9 @@ import (
 )
 
 // variant says which install path a script is assembled for. The same source
-// serves both; `-- #if extension` / `-- #if migration` blocks hold what only
-// one of them may run.
+// serves both: what only one may run checks at run time where it is
+// (pgshadow._dump_catalog: is there an extension?), so the variants differ
+// only in what the generator adds (the psql guard, check_function_bodies).
 type variant string
 
 const (
@@ -25,6 +26,9 @@ const (
 var (
 	defaultVersionRE = regexp.MustCompile(`(?m)^\s*default_version\s*=\s*'([^']*)'`)
 	directiveRE      = regexp.MustCompile(`^\s*--\s*#\s*(if|endif|else|elif|ifdef|ifndef|include)\b\s*(.*?)\s*$`)
+	// a statement of its own calling pg_extension_config_dump, which fails
+	// outside CREATE EXTENSION
+	configDumpRE = regexp.MustCompile(`(?i)^\s*SELECT\s+(pg_catalog\.)?pg_extension_config_dump\b`)
 	// psql meta-commands: golang-migrate sends a migration to the server as
 	// one multi-statement query, where a backslash line is a syntax error.
 	metaCommandRE = regexp.MustCompile(`^\s*\\[a-zA-Z!?]`)
@@ -62,65 +66,36 @@ type sourceOptions struct {
 }
 
 // preprocess returns src (named name, relative to the repository root, for
-// messages) as seen by variant v: conditional blocks resolved, marker lines
-// dropped, lines ending in "\n". It rejects what cannot run on that path.
+// messages) as seen by variant v: directives resolved, marker lines dropped,
+// lines ending in "\n". It rejects what cannot run on that path.
 func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte, error) {
 	text := strings.ReplaceAll(string(src), "\r\n", "\n")
 	text = strings.TrimSuffix(text, "\n")
 	var out bytes.Buffer
-	var (
-		inBlock   bool
-		blockKind variant
-		blockLine int
-	)
 	for i, line := range strings.Split(text, "\n") {
 		lineNo := i + 1
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			keyword, arg := m[1], m[2]
-			switch keyword {
-			case "if":
-				if inBlock {
-					return nil, fmt.Errorf("%s:%d: nested -- #if (the block opened at line %d is still open); blocks cannot nest", name, lineNo, blockLine)
-				}
-				if arg != string(extensionVariant) && arg != string(migrationVariant) {
-					return nil, fmt.Errorf("%s:%d: unknown condition -- #if %s (want extension or migration)", name, lineNo, arg)
-				}
-				inBlock, blockKind, blockLine = true, variant(arg), lineNo
-			case "include":
-				// "code": the current sources'; "code from pgshadow--X.sql":
-				// a released full script's (a down step restores it)
-				from, isFrom := strings.CutPrefix(arg, "code from ")
-				if !isFrom {
-					from = ""
-				}
-				if arg != "code" && !isFrom {
-					return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, or code from pgshadow--X.sql)", name, lineNo, arg)
-				}
-				if opts.code == nil {
-					return nil, fmt.Errorf("%s:%d: -- #include code belongs in an upgrade script to the current version or its down step", name, lineNo)
-				}
-				if inBlock {
-					return nil, fmt.Errorf("%s:%d: -- #include code inside -- #if", name, lineNo)
-				}
-				code, err := opts.code(v, strings.TrimSpace(from))
-				if err != nil {
-					return nil, fmt.Errorf("%s:%d: %w", name, lineNo, err)
-				}
-				out.Write(code)
-			case "endif":
-				if !inBlock {
-					return nil, fmt.Errorf("%s:%d: -- #endif without -- #if", name, lineNo)
-				}
-				if arg != "" {
-					return nil, fmt.Errorf("%s:%d: -- #endif takes no argument, got %q", name, lineNo, arg)
-				}
-				inBlock = false
-			default:
-				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #if extension|migration, -- #endif and -- #include code)", name, lineNo, keyword)
+			if keyword != "include" {
+				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #include code: what one install path may not run checks at run time)", name, lineNo, keyword)
 			}
-			continue
-		}
-		if inBlock && blockKind != v {
+			// "code": the current sources'; "code from pgshadow--X.sql":
+			// a released full script's (a down step restores it)
+			from, isFrom := strings.CutPrefix(arg, "code from ")
+			if !isFrom {
+				from = ""
+			}
+			if arg != "code" && !isFrom {
+				return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, or code from pgshadow--X.sql)", name, lineNo, arg)
+			}
+			if opts.code == nil {
+				return nil, fmt.Errorf("%s:%d: -- #include code belongs in an upgrade script to the current version or its down step", name, lineNo)
+			}
+			code, err := opts.code(v, strings.TrimSpace(from))
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", name, lineNo, err)
+			}
+			out.Write(code)
 			continue
 		}
 		if metaCommandRE.MatchString(line) {
@@ -135,24 +110,14 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 				return nil, fmt.Errorf("%s:%d: psql meta-command %q: sources run without psql (the generator adds the \\echo guard itself)", name, lineNo, strings.TrimSpace(line))
 			}
 		}
-		if v == migrationVariant && strings.Contains(line, "@extschema@") {
-			return nil, fmt.Errorf("%s:%d: @extschema@ is replaced only under CREATE EXTENSION; put it inside -- #if extension ... -- #endif", name, lineNo)
+		if strings.Contains(line, "@extschema@") {
+			return nil, fmt.Errorf("%s:%d: @extschema@ is replaced only under CREATE EXTENSION, and migrations run the same text", name, lineNo)
 		}
-		if v == migrationVariant && mentionsConfigDump(line) {
-			return nil, fmt.Errorf("%s:%d: pg_extension_config_dump works only under CREATE EXTENSION; put it inside -- #if extension ... -- #endif", name, lineNo)
+		if configDumpRE.MatchString(line) {
+			return nil, fmt.Errorf("%s:%d: pg_extension_config_dump works only under CREATE EXTENSION, and migrations run the same text: list the table in pgshadow._dump_catalog()", name, lineNo)
 		}
 		out.WriteString(line)
 		out.WriteByte('\n')
 	}
-	if inBlock {
-		return nil, fmt.Errorf("%s:%d: -- #if %s is never closed by -- #endif", name, blockLine, blockKind)
-	}
 	return out.Bytes(), nil
-}
-
-// mentionsConfigDump reports a call of pg_extension_config_dump outside a
-// line comment; a comment explaining why it is extension-only is fine.
-func mentionsConfigDump(line string) bool {
-	code, _, _ := strings.Cut(line, "--")
-	return strings.Contains(code, "pg_extension_config_dump")
 }

@@ -35,9 +35,6 @@ GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
 ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
     USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.export_grant', '');
--- #endif
 
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
@@ -56,9 +53,6 @@ CREATE TABLE pgshadow.history (
 COMMENT ON TABLE pgshadow.history IS
     'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
 GRANT SELECT ON pgshadow.history TO PUBLIC;
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.history', '');
--- #endif
 
 -- Failure history and a failure counter per subscription (see
 -- sql/10_catalog.sql): an incident outlives the success that clears it.
@@ -78,10 +72,6 @@ GRANT SELECT ON pgshadow.failure TO PUBLIC;
 ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON pgshadow.failure FOR SELECT
     USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
--- #if extension
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure', '');
-SELECT pg_catalog.pg_extension_config_dump('pgshadow.failure_id_seq', '');
--- #endif
 
 -- Mesh peers are known by identity (sql/10_catalog.sql): this node's id,
 -- and what node each target reaches, learned at the next connection.
@@ -127,9 +117,12 @@ GRANT SELECT ON shadow_status TO PUBLIC;
 GRANT SELECT ON shadow_failures TO PUBLIC;
 GRANT SELECT ON shadow_progress TO PUBLIC;
 
--- the fixed value settings as SET clauses (sql/89_settings.sql; CREATE OR
+-- the fixed value settings as SET clauses (sql/89_finish.sql; CREATE OR
 -- REPLACE above has none)
 SELECT pgshadow._pin_settings();
+-- the catalog tables pg_dump dumps with their rows, new ones included
+-- (sql/10_catalog.sql)
+SELECT pgshadow._dump_catalog();
 
 -- Every tracked table to its own capture function, in place: shadow table,
 -- pending keys and watermarks stay (needs a superuser, or an extension owner

@@ -198,6 +198,19 @@ func TestUpdateFromEveryShippedVersionEqualsAFreshInstall(t *testing.T) {
 		t.Fatalf("CREATE EXTENSION installed version %s, pgshadow.control says %s: run `make install`", got, vs.Current)
 	}
 	want := install.Inventory(t, fresh)
+	// every catalog table (and identity sequence) is dumped with its rows but
+	// pgshadow.node (a database restored from a dump is a new node) and the
+	// unlogged ones (sync_open: the state of running transactions)
+	wantDumped := fresh.QueryString(t, dumpedSQL)
+	if catalog := fresh.QueryString(t, `SELECT string_agg(c.oid::regclass::text, ' ' ORDER BY c.oid::regclass::text)
+	      FROM pg_class c WHERE c.relnamespace = 'pgshadow'::regnamespace AND c.relkind IN ('r', 'p', 'S')
+	       AND c.oid <> 'pgshadow.node'::regclass AND c.relpersistence = 'p'
+	       AND NOT EXISTS (SELECT FROM pg_depend d JOIN pg_class o ON o.oid = d.refobjid
+	                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+	                          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+	                          AND o.relpersistence = 'u')`); wantDumped != catalog {
+		t.Errorf("CREATE EXTENSION marks %q for pg_dump, want every catalog table: %q", wantDumped, catalog)
+	}
 	for _, from := range vs.Full {
 		t.Run("from_"+from, func(t *testing.T) {
 			db := pgtest.NewDB(t, pgtest.Server("source"))
@@ -211,6 +224,9 @@ func TestUpdateFromEveryShippedVersionEqualsAFreshInstall(t *testing.T) {
 			}
 			assertSameInventory(t, "fresh install of "+vs.Current, want,
 				"install of "+from+" updated to "+vs.Current, install.Inventory(t, db))
+			if got := db.QueryString(t, dumpedSQL); got != wantDumped {
+				t.Errorf("tables pg_dump dumps with their rows, after the update from %s: %s, a fresh install: %s", from, got, wantDumped)
+			}
 			if from == vs.Current {
 				return
 			}
@@ -369,3 +385,7 @@ func TestMigrateUpKeepsPendingChangesAndWatermarks(t *testing.T) {
 	}
 	pgtest.AssertSameRows(t, src, "t", dst, "t")
 }
+
+// dumpedSQL lists the tables and sequences pg_dump dumps with their rows.
+const dumpedSQL = `SELECT coalesce(string_agg(c::regclass::text, ' ' ORDER BY c::regclass::text), '')
+                     FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pgshadow'`

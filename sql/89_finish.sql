@@ -1,3 +1,7 @@
+-- What runs last, since it names objects of every other file: the fixed
+-- value settings pinned on the functions that render values, and the
+-- catalog tables marked for pg_dump.
+--
 -- The functions that render values as text for a target, or compare them,
 -- run under the fixed value settings of pgshadow._settings(), their one home:
 -- given to them here as SET clauses, which PostgreSQL restores when the
@@ -26,3 +30,6 @@ $$;
 REVOKE ALL ON FUNCTION pgshadow._pin_settings() FROM PUBLIC;
 
 SELECT pgshadow._pin_settings();
+
+-- the catalog tables pg_dump dumps with their rows (sql/10_catalog.sql)
+SELECT pgshadow._dump_catalog();
