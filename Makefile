@@ -1,13 +1,15 @@
 # Makefile for pgshadow: installs the extension with PGXS and drives the Go
 # side (generator, tests, demo, benchmarks).
 #
-#   make generate         assemble sql/ into pgshadow--<version>.sql and migrations/
+#   make generate         assemble sql/ into pgshadow--<version>.sql and migrations/ (needs Go)
 #   make install          generate (when Go is present), then install into $(PG_CONFIG)'s share directory
+#   make dist             pgshadow-<version>.tar.gz: the tree with the generated scripts, installable without Go
+#   make release-files    git add -f the current version's generated scripts when releasing it
 #   make test             run the Go tests against a private PostgreSQL $(PG) (default 15) holding
 #                         this checkout's extension (TESTFLAGS passes flags to go test);
 #                         PG_TARGET=18 runs the servers that play the target role on another major;
 #                         TESTPKGS limits the packages (e.g. "./tests/replication ./tests/filemode")
-#   make check-generated  fail if the committed generated files are stale
+#   make check-generated  fail if the generated files on disk are stale
 #   make demo | bench     (QUICK=1 for a short benchmark run; bench uses the private installation like test)
 #
 # PGXS defines many variables of its own, so the Go side uses GO_* names only.
@@ -35,15 +37,41 @@ GO ?= go
 GO_TEST_TIMEOUT ?= 20m
 TESTFLAGS ?=
 
-.PHONY: generate check-generated test vet demo bench
+.PHONY: generate check-generated test vet demo bench dist release-files
 
-# The generated scripts are committed (docs/DESIGN.md, Layout), so `make
-# install` works without Go; with Go it regenerates first, so a checkout
-# whose sql/ was edited installs what sql/ says.
+# The current version's scripts are built from sql/ by the generator, which
+# needs Go; only released versions' scripts are committed (docs/DESIGN.md,
+# Layout). Without Go, a release tarball (make dist) carries them.
 ifneq ($(shell command -v $(GO) 2>/dev/null),)
 all: generate
 install: generate
+else
+all install: pgshadow--$(PGSHADOW_VERSION).sql
 endif
+
+pgshadow--$(PGSHADOW_VERSION).sql:
+	@echo "$@ is built from sql/ by the generator, which needs Go ($(GO) not found): install Go, or install from a release tarball (make dist), which carries the generated scripts" >&2
+	@exit 1
+
+# dist: a tarball of the committed tree plus the generated scripts, for
+# `make install` where there is no Go.
+DISTDIR ?= .
+DIST = pgshadow-$(PGSHADOW_VERSION)
+dist: generate
+	rm -rf .dist && mkdir .dist
+	git archive --prefix=$(DIST)/ HEAD | tar -x -C .dist
+	cp pgshadow--*.sql .dist/$(DIST)/
+	cp migrations/*.sql .dist/$(DIST)/migrations/
+	tar -czf $(DISTDIR)/$(DIST).tar.gz -C .dist $(DIST)
+	rm -rf .dist
+	@echo "wrote $(DISTDIR)/$(DIST).tar.gz"
+
+# release-files: when $(PGSHADOW_VERSION) is released, its generated scripts
+# become release artifacts (upgrades from it start from them byte for byte),
+# and are committed from then on.
+release-files: generate
+	git add -f pgshadow--$(PGSHADOW_VERSION).sql pgshadow--*--$(PGSHADOW_VERSION).sql \
+		migrations/*_pgshadow_$(subst .,_,$(PGSHADOW_VERSION)).*.sql
 
 generate:
 	$(GO) run ./cmd/pgshadow generate

@@ -85,9 +85,12 @@ func runMigrate(ctx context.Context, args []string) error {
 
 	// the migrations built into the binary: those of the version it was
 	// built from, whatever directory it runs in
-	from, sub, where := iofsys.FS(pgshadow.Migrations), "migrations", "this binary"
+	var from iofsys.FS
+	sub, where := "migrations", "this binary"
 	if *dir != "" {
 		from, sub, where = os.DirFS(*dir), ".", *dir
+	} else if from, err = pgshadow.Migrations(); err != nil {
+		return err
 	}
 	src, err := iofs.New(from, sub)
 	if err != nil {

@@ -7,6 +7,8 @@
 //     upgrades as plain SQL for golang-migrate, where extension files cannot be
 //     installed on the server.
 //
-// Output is deterministic and written only when it changed, so the generated
-// files can be committed and checked fresh in CI.
+// Output is deterministic and written only when it changed; make runs it
+// before every install, test and build. The files of released versions are
+// committed (release artifacts, read back as they are); the current
+// version's are not.
 package generator
