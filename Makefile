@@ -96,7 +96,10 @@ test: generate
 	PGSHADOW_TARGET_BINDIR=$$(tests/pgroot $(PG_TARGET) $(PG_TARGET_ROOT)) && export PGSHADOW_TARGET_BINDIR && \
 	$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $(TESTFLAGS) $(or $(TESTPKGS),./...)
 
-demo:
+# demo, like test, runs servers of the private installation of PostgreSQL
+# $(PG) holding this checkout's extension (nothing is installed system-wide)
+demo: generate
+	PGSHADOW_BINDIR=$$(tests/pgroot $(PG) $(PG_ROOT)) && export PGSHADOW_BINDIR && \
 	$(GO) run ./cmd/pgshadow demo
 
 # bench measures this checkout's extension in the same private installation
