@@ -54,6 +54,20 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- The type the untyped literals of a list take (IN (...), COALESCE(...)):
+-- that of its first typed item, else text.
+CREATE FUNCTION pgshadow._filter_list_type(p_tbl regclass, p_at integer, p_sqls text[], p_unks boolean[]) RETURNS oid
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    FOR n IN 1 .. coalesce(cardinality(p_sqls), 0) LOOP
+        IF NOT p_unks[n] THEN
+            RETURN pgshadow._filter_typeof(p_tbl, p_at, p_sqls[n]);
+        END IF;
+    END LOOP;
+    RETURN 'text'::regtype;
+END
+$$;
+
 -- Evaluates an expression without columns once and returns it as a typed
 -- constant, so what is stored does not depend on the exporting session.
 CREATE FUNCTION pgshadow._filter_fold(p_tbl regclass, p_at integer, p_sql text) RETURNS text

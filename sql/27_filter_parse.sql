@@ -262,13 +262,7 @@ BEGIN
                     IF NOT unk THEN
                         v_typ := pgshadow._filter_typeof(p_tbl, v_at, sql);
                     ELSE
-                        v_typ := NULL;
-                        FOR v_n IN 1 .. cardinality(v_args) LOOP
-                            IF NOT v_unks[v_n] THEN
-                                v_typ := pgshadow._filter_typeof(p_tbl, v_at, v_args[v_n]);
-                                EXIT;
-                            END IF;
-                        END LOOP;
+                        v_typ := pgshadow._filter_list_type(p_tbl, v_at, v_args, v_unks);
                         sql := pgshadow._filter_coerce(p_tbl, v_at, sql, true, coalesce(v_typ, 'text'::regtype));
                         unk := false;
                     END IF;
@@ -482,12 +476,7 @@ BEGIN
                 -- untyped literals: the type of COALESCE's first typed argument, else text
                 v_typ := NULL;
                 IF v_op = 'COALESCE' THEN
-                    FOR v_n IN 1 .. cardinality(v_args) LOOP
-                        IF NOT v_unks[v_n] THEN
-                            v_typ := pgshadow._filter_typeof(p_tbl, v_at, v_args[v_n]);
-                            EXIT;
-                        END IF;
-                    END LOOP;
+                    v_typ := pgshadow._filter_list_type(p_tbl, v_at, v_args, v_unks);
                 END IF;
                 FOR v_n IN 1 .. cardinality(v_args) LOOP
                     v_args[v_n] := pgshadow._filter_coerce(p_tbl, v_at, v_args[v_n], v_unks[v_n], coalesce(v_typ, 'text'::regtype));
