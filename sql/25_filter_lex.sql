@@ -49,6 +49,7 @@ DECLARE
     c   text;
     s   text;
     q   text;
+    kind text;
     esc boolean;
     opchars constant text := '~!@#^&|`?+-*/%<>=';
 BEGIN
@@ -149,24 +150,21 @@ BEGIN
                     s := left(s, -1);
                 END LOOP;
             END IF;
-            k := k || 'op'::text;
-            v := v || s;
-            pos := pos || i;
-            i := i + length(s);
-            CONTINUE;
-        END IF;
-        IF c IN ('(', ')', ',', '.', '[', ']') OR substr(p_src, i, 2) = '::' THEN
+            kind := 'op';
+        ELSIF c IN ('(', ')', ',', '.', '[', ']') OR substr(p_src, i, 2) = '::' THEN
             s := CASE WHEN c = ':' THEN '::' ELSE c END;
-            k := k || 'p'::text;
-            v := v || s;
-            pos := pos || i;
-            i := i + length(s);
-            CONTINUE;
+            kind := 'p';
+        ELSE
+            PERFORM pgshadow._filter_error(p_tbl, i,
+                CASE c WHEN ';' THEN 'semicolons are not allowed'
+                       WHEN '$' THEN 'dollar quotes and parameters are not allowed'
+                       ELSE format('unexpected character %s', quote_literal(c)) END);
         END IF;
-        PERFORM pgshadow._filter_error(p_tbl, i,
-            CASE c WHEN ';' THEN 'semicolons are not allowed'
-                   WHEN '$' THEN 'dollar quotes and parameters are not allowed'
-                   ELSE format('unexpected character %s', quote_literal(c)) END);
+        -- an operator or punctuation
+        k := k || kind;
+        v := v || s;
+        pos := pos || i;
+        i := i + length(s);
     END LOOP;
     k := k || 'end'::text;
     v := v || ''::text;
