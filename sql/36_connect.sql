@@ -28,20 +28,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT id FROM pgshadow.node
 $$;
 
--- Opens the target connection (named "pgshadow") with the caller's user
--- mapping, within connect_timeout (see _connstr). A refusal keeps the
--- server's reason (dblink puts it in the DETAIL: a failed password, a
--- missing SCRAM secret) in the message, where shadow_status and the export's
--- summary show it, and in the DETAIL.
-CREATE FUNCTION pgshadow._connect(p_target text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The foreign server of push target p_target; an error naming it if there
+-- is no such target, or it is a file target.
+CREATE FUNCTION pgshadow._target_server(p_target text) RETURNS name
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_dbl    name := pgshadow._dblink();
     v_server name;
-    v_peer   text;
-    v_msg    text;
-    v_detail text;
-    v_hint   text;
 BEGIN
     SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
     IF NOT FOUND THEN
@@ -51,6 +43,25 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: target "%" is a file target; ship to it with the pgshadow export command', p_target
             USING ERRCODE = 'wrong_object_type';
     END IF;
+    RETURN v_server;
+END
+$$;
+
+-- Opens the target connection (named "pgshadow") with the caller's user
+-- mapping, within connect_timeout (see _connstr). A refusal keeps the
+-- server's reason (dblink puts it in the DETAIL: a failed password, a
+-- missing SCRAM secret) in the message, where shadow_status and the export's
+-- summary show it, and in the DETAIL.
+CREATE FUNCTION pgshadow._connect(p_target text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dbl    name := pgshadow._dblink();
+    v_server name := pgshadow._target_server(p_target);
+    v_peer   text;
+    v_msg    text;
+    v_detail text;
+    v_hint   text;
+BEGIN
     PERFORM pgshadow._disconnect();
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow') USING pgshadow._connstr(v_server);
@@ -125,13 +136,9 @@ CREATE FUNCTION pgshadow._learn(p_target text) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_dbl    name := pgshadow._dblink();
-    v_server name;
+    v_server name := pgshadow._target_server(p_target);
     v_peer   text;
 BEGIN
-    SELECT server INTO v_server FROM pgshadow.target WHERE name = p_target;
-    IF v_server IS NULL THEN
-        RAISE EXCEPTION 'pgshadow: target "%" does not exist or is a file target', p_target USING ERRCODE = 'undefined_object';
-    END IF;
     BEGIN
         EXECUTE format('SELECT %I.dblink_connect(%L, $1)', v_dbl, 'pgshadow_peer') USING pgshadow._connstr(v_server);
         v_peer := pgshadow._peer_probe('pgshadow_peer', p_target);
