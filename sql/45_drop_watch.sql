@@ -245,17 +245,32 @@ BEGIN
 END
 $$;
 
-DO $$
+-- Creates the event triggers above that do not exist yet, for a superuser
+-- (only one may create them): on install, and on update from a version
+-- that had fewer.
+CREATE FUNCTION pgshadow._create_watches() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
 BEGIN
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        CREATE EVENT TRIGGER pgshadow_drop_watch ON sql_drop
-            EXECUTE FUNCTION pgshadow._on_drop();
-        CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
-            EXECUTE FUNCTION pgshadow._on_alter();
-        CREATE EVENT TRIGGER pgshadow_partition_watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-            EXECUTE FUNCTION pgshadow._on_partition();
-        CREATE EVENT TRIGGER pgshadow_trigger_watch ON ddl_command_end WHEN TAG IN ('CREATE TRIGGER')
-            EXECUTE FUNCTION pgshadow._on_trigger();
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
     END IF;
+    FOR w IN
+        SELECT * FROM (VALUES
+            ('pgshadow_drop_watch',      'sql_drop',        NULL,                               'pgshadow._on_drop'),
+            ('pgshadow_key_watch',       'ddl_command_end', ARRAY['ALTER TABLE'],               'pgshadow._on_alter'),
+            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE'], 'pgshadow._on_partition'),
+            ('pgshadow_trigger_watch',   'ddl_command_end', ARRAY['CREATE TRIGGER'],            'pgshadow._on_trigger'))
+            AS v(name, event, tags, fn)
+         WHERE NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = v.name)
+    LOOP
+        EXECUTE format('CREATE EVENT TRIGGER %I ON %I%s EXECUTE FUNCTION %s()', w.name, w.event,
+                       CASE WHEN w.tags IS NOT NULL
+                            THEN format(' WHEN TAG IN (%s)', (SELECT string_agg(quote_literal(t), ', ') FROM unnest(w.tags) t)) ELSE '' END,
+                       w.fn);
+    END LOOP;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION pgshadow._create_watches() FROM PUBLIC;
+SELECT pgshadow._create_watches();

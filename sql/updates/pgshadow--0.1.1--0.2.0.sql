@@ -129,33 +129,11 @@ SELECT pgshadow._dump_catalog();
 -- that is a member of every table owner's role). Until then the old
 -- triggers call the stub pgshadow.capture(), which refuses writes rather
 -- than lose them.
--- The trigger watch first, so the converted key triggers are column-specific
--- where they may be (pgshadow._key_trigger_of).
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_trigger_watch') THEN
-        CREATE EVENT TRIGGER pgshadow_trigger_watch ON ddl_command_end WHEN TAG IN ('CREATE TRIGGER')
-            EXECUTE FUNCTION pgshadow._on_trigger();
-    END IF;
-END
-$$;
+-- The event triggers 0.2.0 adds first, so the converted key triggers are
+-- column-specific where they may be (pgshadow._key_trigger_of).
+SELECT pgshadow._create_watches();
 SELECT pgshadow._install_capture(t.tbl) FROM pgshadow.tracked t ORDER BY t.tbl::oid;
 DROP FUNCTION pgshadow.capture_key();
-DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_key_watch') THEN
-        CREATE EVENT TRIGGER pgshadow_key_watch ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
-            EXECUTE FUNCTION pgshadow._on_alter();
-    END IF;
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname = 'pgshadow_partition_watch') THEN
-        CREATE EVENT TRIGGER pgshadow_partition_watch ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-            EXECUTE FUNCTION pgshadow._on_partition();
-    END IF;
-END
-$$;
 
 -- Row filters are stored canonical now (pgshadow._filter parses, never runs
 -- them). One that 0.2.0 refuses stops the upgrade, naming it: dropping it

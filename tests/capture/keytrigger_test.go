@@ -7,32 +7,27 @@ package capture_test
 // trigger appears, in the table or anywhere in its partition tree.
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// keyTriggerOf tells whether tbl's key trigger is column-specific.
-func keyTriggerOf(t *testing.T, db *pgtest.DB, tbl string) bool {
+// wantKeyTriggerOf fails the test unless tbl's key trigger is
+// column-specific (UPDATE OF its key) exactly when want says, after what.
+func wantKeyTriggerOf(t *testing.T, db *pgtest.DB, tbl string, want bool, after string) {
 	t.Helper()
-	switch v := db.QueryString(t, `SELECT (cardinality(tgattr::int2[]) > 0)::text FROM pg_trigger
-		WHERE tgrelid = $1::regclass AND tgname = 'pgshadow_capture_key'`, tbl); v {
-	case "true":
-		return true
-	case "false":
-		return false
-	default:
-		t.Fatalf("key trigger of %s: %q", tbl, v)
-		return false
+	got := db.QueryString(t, `SELECT (cardinality(tgattr::int2[]) > 0)::text FROM pg_trigger
+		WHERE tgrelid = $1::regclass AND tgname = 'pgshadow_capture_key'`, tbl)
+	if got != fmt.Sprint(want) {
+		t.Fatalf("key trigger of %s %s: UPDATE OF its key = %s, want %v", tbl, after, got, want)
 	}
 }
 
 func TestKeyTriggerFollowsBeforeUpdateTriggers(t *testing.T) {
 	db := newDB(t)
 	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); SELECT shadow_track('t')")
-	if !keyTriggerOf(t, db, "t") {
-		t.Fatalf("key trigger of a table without BEFORE UPDATE triggers is not UPDATE OF its key")
-	}
+	wantKeyTriggerOf(t, db, "t", true, "without BEFORE UPDATE triggers")
 	// named keys and upserts are still recorded
 	db.Exec(t, "UPDATE t SET id = 11 WHERE id = 1")
 	db.Exec(t, "INSERT INTO t VALUES (2, 'c') ON CONFLICT (id) DO UPDATE SET id = 12")
@@ -43,24 +38,18 @@ func TestKeyTriggerFollowsBeforeUpdateTriggers(t *testing.T) {
 	db.Exec(t, `TRUNCATE pgshadow.public__t;
 		CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.id := NEW.id + 100; RETURN NEW; END $$;
 		CREATE TRIGGER bump BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION bump()`)
-	if keyTriggerOf(t, db, "t") {
-		t.Fatalf("key trigger still UPDATE OF its key after a BEFORE UPDATE trigger was created")
-	}
+	wantKeyTriggerOf(t, db, "t", false, "after a BEFORE UPDATE trigger was created")
 	db.Exec(t, "UPDATE t SET v = 'y' WHERE id = 11")
 	assertShadowRows(t, db, "t", []string{"id"}, []string{"(111,U)", "(11,D)"}, "")
 
 	// tracking again once it is gone makes it column-specific again
 	db.Exec(t, "DROP TRIGGER bump ON t; SELECT shadow_track('t')")
-	if !keyTriggerOf(t, db, "t") {
-		t.Errorf("key trigger not UPDATE OF its key after the BEFORE trigger was dropped and the table tracked again")
-	}
+	wantKeyTriggerOf(t, db, "t", true, "after the BEFORE trigger was dropped and the table tracked again")
 
 	// without the trigger watch it fires on every UPDATE
 	db.Exec(t, "ALTER EVENT TRIGGER pgshadow_trigger_watch DISABLE; SELECT shadow_untrack('t'); SELECT shadow_track('t')")
 	defer db.Exec(t, "ALTER EVENT TRIGGER pgshadow_trigger_watch ENABLE")
-	if keyTriggerOf(t, db, "t") {
-		t.Errorf("key trigger is UPDATE OF its key although the trigger watch is disabled")
-	}
+	wantKeyTriggerOf(t, db, "t", false, "tracked with the trigger watch disabled")
 }
 
 // A partition that brings its own BEFORE UPDATE trigger, attached or
@@ -75,24 +64,16 @@ func TestKeyTriggerFollowsBeforeTriggersOfPartitions(t *testing.T) {
 		CREATE TABLE p2 (id int PRIMARY KEY, v text);
 		CREATE TRIGGER bump BEFORE UPDATE ON p2 FOR EACH ROW EXECUTE FUNCTION bump();
 		INSERT INTO p2 VALUES (1500, 'b')`)
-	if !keyTriggerOf(t, db, "p") {
-		t.Fatalf("key trigger of a partitioned table without BEFORE UPDATE triggers is not UPDATE OF its key")
-	}
+	wantKeyTriggerOf(t, db, "p", true, "without BEFORE UPDATE triggers")
 	db.Exec(t, "ALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM (1000) TO (2000)")
-	if keyTriggerOf(t, db, "p") {
-		t.Fatalf("key trigger still UPDATE OF its key after a partition with a BEFORE UPDATE trigger was attached")
-	}
+	wantKeyTriggerOf(t, db, "p", false, "after a partition with a BEFORE UPDATE trigger was attached")
 	// through the leaf: the root's OLD TABLE (which sees re-keyed rows of
 	// UPDATEs through the root) is not there, only the key trigger
 	db.Exec(t, "TRUNCATE pgshadow.public__p; UPDATE p2 SET v = 'x' WHERE id = 1500")
 	assertShadowRows(t, db, "p", []string{"id"}, []string{"(1501,U)", "(1500,D)"}, "")
 
 	db.Exec(t, "ALTER TABLE p DETACH PARTITION p2; DROP TABLE p2; SELECT shadow_track('p')")
-	if !keyTriggerOf(t, db, "p") {
-		t.Fatalf("key trigger not UPDATE OF its key after the partition left and the table was tracked again")
-	}
+	wantKeyTriggerOf(t, db, "p", true, "after the partition left and the table was tracked again")
 	db.Exec(t, "CREATE TRIGGER bump BEFORE UPDATE ON p1 FOR EACH ROW EXECUTE FUNCTION bump()")
-	if keyTriggerOf(t, db, "p") {
-		t.Errorf("key trigger still UPDATE OF its key after a BEFORE UPDATE trigger was created on a partition")
-	}
+	wantKeyTriggerOf(t, db, "p", false, "after a BEFORE UPDATE trigger was created on a partition")
 }
