@@ -55,6 +55,18 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// newEnvWithT is newEnv with table t (id int PRIMARY KEY, v text) on the
+// source and the file target, rows rows ('v' || id) on the source, and t
+// subscribed to the file target; nothing is exported yet.
+func newEnvWithT(t *testing.T, rows int) *env {
+	t.Helper()
+	e := newEnv(t)
+	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, $1) g", rows)
+	e.SubscribeFiles(t, "t")
+	return e
+}
+
 // fillLarge fills the source's table tbl (id int, v text) with rows rows of
 // about 50 bytes, and analyzes it (a copy's progress total is its estimate).
 func (e *env) fillLarge(t *testing.T, tbl string, rows int) {
