@@ -71,13 +71,10 @@ func TestColumnSubsetAndTargetDefaults(t *testing.T) {
 // its own writes are captured as usual.
 func TestImportedWritesAreNotCapturedAgain(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e := newEnvWithT(t, 10)
 	e.Files.Exec(t, "CREATE EXTENSION pgshadow CASCADE")
 	e.Files.Exec(t, "SELECT shadow_add_target('back', NULL)")
 	e.Files.Exec(t, "SELECT shadow_subscribe('back', 't', initial_copy => false)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-	e.SubscribeFiles(t, "t")
 	e.Import(t, e.Export(t))
 	e.Src.Exec(t, "UPDATE t SET v = 'again'; DELETE FROM t WHERE id = 3")
 	e.Import(t, e.Export(t))
@@ -133,10 +130,7 @@ func TestFirstBatchWithoutInitialCopy(t *testing.T) {
 // another subscription are refused.
 func TestResubscribedTableStartsOverWithFullCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 10)
 	oldCopy := e.Export(t)
 	e.Import(t, oldCopy)
 	e.Src.Exec(t, "UPDATE t SET v = 'two'")
@@ -227,10 +221,7 @@ func TestExportAsPlainTableOwner(t *testing.T) {
 // rows changed on the target in between.
 func TestResyncedFileTargetGetsFullCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 10)
 	e.Import(t, e.Export(t))
 	e.Files.Exec(t, "DELETE FROM t WHERE id < 5; INSERT INTO t VALUES (99, 'drift')")
 	e.Src.Exec(t, "SELECT shadow_resync($1, 't')", fileTarget)

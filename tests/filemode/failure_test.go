@@ -22,10 +22,7 @@ import (
 // next export ships the changes and the target ends equal.
 func TestExportFailureKeepsWatermark(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 20)
 	e.Import(t, e.Export(t))
 	e.Src.Exec(t, "UPDATE t SET v = 'changed' WHERE id % 2 = 0; DELETE FROM t WHERE id = 7; INSERT INTO t VALUES (21, 'new')")
 	before := e.watermark(t, "t")
@@ -149,10 +146,7 @@ func TestReexportSupersedesUnacknowledgedBatch(t *testing.T) {
 // fails with a clear message and writes nothing; the first's batch is whole.
 func TestConcurrentExportsOfOneTarget(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 10)
 	e.Src.Exec(t, "UPDATE t SET v = 'changed' WHERE id < 4")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

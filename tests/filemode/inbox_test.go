@@ -68,8 +68,7 @@ func outcomes(res *filemode.InboxResult) []string {
 // run; a second run finds them all applied and changes nothing.
 func TestInboxAppliesChainInOrder(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	// name order is the reverse of chain order: only the manifests tell
 	in := inbox(t, d, []string{"c", "b", "a"})
 	res, err := e.importInbox(t, filemode.InboxOptions{Dir: in})
@@ -96,8 +95,7 @@ func TestInboxAppliesChainInOrder(t *testing.T) {
 // nothing after it; through the CLI it is one line and exit code 1.
 func TestInboxGapRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	in := inbox(t, []string{d[0], d[2]}, []string{filepath.Base(d[0]), filepath.Base(d[2])})
 
 	bin := pgshadowBinary(t)
@@ -131,8 +129,7 @@ func TestInboxGapRefused(t *testing.T) {
 // one line, changing neither rows nor ledger.
 func TestReimportLatestAndOlderBatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	for _, dir := range d {
 		e.Import(t, dir)
 	}
@@ -153,8 +150,7 @@ func TestReimportLatestAndOlderBatch(t *testing.T) {
 // export's hidden leftovers, and nothing at all after a run that stopped.
 func TestInboxPrune(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	bin := pgshadowBinary(t)
 	names := []string{filepath.Base(d[0]), filepath.Base(d[1]), filepath.Base(d[2])}
 

@@ -29,29 +29,31 @@ func TestMain(m *testing.M) {
 
 // Target names on the source.
 const (
-	pushTarget = "push"
-	fileTarget = "files"
+	pushTarget = pgtest.PushTarget
+	fileTarget = pgtest.FileTarget
 )
 
 // env is a source with a push target and a file target, and the file
-// target's export directory.
+// target's export directory: Src on server "source", Push on "target",
+// Files (fed by filemode.Import) on "third".
 type env struct {
-	Src   *pgtest.DB // pgshadow installed
-	Push  *pgtest.DB // on server "target", fed by shadow_export
-	Files *pgtest.DB // on server "third", fed by filemode.Import
-	Dir   string
+	*pgtest.PushAndFiles
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{
-		Src:   pgtest.NewDBWithExtension(t, pgtest.Server("source")),
-		Push:  pgtest.NewDB(t, pgtest.Server("target")),
-		Files: pgtest.NewDB(t, pgtest.Server("third")),
-		Dir:   t.TempDir(),
-	}
-	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
-	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
+	return &env{pgtest.NewPushAndFiles(t, pgtest.Server("source"), pgtest.Server("target"), pgtest.Server("third"))}
+}
+
+// newEnvWithT is newEnv with table t (id int PRIMARY KEY, v text) on the
+// source and the file target, rows rows ('v' || id) on the source, and t
+// subscribed to the file target; nothing is exported yet.
+func newEnvWithT(t *testing.T, rows int) *env {
+	t.Helper()
+	e := newEnv(t)
+	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, $1) g", rows)
+	e.SubscribeFiles(t, "t")
 	return e
 }
 

@@ -23,17 +23,15 @@ func TestFileModePartitionedTable(t *testing.T) {
 	e.Sync(t)
 	e.Same(t, "ev")
 
-	e.Src.Exec(t, "INSERT INTO ev_2023 VALUES (1003, '2023-07-01', 'leaf')")
-	e.Src.Exec(t, "INSERT INTO ev_2024 VALUES (1004, '2024-07-01', 'mid')")
-	e.Src.Exec(t, "UPDATE ev SET day = day + 365 WHERE day < '2023-03-01'")
-	e.Src.Exec(t, "UPDATE ev_2024 SET id = id + 1 WHERE id % 13 = 0")
-	e.Src.Exec(t, "DELETE FROM ev_2024_h1 WHERE id % 3 = 0")
+	for _, w := range pgtest.PartitionedWrites {
+		e.Src.Exec(t, w)
+	}
 	e.Sync(t)
 	e.Same(t, "ev")
 
-	e.Src.Exec(t, "CREATE TABLE ev_2025 (id int, day date, v text, PRIMARY KEY (id, day))")
-	e.Src.Exec(t, "INSERT INTO ev_2025 SELECT g, '2025-01-05', 'attached' FROM generate_series(4001, 4010) g")
-	e.Src.Exec(t, "ALTER TABLE ev ATTACH PARTITION ev_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+	for _, sql := range pgtest.AttachPartitionWithRows(2025) {
+		e.Src.Exec(t, sql)
+	}
 	e.Files.Exec(t, "CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
 	e.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2023")
 	e.Sync(t)

@@ -16,13 +16,11 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// threeBatches subscribes table t to the file target and exports three
-// batches: the initial copy, then two rounds of changes.
-func threeBatches(t *testing.T, e *env) []string {
+// threeBatches is an env whose table t, subscribed to the file target, was
+// exported three times: the initial copy, then two rounds of changes.
+func threeBatches(t *testing.T) (*env, []string) {
 	t.Helper()
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 10)
 	d1 := e.Export(t)
 	e.Src.Exec(t, "UPDATE t SET v = 'second' WHERE id <= 3; DELETE FROM t WHERE id = 10; INSERT INTO t VALUES (11, 'new')")
 	d2 := e.Export(t)
@@ -33,7 +31,7 @@ func threeBatches(t *testing.T, e *env) []string {
 			t.Fatalf("an export wrote no directory: %q", []string{d1, d2, d3})
 		}
 	}
-	return []string{d1, d2, d3}
+	return e, []string{d1, d2, d3}
 }
 
 // wantRefused fails unless err is a refusal whose message holds every one of
@@ -59,8 +57,7 @@ func wantRefused(t *testing.T, err error, fragments ...string) {
 // the target stays as it was; the batches then apply in order.
 func TestOutOfOrderBatchRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	e.Import(t, d[0])
 	before := rowVersions(t, e.Files, "t")
 
@@ -84,8 +81,7 @@ func TestOutOfOrderBatchRefused(t *testing.T) {
 // Applying the last batch again writes nothing and says so.
 func TestSameBatchTwiceChangesNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	d := threeBatches(t, e)
+	e, d := threeBatches(t)
 	for _, dir := range d[:2] {
 		e.Import(t, dir)
 	}

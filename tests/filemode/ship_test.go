@@ -75,11 +75,9 @@ func bookkeeping(t *testing.T, d *pgtest.DB) []string {
 // and leave it equal to the source; a second ship changes nothing.
 func TestShipReplicatesAndIsIdempotent(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE lines (order_id bigint, line int, item text, PRIMARY KEY (line, order_id))")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+	e := newEnvWithT(t, 100)
+	e.SrcAndFiles(t, "CREATE TABLE lines (order_id bigint, line int, item text, PRIMARY KEY (line, order_id))")
 	e.Src.Exec(t, "INSERT INTO lines SELECT o, l, 'item ' || l FROM generate_series(1, 10) o, generate_series(1, 3) l")
-	e.SubscribeFiles(t, "t")
 	e.SubscribeFiles(t, "lines")
 
 	wantShipped(t, "first ship", e.Ship(t),
@@ -136,11 +134,9 @@ func TestShipReplicatesAndIsIdempotent(t *testing.T) {
 // tests ship.
 func shipFixture(t *testing.T) *env {
 	t.Helper()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE big (id int PRIMARY KEY, pad text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g")
+	e := newEnvWithT(t, 50)
+	e.SrcAndFiles(t, "CREATE TABLE big (id int PRIMARY KEY, pad text)")
 	e.Src.Exec(t, "INSERT INTO big SELECT g, repeat('p', 400) FROM generate_series(1, 50000) g")
-	e.SubscribeFiles(t, "t")
 	e.SubscribeFiles(t, "big")
 	e.Ship(t)
 	e.Src.Exec(t, "UPDATE t SET v = 'changed' WHERE id <= 10; DELETE FROM t WHERE id = 50; UPDATE big SET pad = 'q' || pad")
@@ -283,10 +279,7 @@ func TestShipFailureBetweenCommits(t *testing.T) {
 // refused without changing anything, and goes through once it is imported.
 func TestShipAndImportShareTheChain(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 40) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 40)
 
 	e.Import(t, e.Export(t)) // batch 1, full copy
 	e.Src.Exec(t, "UPDATE t SET v = 'two' WHERE id <= 5")
@@ -321,10 +314,7 @@ func TestShipAndImportShareTheChain(t *testing.T) {
 // connection string; what it did on stdout, failures as one line.
 func TestCLIShip(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.SrcAndFiles(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	e.Src.Exec(t, "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
-	e.SubscribeFiles(t, "t")
+	e := newEnvWithT(t, 100)
 	bin := pgshadowBinary(t)
 	srcEnv, dst := pgEnv(e.Src), e.Files.ConnString()
 

@@ -309,14 +309,8 @@ func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
 			s := pgtest.Server("source")
 			src, dst := pgtest.NewDB(t, s), pgtest.NewDB(t, s)
 			src.Exec(t, "CREATE EXTENSION pgshadow VERSION "+install.Literal(from)+" CASCADE")
-			src.LinkServer(t, "tgt", dst)
-			const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
-			src.Exec(t, ddl)
-			dst.Exec(t, ddl)
-			src.Exec(t, `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 30000) g;
-				SELECT shadow_add_target('t1', 'tgt'); SELECT shadow_subscribe('t1', 't')`)
 			// pending under the old version: more than one chunk of updates, and deletes
-			src.Exec(t, "UPDATE t SET v = 'old version' WHERE id <= 25000; DELETE FROM t WHERE id > 29000")
+			leavePendingChanges(t, src, dst, 30000)
 			watermark := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription")
 
 			src.Exec(t, "ALTER EXTENSION pgshadow UPDATE")
@@ -326,15 +320,7 @@ func TestUpdateKeepsPendingChangesAndWatermarks(t *testing.T) {
 			if got := src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription"); got != watermark {
 				t.Fatalf("the update moved the watermark from %s to %s", watermark, got)
 			}
-			assertOwnCaptureFunction(t, src, "t")
-			if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 26000 {
-				t.Errorf("first export after the update shipped %d keys, want the 26000 pending from before it", n)
-			}
-			src.Exec(t, "UPDATE t SET v = 'new version' WHERE id % 1000 = 0")
-			if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 29 {
-				t.Errorf("export of changes made after the update shipped %d keys, want 29", n)
-			}
-			pgtest.AssertSameRows(t, src, "t", dst, "t")
+			assertShipsPendingAndCaptures(t, src, dst, 30000, "the update")
 		})
 	}
 	if older == 0 {
@@ -365,23 +351,42 @@ func TestMigrateUpKeepsPendingChangesAndWatermarks(t *testing.T) {
 	if err := m.Steps(2); err != nil {
 		t.Fatalf("migrate up to 0.1.1: %v", err)
 	}
+	leavePendingChanges(t, src, dst, 3000)
+	if err := m.Up(); err != nil {
+		t.Fatalf("migrate up from 0.1.1: %v", err)
+	}
+	assertShipsPendingAndCaptures(t, src, dst, 3000, "migrate up")
+}
+
+// leavePendingChanges links src to dst as target t1 and subscribes table t
+// (id int PRIMARY KEY, v text; rows rows, a multiple of 30) to it, then
+// leaves pending, unexported, the update of the first five sixths of the
+// rows and the delete of the last thirtieth: rows*13/15 keys.
+func leavePendingChanges(t *testing.T, src, dst *pgtest.DB, rows int) {
+	t.Helper()
 	src.LinkServer(t, "tgt", dst)
 	const ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
 	src.Exec(t, ddl)
 	dst.Exec(t, ddl)
-	src.Exec(t, `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g;
-		SELECT shadow_add_target('t1', 'tgt'); SELECT shadow_subscribe('t1', 't')`)
-	src.Exec(t, "UPDATE t SET v = 'old version' WHERE id <= 2500; DELETE FROM t WHERE id > 2900")
-	if err := m.Up(); err != nil {
-		t.Fatalf("migrate up from 0.1.1: %v", err)
-	}
+	src.Exec(t, fmt.Sprintf(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, %d) g;
+		SELECT shadow_add_target('t1', 'tgt'); SELECT shadow_subscribe('t1', 't')`, rows))
+	src.Exec(t, fmt.Sprintf("UPDATE t SET v = 'old version' WHERE id <= %d; DELETE FROM t WHERE id > %d", rows*5/6, rows*29/30))
+}
+
+// assertShipsPendingAndCaptures checks, after an upgrade (named by what),
+// the table of leavePendingChanges(rows): its capture triggers call its own
+// capture function, the first export ships exactly the keys pending from
+// before, a change made afterwards (one row in every rows/30 of the 29/30
+// left) is captured and shipped, and the target ends equal to the source.
+func assertShipsPendingAndCaptures(t *testing.T, src, dst *pgtest.DB, rows int, what string) {
+	t.Helper()
 	assertOwnCaptureFunction(t, src, "t")
-	if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 2600 {
-		t.Errorf("first export after migrate up shipped %d keys, want the 2600 pending from before it", n)
+	if n, want := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"), int64(rows*13/15); n != want {
+		t.Errorf("first export after %s shipped %d keys, want the %d pending from before it", what, n, want)
 	}
-	src.Exec(t, "UPDATE t SET v = 'new version' WHERE id % 100 = 0")
+	src.Exec(t, fmt.Sprintf("UPDATE t SET v = 'new version' WHERE id %% %d = 0", rows/30))
 	if n := src.QueryInt(t, "SELECT keys FROM shadow_export('t1')"); n != 29 {
-		t.Errorf("export of changes made after migrate up shipped %d keys, want 29", n)
+		t.Errorf("export of changes made after %s shipped %d keys, want 29", what, n)
 	}
 	pgtest.AssertSameRows(t, src, "t", dst, "t")
 }

@@ -20,14 +20,13 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 	t.Parallel()
 	s := newScene(t)
 	s.letUseTarget(t, s.alice)
-	cron := pgtest.NewRole(t, s.Src, "cron", "")
+	cron, asCron := newLoginRole(t, s.Src, "cron")
 	s.letUseTarget(t, cron)
 	tw2 := pgtest.NewRole(t, s.Dst, "tw2", "")
 	s.Dst.Exec(t, fmt.Sprintf("GRANT SELECT, INSERT, DELETE ON orders, payroll TO %s, %s", ident(tw2), ident(s.tw)))
 	s.Src.Exec(t, fmt.Sprintf(`CREATE TABLE payroll (id int PRIMARY KEY, v text);
 		ALTER TABLE payroll OWNER TO %[1]s;
 		GRANT SELECT ON orders TO %[2]s`, ident(s.alice), ident(cron)))
-	asCron := s.Src.ConnAs(t, cron, pgtest.RolePassword)
 	for _, tbl := range []string{"orders", "payroll"} {
 		run(t, s.asAlice, "SELECT shadow_track($1)", tbl)
 		run(t, s.asAlice, "SELECT shadow_subscribe('replica', $1)", tbl)

@@ -46,18 +46,23 @@ func newScene(t *testing.T) *scene {
 		CREATE TABLE payroll (id int PRIMARY KEY, v text);
 		INSERT INTO payroll VALUES (1, 'salary 1000'), (2, 'salary 2000');
 		GRANT SELECT, INSERT, DELETE, TRUNCATE ON orders TO %s`, ident(s.tw)))
-	s.alice = pgtest.NewRole(t, s.Src, "alice", "")
-	s.wally = pgtest.NewRole(t, s.Src, "wally", "")
-	s.olga = pgtest.NewRole(t, s.Src, "olga", "")
+	s.alice, s.asAlice = newLoginRole(t, s.Src, "alice")
+	s.wally, s.asWally = newLoginRole(t, s.Src, "wally")
+	s.olga, s.asOlga = newLoginRole(t, s.Src, "olga")
 	s.Src.AddPushTarget(t, "replica", "tgt", s.Dst)
 	s.Src.Exec(t, fmt.Sprintf(`
 		CREATE TABLE orders (id int PRIMARY KEY, v text);
 		ALTER TABLE orders OWNER TO %s;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`, ident(s.alice), ident(s.wally)))
-	s.asAlice = s.Src.ConnAs(t, s.alice, pgtest.RolePassword)
-	s.asWally = s.Src.ConnAs(t, s.wally, pgtest.RolePassword)
-	s.asOlga = s.Src.ConnAs(t, s.olga, pgtest.RolePassword)
 	return s
+}
+
+// newLoginRole creates a role that may log in (it has nothing else) and
+// returns its name and a session of it on db.
+func newLoginRole(t *testing.T, db *pgtest.DB, prefix string) (string, *pgx.Conn) {
+	t.Helper()
+	role := pgtest.NewRole(t, db, prefix, "")
+	return role, db.ConnAs(t, role, pgtest.RolePassword)
 }
 
 // letUseTarget gives role USAGE on foreign server tgt and a user mapping that

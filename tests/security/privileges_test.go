@@ -40,7 +40,7 @@ func newPrivScene(t *testing.T) *privScene {
 		outbox: t.TempDir(),
 	}
 	s.tw = pgtest.NewRole(t, s.Dst, "tw", "")
-	s.ti = pgtest.NewRole(t, s.Dst, "ti", "")
+	s.ti, s.asTI = newLoginRole(t, s.Dst, "ti")
 	// the target: schema app, owned by its administrator, not by tw or ti
 	s.Dst.Exec(t, fmt.Sprintf(`
 		REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -57,8 +57,8 @@ func newPrivScene(t *testing.T) *privScene {
 		GRANT CREATE ON DATABASE %[1]s TO %[3]s                 -- the first import creates its ledger`,
 		ident(s.Dst.Name), ident(s.tw), ident(s.ti)))
 
-	s.alice = pgtest.NewRole(t, s.Src, "alice", "")
-	s.sam = pgtest.NewRole(t, s.Src, "sam", "")
+	s.alice, s.asAlice = newLoginRole(t, s.Src, "alice")
+	s.sam, s.asSam = newLoginRole(t, s.Src, "sam")
 	s.Src.Exec(t, fmt.Sprintf(`
 		CREATE SERVER tgt FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %[1]s, port %[2]s, dbname %[3]s);
 		GRANT USAGE ON FOREIGN SERVER tgt TO %[4]s, %[5]s;
@@ -87,9 +87,6 @@ func newPrivScene(t *testing.T) *privScene {
 		s.Dst.QueryInt(t, "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2) AND (rolsuper OR rolbypassrls)", s.tw, s.ti); n != 0 {
 		t.Fatalf("scenario broken: test roles are superusers")
 	}
-	s.asAlice = s.Src.ConnAs(t, s.alice, pgtest.RolePassword)
-	s.asSam = s.Src.ConnAs(t, s.sam, pgtest.RolePassword)
-	s.asTI = s.Dst.ConnAs(t, s.ti, pgtest.RolePassword)
 	return s
 }
 
@@ -388,8 +385,8 @@ func TestPrivilegesPeerMappingOwnsTheTable(t *testing.T) {
 	t.Parallel()
 	a := pgtest.NewDBWithExtension(t, pgtest.Server("source"))
 	b := pgtest.NewDBWithExtension(t, pgtest.Server("target"))
-	alice := pgtest.NewRole(t, a, "alice", "")
-	bob := pgtest.NewRole(t, b, "bob", "")
+	alice, asAlice := newLoginRole(t, a, "alice")
+	bob, asBob := newLoginRole(t, b, "bob")
 	carol := pgtest.NewRole(t, b, "carol", "")
 	// node names are the database names (pgshadow.node_name's default), and
 	// each target is named after the peer it points at
@@ -410,8 +407,6 @@ func TestPrivilegesPeerMappingOwnsTheTable(t *testing.T) {
 		t.Cleanup(func() { _ = from.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(owner) + " SERVER peer") })
 	}
 	b.Exec(t, "GRANT SELECT, INSERT, DELETE ON items TO "+ident(carol))
-	asAlice := a.ConnAs(t, alice, pgtest.RolePassword)
-	asBob := b.ConnAs(t, bob, pgtest.RolePassword)
 	for _, n := range []struct {
 		c    *pgx.Conn
 		peer string

@@ -16,12 +16,11 @@ import (
 func TestSyncWriterWithoutSelectIsRefusedNotSkipped(t *testing.T) {
 	s := newScene(t)
 	s.letUseTarget(t, s.alice)
-	ivan := pgtest.NewRole(t, s.Src, "ivan", "")
+	ivan, asIvan := newLoginRole(t, s.Src, "ivan")
 	s.letUseTarget(t, ivan)
 	s.Src.Exec(t, fmt.Sprintf("GRANT INSERT, DELETE ON orders TO %s", ident(ivan)))
 	run(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders', mode => 'sync')")
 	run(t, s.asAlice, "INSERT INTO orders VALUES (1, 'a')")
-	asIvan := s.Src.ConnAs(t, ivan, pgtest.RolePassword)
 	for _, sql := range []string{"INSERT INTO orders VALUES (9, 'hidden')", "DELETE FROM orders"} {
 		err := runErr(t, asIvan, sql)
 		if err == nil {

@@ -5,22 +5,50 @@ package security
 // that may SELECT the table they are about.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// visibleRows counts what a role sees of everything pgshadow keeps about
-// tables: its views and its catalog tables.
-var visibleRows = []string{
-	"SELECT count(*) FROM shadow_status",
+// quotingRows counts what a role sees of what pgshadow keeps that quotes a
+// table's values: error texts, skips and conflicting rows (views and catalog
+// tables).
+var quotingRows = []string{
 	"SELECT count(*) FROM shadow_errors",
 	"SELECT count(*) FROM shadow_conflicts",
-	"SELECT count(*) FROM pgshadow.subscription",
 	"SELECT count(*) FROM pgshadow.error",
 	"SELECT count(*) FROM pgshadow.conflict",
 	"SELECT count(*) FROM pgshadow.skipped",
+}
+
+// visibleRows counts what a role sees of everything pgshadow keeps about
+// tables: its views and its catalog tables. The first four are what a role
+// sees once it may SELECT the table.
+var visibleRows = append(append([]string{
+	"SELECT count(*) FROM shadow_status",
+	"SELECT count(*) FROM pgshadow.subscription",
+}, quotingRows...),
 	// %[1]s: the subscription's id, which an outsider can guess
 	"SELECT count(*) FROM pgshadow._pending(%[1]s) WHERE pending_keys IS NOT NULL",
+)
+
+// logRowsQuoting records on db, for the only subscription (of table orders
+// to target replica), a failure whose text quotes value, a skip quoting it,
+// and a conflict on key 1 whose rows hold remote and local as column v.
+func logRowsQuoting(t *testing.T, db *pgtest.DB, value, remote, local string) {
+	t.Helper()
+	quoted := `"` + value + `"`
+	db.Exec(t, fmt.Sprintf(`
+		INSERT INTO pgshadow.error (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
+		SELECT id, '22P02', %s, now(), now(), 1, now() FROM pgshadow.subscription;
+		INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
+		VALUES ('replica', 'orders', pg_current_snapshot(), pg_current_snapshot(), 1, %s, 'test', 'x');
+		INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_row, local_row)
+		VALUES ('orders', '[1]', 'peer', 'here', 'latest', 'local_kept', %s, %s)`,
+		lit("invalid input syntax for type numeric: "+quoted), lit(quoted),
+		lit(`{"v": "`+remote+`"}`), lit(`{"v": "`+local+`"}`)))
 }
 
 // On 0.1.1 an outsider read row filters, error texts quoting values, and both
@@ -32,14 +60,8 @@ func TestOutsiderSeesNothingOfTablesItCannotSelect(t *testing.T) {
 	run(t, s.asAlice, `SELECT shadow_subscribe('replica', 'orders', row_filter => 'v <> ''secret''')`)
 	run(t, s.asAlice, "INSERT INTO orders VALUES (1, 'card 6011-0000-0000-0012')")
 	// a failure whose text quotes a value, a skip, and a conflict logged here
-	s.Src.Exec(t, `
-		UPDATE pgshadow.subscription SET last_error = 'invalid input syntax for type numeric: "6011-0000-0000-0012"', last_error_at = now();
-		INSERT INTO pgshadow.error (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
-		SELECT id, '22P02', 'invalid input syntax for type numeric: "6011-0000-0000-0012"', now(), now(), 1, now() FROM pgshadow.subscription;
-		INSERT INTO pgshadow.skipped (target, tbl, from_snapshot, to_snapshot, keys, error, reason, skipped_by)
-		VALUES ('replica', 'orders', pg_current_snapshot(), pg_current_snapshot(), 1, '"6011-0000-0000-0012"', 'test', 'x');
-		INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_row, local_row)
-		VALUES ('orders', '[1]', 'peer', 'here', 'latest', 'local_kept', '{"v": "card 6011"}', '{"v": "card 6012"}')`)
+	s.Src.Exec(t, `UPDATE pgshadow.subscription SET last_error = 'invalid input syntax for type numeric: "6011-0000-0000-0012"', last_error_at = now()`)
+	logRowsQuoting(t, s.Src, "6011-0000-0000-0012", "card 6011", "card 6012")
 
 	id := s.Src.QueryString(t, "SELECT id::text FROM pgshadow.subscription")
 	for _, q := range visibleRows {
