@@ -18,14 +18,40 @@ type command struct {
 	run     func(ctx context.Context, args []string) error
 }
 
-var commands = map[string]command{}
+// commands are pgshadow's subcommands, by name; the summaries are what
+// pgshadow help lists.
+var commands = map[string]command{
+	"compare": {"compare a file target's tables with a target database, by key range (exit code 2: they differ)",
+		bounded("compare", "pgshadow compare [-d CONNSTR] -target NAME -dest CONNSTR [-table T] [-chunk N] [-timeout D]", compareCommand)},
+	"demo": {"replicate a sample table between two throwaway local servers, by push and by files, and verify", runDemo},
+	"export": {"ship a push target's pending changes (shadow_export), or write a file target's as a batch directory",
+		bounded("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]", exportCommand)},
+	"gen":      {"print the SQL that tracking and subscribing a table would run", runGen},
+	"generate": {"assemble sql/ into pgshadow--<version>.sql, upgrade scripts and migrations/", runGenerate},
+	"import": {"apply exported batch directories to a target database",
+		bounded("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]", importCommand)},
+	"migrate": {"install or upgrade pgshadow as plain SQL with golang-migrate (up, down, version, force)", runMigrate},
+	"run":     {"ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)", runDaemon},
+	"ship": {"stream the pending changes of a file target into a target database, without files",
+		bounded("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]", shipCommand)},
+	"status": {"show what is pending per target and table (the shadow_status view)", runStatus},
+}
 
-// register adds a subcommand; call it from init() in the subcommand's file.
-func register(name, summary string, run func(ctx context.Context, args []string) error) {
-	if _, dup := commands[name]; dup {
-		panic("pgshadow: subcommand registered twice: " + name)
+// bounded is the run of a subcommand that takes -timeout and no positional
+// arguments, the shape of the commands that move or compare data: declare
+// adds its other flags to fs and returns its body, which runs once the flags
+// are parsed, under ctx bounded by -timeout.
+func bounded(name, usage string, declare func(fs *flagSet) func(ctx context.Context) error) func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, args []string) error {
+		fs := newFlagSet(name, usage).withTimeout()
+		body := declare(fs)
+		ctx, cancel, err := fs.parseBounded(ctx, args)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		return body(ctx)
 	}
-	commands[name] = command{summary: summary, run: run}
 }
 
 // flagSet is a flag.FlagSet that reports problems as errors instead of
@@ -64,14 +90,22 @@ func (f *flagSet) withTimeout() *flagSet {
 	return f
 }
 
+// parseFlagsOnly parses args and refuses positional arguments.
+func (f *flagSet) parseFlagsOnly(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	return nil
+}
+
 // parseBounded parses args, refuses positional arguments, and returns ctx
 // bounded by -timeout.
 func (f *flagSet) parseBounded(ctx context.Context, args []string) (context.Context, context.CancelFunc, error) {
-	if err := f.Parse(args); err != nil {
+	if err := f.parseFlagsOnly(args); err != nil {
 		return nil, nil, err
-	}
-	if f.NArg() > 0 {
-		return nil, nil, fmt.Errorf("unexpected argument %q", f.Arg(0))
 	}
 	c, cancel := withTimeout(ctx, *f.timeout)
 	return c, cancel, nil

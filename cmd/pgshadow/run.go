@@ -17,10 +17,6 @@ import (
 	"github.com/pgshadow/pgshadow/daemon"
 )
 
-func init() {
-	register("run", "ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)", runDaemon)
-}
-
 func runDaemon(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m] [-metrics ADDR]")
 	dsn := fs.String("d", "", "connection string (DSN or URL) of the source database; empty: the PG* environment variables")
@@ -28,11 +24,8 @@ func runDaemon(ctx context.Context, args []string) error {
 	interval := fs.Duration("interval", 5*time.Second, "longest wait between runs when no NOTIFY arrives")
 	runTimeout := fs.Duration("timeout", 30*time.Minute, "longest one run (CALL shadow_run) may take before it is cancelled and the connection opened again")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9187), read from shadow_status at each scrape")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parseFlagsOnly(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *interval <= 0 {
 		return fmt.Errorf("-interval must be positive, got %s", *interval)
