@@ -60,6 +60,19 @@ func (b *bench) resetStore(c capturer) error {
 	return b.exec(b.s, "TRUNCATE "+c.store)
 }
 
+// resetCapture starts a measurement of c alike for every capturer: it runs
+// stmt (VACUUM, TRUNCATE) on c's table, empties c's key store and takes a
+// checkpoint on the source.
+func (b *bench) resetCapture(c capturer, stmt string) error {
+	if err := b.exec(b.s, stmt+" "+ident(c.table)); err != nil {
+		return err
+	}
+	if err := b.resetStore(c); err != nil {
+		return err
+	}
+	return b.checkpoint(b.s)
+}
+
 // peerCapturers adds, for figure 1, the practical limits of trigger capture:
 // a plain row trigger writing (key, op, xid8) into a queue table, and a
 // statement trigger that does nothing (the cost of firing one at all).
@@ -136,13 +149,7 @@ func (b *bench) figOLTP() error {
 		}
 		vs = append(vs, variant{name: c.name, run: func(rep int, rec func(string, float64)) error {
 			for _, op := range oltpOps {
-				if err := b.exec(b.s, "VACUUM "+ident(c.table)); err != nil {
-					return err
-				}
-				if err := b.resetStore(c); err != nil {
-					return err
-				}
-				if err := b.checkpoint(b.s); err != nil {
+				if err := b.resetCapture(c, "VACUUM"); err != nil {
 					return err
 				}
 				var tps float64
@@ -326,13 +333,7 @@ func (b *bench) figBulk() error {
 	var vs []variant
 	for _, c := range cs {
 		vs = append(vs, variant{name: c.name, run: func(rep int, rec func(string, float64)) error {
-			if err := b.exec(b.s, "TRUNCATE "+ident(c.table)); err != nil {
-				return err
-			}
-			if err := b.resetStore(c); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s); err != nil {
+			if err := b.resetCapture(c, "TRUNCATE"); err != nil {
 				return err
 			}
 			err := b.recTimed(rec, "insert", func() error {

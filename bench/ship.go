@@ -24,6 +24,21 @@ func (b *bench) vacuumBoth(table, dest string) error {
 		func() error { return b.exec(b.d, "VACUUM ANALYZE "+ident(dest)) })
 }
 
+// changeShipped starts a repetition of figure 3: it changes every row of
+// each table (changeAll), vacuums it on both sides (vacuumBoth), then takes
+// a checkpoint on both servers.
+func (b *bench) changeShipped(tables ...string) error {
+	for _, t := range tables {
+		if err := b.changeAll(t); err != nil {
+			return err
+		}
+		if err := b.vacuumBoth(t, t); err != nil {
+			return err
+		}
+	}
+	return b.checkpoint(b.s, b.d)
+}
+
 // createBoth creates table with rows 1..rows on the source and the same rows
 // on the target (the data is a function of the key, so both sides generate
 // it at once), so a subscription can start with initial_copy => false.
@@ -101,13 +116,7 @@ func (b *bench) figShip() error {
 			if err := b.exec(b.d, "TRUNCATE s_copy"); err != nil {
 				return err
 			}
-			if err := b.changeAll("s_copy"); err != nil {
-				return err
-			}
-			if err := b.vacuumBoth("s_copy", "s_copy"); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped("s_copy"); err != nil {
 				return err
 			}
 			err := b.recTimed(rec, "ship", func() error {
@@ -120,13 +129,7 @@ func (b *bench) figShip() error {
 			return b.sameContent(b.s, "s_copy", b.d, "s_copy")
 		}},
 		{name: "pgshadow", run: func(rep int, rec func(string, float64)) error {
-			if err := b.changeAll("s_push"); err != nil {
-				return err
-			}
-			if err := b.vacuumBoth("s_push", "s_push"); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped("s_push"); err != nil {
 				return err
 			}
 			var r exportResult
@@ -149,15 +152,7 @@ func (b *bench) figShip() error {
 	}{{"pertable", "f3pt", false}, {"consistent", "f3cs", true}} {
 		v := v
 		vs = append(vs, variant{name: v.name, run: func(rep int, rec func(string, float64)) error {
-			for _, t := range pairs[v.target] {
-				if err := b.changeAll(t); err != nil {
-					return err
-				}
-				if err := b.vacuumBoth(t, t); err != nil {
-					return err
-				}
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped(pairs[v.target]...); err != nil {
 				return err
 			}
 			var r exportResult
