@@ -52,24 +52,7 @@ func (b *bench) createBoth(table string, rows int) error {
 func (b *bench) figShip() error {
 	n := b.sz.shipRows
 	label := rowsLabel(n)
-	f := b.rep.fig(3, "Shipping", fmt.Sprintf(
-		"Change set: `UPDATE tbl SET i = i + 1, ts = ts + interval '1 second'` of all %d rows of a table "+
-			"(bigint key, int, 50-byte text, timestamptz, numeric) whose previous version the target holds. "+
-			"Timed: shipping it until the target has committed it. pgshadow push = `SELECT * FROM shadow_export(target)` "+
-			"(the target has only the primary key, so the changed rows are applied as INSERT .. ON CONFLICT (key) DO UPDATE, "+
-			"values staged out of the statements; default batch size). "+
-			"CLI = the filemode package behind `pgshadow ship`: the source's COPY of the changed keys, then of their rows, "+
-			"streams straight into the target's COPY (keys into a temporary table, DELETE of those keys, rows appended), "+
-			"one target transaction committed before the source's watermark moves, no files. "+
-			"CLI files (reference, no goal) = the same batch by `pgshadow export` to fsynced files, then `pgshadow import`. "+
-			"Baseline = `COPY (SELECT * FROM tbl) TO STDOUT` piped into `COPY tbl FROM STDIN` on the target, "+
-			"into an empty table with the same primary key: the raw cost of moving the rows, with no change tracking "+
-			"and no deletes. Before each run (untimed): the change, VACUUM ANALYZE on both sides, CHECKPOINT on both. "+
-			"After each run the target is checked to equal the source (count and checksum). "+
-			"Consistent export (reference): two tables of %d rows each, both changed, shipped to a target with "+
-			"`shadow_alter_target(t, consistent => true)` (one REPEATABLE READ snapshot, one remote transaction, "+
-			"then the purge in a transaction of its own, as `pgshadow export` does), against the same two tables "+
-			"shipped table by table (default).", n, n/2))
+	f := b.rep.fig(3, "Shipping", map[string]any{"rows": n, "half": n / 2})
 	b.logf("figure 3: creating %d-row tables on both sides", n)
 
 	tables := []string{"s_push", "s_copy"}
