@@ -13,10 +13,16 @@ import (
 	"time"
 )
 
+// command is a subcommand: its line in pgshadow help, and what runs it on
+// the arguments after its name.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string) error
 }
+
+// declareFunc adds a subcommand's flags to fs and returns its body, which
+// runs once they are parsed.
+type declareFunc func(fs *flagSet) func(ctx context.Context) error
 
 // commands are pgshadow's subcommands, by name; the summaries are what
 // pgshadow help lists.
@@ -31,27 +37,38 @@ var commands = map[string]command{
 	"import": {"apply exported batch directories to a target database",
 		bounded("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]", importCommand)},
 	"migrate": {"install or upgrade pgshadow as plain SQL with golang-migrate (up, down, version, force)", runMigrate},
-	"run":     {"ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)", runDaemon},
+	"run": {"ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)",
+		flagsOnly("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m] [-metrics ADDR]", daemonCommand)},
 	"ship": {"stream the pending changes of a file target into a target database, without files",
 		bounded("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]", shipCommand)},
 	"status": {"show what is pending per target and table (the shadow_status view)", runStatus},
 }
 
-// bounded is the run of a subcommand that takes -timeout and no positional
-// arguments, the shape of the commands that move or compare data: declare
-// adds its other flags to fs and returns its body, which runs once the flags
-// are parsed, under ctx bounded by -timeout.
-func bounded(name, usage string, declare func(fs *flagSet) func(ctx context.Context) error) func(ctx context.Context, args []string) error {
+// flagsOnly is the run of a subcommand that takes flags and no positional
+// arguments; usage is the synopsis -h shows.
+func flagsOnly(name, usage string, declare declareFunc) func(ctx context.Context, args []string) error {
 	return func(ctx context.Context, args []string) error {
-		fs := newFlagSet(name, usage).withTimeout()
+		fs := newFlagSet(name, usage)
 		body := declare(fs)
-		ctx, cancel, err := fs.parseBounded(ctx, args)
-		if err != nil {
+		if err := fs.parseFlagsOnly(args); err != nil {
 			return err
 		}
-		defer cancel()
 		return body(ctx)
 	}
+}
+
+// bounded is flagsOnly for the commands that move or compare data: it adds
+// -timeout (default: none), and the body runs under ctx bounded by it.
+func bounded(name, usage string, declare declareFunc) func(ctx context.Context, args []string) error {
+	return flagsOnly(name, usage, func(fs *flagSet) func(ctx context.Context) error {
+		fs.withTimeout()
+		body := declare(fs)
+		return func(ctx context.Context) error {
+			ctx, cancel := withTimeout(ctx, *fs.timeout)
+			defer cancel()
+			return body(ctx)
+		}
+	})
 }
 
 // flagSet is a flag.FlagSet that reports problems as errors instead of
@@ -84,7 +101,7 @@ func (f *flagSet) Parse(args []string) error {
 	return err
 }
 
-// withTimeout adds -timeout (default: none) to f, for parseBounded.
+// withTimeout adds -timeout (default: none) to f, for bounded.
 func (f *flagSet) withTimeout() *flagSet {
 	f.timeout = f.Duration("timeout", 0, timeoutHelp)
 	return f
@@ -99,16 +116,6 @@ func (f *flagSet) parseFlagsOnly(args []string) error {
 		return fmt.Errorf("unexpected argument %q", f.Arg(0))
 	}
 	return nil
-}
-
-// parseBounded parses args, refuses positional arguments, and returns ctx
-// bounded by -timeout.
-func (f *flagSet) parseBounded(ctx context.Context, args []string) (context.Context, context.CancelFunc, error) {
-	if err := f.parseFlagsOnly(args); err != nil {
-		return nil, nil, err
-	}
-	c, cancel := withTimeout(ctx, *f.timeout)
-	return c, cancel, nil
 }
 
 // fileTargetFlag is -target of the commands that work on a file target.

@@ -23,7 +23,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"-interval", "soon"},
 		{"-d", "host=x", "extra"},
 	} {
-		if err := runDaemon(context.Background(), args); err == nil {
+		if err := commands["run"].run(context.Background(), args); err == nil {
 			t.Errorf("pgshadow run %s: no error", strings.Join(args, " "))
 		}
 	}
@@ -48,7 +48,7 @@ func kvPushPair(t *testing.T) (src, dst *pgtest.DB) {
 func startDaemon(t *testing.T, args ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, args) }()
+	go func() { done <- commands["run"].run(ctx, args) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
