@@ -60,10 +60,23 @@ func (b *bench) resetStore(c capturer) error {
 	return b.exec(b.s, "TRUNCATE "+c.store)
 }
 
-// peerCapturers adds, for figure 1, the practical limits of trigger capture:
-// a plain row trigger writing (key, op, xid8) into a queue table, and a
-// statement trigger that does nothing (the cost of firing one at all).
-func (b *bench) peerCapturers(prefix string, rows int) ([]capturer, error) {
+// resetCapture starts a measurement of c alike for every capturer: it runs
+// stmt (VACUUM, TRUNCATE) on c's table, empties c's key store and takes a
+// checkpoint on the source.
+func (b *bench) resetCapture(c capturer, stmt string) error {
+	if err := b.exec(b.s, stmt+" "+ident(c.table)); err != nil {
+		return err
+	}
+	if err := b.resetStore(c); err != nil {
+		return err
+	}
+	return b.checkpoint(b.s)
+}
+
+// peerCapturers adds to cs, for figure 1, the practical limits of trigger
+// capture: a plain row trigger writing (key, op, xid8) into a queue table,
+// and a statement trigger that does nothing (the cost of firing one at all).
+func (b *bench) peerCapturers(cs []capturer, prefix string, rows int) ([]capturer, error) {
 	row, nop := prefix+"_rowtrig", prefix+"_nop"
 	for _, t := range []string{row, nop} {
 		if err := b.createTable(b.s, t, rows, true); err != nil {
@@ -87,7 +100,7 @@ CREATE TRIGGER capture AFTER INSERT OR UPDATE OR DELETE ON %[5]s FOR EACH STATEM
 	if err != nil {
 		return nil, err
 	}
-	return []capturer{{name: "row trigger", table: row, store: ident(row + "_q")}, {name: "no-op trigger", table: nop}}, nil
+	return append(cs, capturer{name: "row trigger", table: row, store: ident(row + "_q")}, capturer{name: "no-op trigger", table: nop}), nil
 }
 
 // oltpOps are figure 1's single-row statements; %[1]s is the table, %[2]s
@@ -101,25 +114,15 @@ var oltpOps = []struct{ name, script string }{
 
 func (b *bench) figOLTP() error {
 	n, secs := b.sz.oltpRows, b.sz.oltpSecs
-	f := b.rep.fig(1, "Capture overhead, single-row OLTP", fmt.Sprintf(
-		"pgbench (`-n -M prepared -c 2 -j 2 -T %d`, `PGOPTIONS=-c synchronous_commit=off`) runs, on tables of %d rows, "+
-			"`UPDATE tbl SET i = i + 1 WHERE id = :id` (`:id` uniformly random), `INSERT` of a new key, and "+
-			"`DELETE` of an existing key (keys in order, never one deleted before), one script per run. Variants: untracked; "+
-			"tracked by pgshadow (its per-table statement-level capture function); mimeo's row trigger; "+
-			"a plain row trigger writing (key, op, xid8) into a queue table (the practical limit of trigger capture); "+
-			"a statement trigger that does nothing. "+
-			"Before each run: VACUUM of the table, capture store emptied, CHECKPOINT. Figure: transactions per second.",
-		secs, n))
+	f := b.rep.fig(1, "Capture overhead, single-row OLTP", map[string]any{"secs": secs, "rows": n})
 	b.logf("figure 1: creating %d-row tables", n)
 	cs, err := b.capturers("o", n)
 	if err != nil {
 		return err
 	}
-	peers, err := b.peerCapturers("o", n)
-	if err != nil {
+	if cs, err = b.peerCapturers(cs, "o", n); err != nil {
 		return err
 	}
-	cs = append(cs, peers...)
 	var vs []variant
 	for _, c := range cs {
 		ins, del := c.table+"_ins", c.table+"_del"
@@ -136,13 +139,7 @@ func (b *bench) figOLTP() error {
 		}
 		vs = append(vs, variant{name: c.name, run: func(rep int, rec func(string, float64)) error {
 			for _, op := range oltpOps {
-				if err := b.exec(b.s, "VACUUM "+ident(c.table)); err != nil {
-					return err
-				}
-				if err := b.resetStore(c); err != nil {
-					return err
-				}
-				if err := b.checkpoint(b.s); err != nil {
+				if err := b.resetCapture(c, "VACUUM"); err != nil {
 					return err
 				}
 				var tps float64
@@ -199,11 +196,7 @@ func (b *bench) figOLTP() error {
 // alike, one untracked and one with its three keyed tables tracked.
 func (b *bench) figTPCB() error {
 	scale, secs := 10, b.sz.oltpSecs
-	f := b.rep.fig(9, "Capture overhead, pgbench TPC-B", fmt.Sprintf(
-		"pgbench's built-in TPC-B-like script (`pgbench -i -s %d`, then `-n -M prepared -c 4 -j 2 -T %d`, "+
-			"`PGOPTIONS=-c synchronous_commit=off`) on a database with pgbench_accounts, pgbench_tellers and "+
-			"pgbench_branches tracked by pgshadow, against an untracked one; runs interleaved. Before each run: "+
-			"VACUUM of both databases' tables, shadow tables emptied, CHECKPOINT. Figure: transactions per second.", scale, secs))
+	f := b.rep.fig(9, "Capture overhead, pgbench TPC-B", map[string]any{"scale": scale, "secs": secs})
 	dbs := map[string]string{"untracked": "tpcb_plain", "pgshadow": "tpcb_shadow"}
 	conns := map[string]*pgx.Conn{}
 	for _, name := range []string{"untracked", "pgshadow"} {
@@ -306,18 +299,12 @@ func (b *bench) pgbenchArgs(db string, args ...string) (float64, int64, error) {
 }
 
 func (b *bench) fig5() *figure {
-	return b.rep.fig(5, "Against mimeo", "mimeo 1.5 (Debian's postgresql-15-mimeo) with DML replication (`dml_maker`, "+
-		"row trigger into a queue table on the source, `refresh_dml` pulling over dblink into the destination), "+
-		"set up as its howto describes. Capture rows come from the interleaved runs of figures 1 and 2; "+
-		"shipping rows from those of figure 3 (same change set, same servers).")
+	return b.rep.fig(5, "Against mimeo", nil)
 }
 
 func (b *bench) figBulk() error {
 	n := b.sz.bulkRows
-	f := b.rep.fig(2, "Capture overhead, bulk", fmt.Sprintf(
-		"`INSERT INTO tbl SELECT * FROM gen` of %d rows into an empty table, then (after VACUUM ANALYZE and CHECKPOINT) "+
-			"`UPDATE tbl SET i = i + 1, ts = ts + interval '1 second'` of all of them, on an untracked and a tracked table. "+
-			"Before each repetition the table is truncated and the capture store emptied. Figure: statement time.", n))
+	f := b.rep.fig(2, "Capture overhead, bulk", map[string]any{"rows": n})
 	b.logf("figure 2: creating tables")
 	cs, err := b.capturers("b", 0)
 	if err != nil {
@@ -326,13 +313,7 @@ func (b *bench) figBulk() error {
 	var vs []variant
 	for _, c := range cs {
 		vs = append(vs, variant{name: c.name, run: func(rep int, rec func(string, float64)) error {
-			if err := b.exec(b.s, "TRUNCATE "+ident(c.table)); err != nil {
-				return err
-			}
-			if err := b.resetStore(c); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s); err != nil {
+			if err := b.resetCapture(c, "TRUNCATE"); err != nil {
 				return err
 			}
 			err := b.recTimed(rec, "insert", func() error {

@@ -28,13 +28,7 @@ func (b *bench) cliTarget(name, target, table string, n int, ship cliRun) (varia
 		return variant{}, err
 	}
 	return variant{name: name, run: func(rep int, rec func(string, float64)) error {
-		if err := b.changeAll(table); err != nil {
-			return err
-		}
-		if err := b.vacuumBoth(table, table); err != nil {
-			return err
-		}
-		if err := b.checkpoint(b.s, b.d); err != nil {
+		if err := b.changeShipped(table); err != nil {
 			return err
 		}
 		inserted, err := ship(rec)

@@ -38,29 +38,23 @@ type sizes struct {
 }
 
 func sizesFor(quick bool) sizes {
-	if quick {
-		return sizes{
-			oltpRows: 100_000, oltpSecs: 3,
-			bulkRows: 100_000,
-			shipRows: 50_000,
-			lrRows:   50_000,
-			netKeys:  10_000, netTimes: 10,
-			scaleBig: 500_000, scaleSmall: 50_000,
-			scaleChanges: []int{500, 5_000, 50_000},
-			bloatRows:    50_000, bloatCycles: 10, bloatChanges: 5_000,
-			lagSecs: 4, lagRate: 100,
+	// n picks a size: the full run's, or the quick run's beside it.
+	n := func(full, quickSize int) int {
+		if quick {
+			return quickSize
 		}
+		return full
 	}
 	return sizes{
-		oltpRows: 1_000_000, oltpSecs: 8,
-		bulkRows: 1_000_000,
-		shipRows: 1_000_000,
-		lrRows:   1_000_000,
-		netKeys:  100_000, netTimes: 10,
-		scaleBig: 10_000_000, scaleSmall: 1_000_000,
-		scaleChanges: []int{10_000, 100_000, 1_000_000},
-		bloatRows:    100_000, bloatCycles: 100, bloatChanges: 10_000,
-		lagSecs: 15, lagRate: 200,
+		oltpRows: n(1_000_000, 100_000), oltpSecs: n(8, 3),
+		bulkRows: n(1_000_000, 100_000),
+		shipRows: n(1_000_000, 50_000),
+		lrRows:   n(1_000_000, 50_000),
+		netKeys:  n(100_000, 10_000), netTimes: 10,
+		scaleBig: n(10_000_000, 500_000), scaleSmall: n(1_000_000, 50_000),
+		scaleChanges: []int{n(10_000, 500), n(100_000, 5_000), n(1_000_000, 50_000)},
+		bloatRows:    n(100_000, 50_000), bloatCycles: n(100, 10), bloatChanges: n(10_000, 5_000),
+		lagSecs: n(15, 4), lagRate: n(200, 100),
 	}
 }
 

@@ -14,16 +14,7 @@ import (
 )
 
 func (b *bench) figLag() error {
-	secs, rate := b.sz.lagSecs, b.sz.lagRate
-	f := b.rep.fig(8, "Async lag", fmt.Sprintf(
-		"An async subscription (`mode => 'async'`) shipped by the `pgshadow run` loop (package daemon, in the "+
-			"benchmark process, its poll interval set to 60 s so that only the NOTIFY sent at capture wakes it). "+
-			"Two writers commit single-row INSERTs at %d commits per second in all for %d s per repetition. Each "+
-			"source row records clock_timestamp() when written (its transaction commits right after); the target "+
-			"table has an extra column defaulting to clock_timestamp(), filled when pgshadow's apply inserts the "+
-			"row (both servers share this machine's clock). Lag = arrived - written, median over the rows of a "+
-			"repetition; the goal is absolute (median <= 1 s), so the baseline column is that second.",
-		rate, secs))
+	f := b.rep.fig(8, "Async lag", map[string]any{"rate": b.sz.lagRate, "secs": b.sz.lagSecs})
 	for _, c := range []struct {
 		conn  string
 		extra string
@@ -68,9 +59,9 @@ func (b *bench) figLag() error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tick := time.NewTicker(time.Second * 2 / time.Duration(rate))
+				tick := time.NewTicker(time.Second * 2 / time.Duration(b.sz.lagRate))
 				defer tick.Stop()
-				end := time.Now().Add(time.Duration(secs) * time.Second)
+				end := time.Now().Add(time.Duration(b.sz.lagSecs) * time.Second)
 				for time.Now().Before(end) {
 					<-tick.C
 					mu.Lock()

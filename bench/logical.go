@@ -21,20 +21,7 @@ type logicalPair struct {
 
 func (b *bench) figLogical() error {
 	n, k, times := b.sz.lrRows, b.sz.netKeys, b.sz.netTimes
-	f := b.rep.fig(4, "Against native logical replication", fmt.Sprintf(
-		"Source server with wal_level=logical; `CREATE PUBLICATION ... FOR TABLE l_pub` there and "+
-			"`CREATE SUBSCRIPTION ... WITH (copy_data = false)` on the target server (defaults otherwise: no streaming "+
-			"of in-progress transactions, the apply worker's synchronous_commit=off); pgshadow ships table l_sh "+
-			"(same shape, same servers) with shadow_export. The target is polled every %s by primary key "+
-			"(a transaction applies atomically, so seeing its last row or value means seeing all of it). "+
-			"*Live*: the subscription is enabled throughout and the clock starts with the first source write; "+
-			"pgshadow's time is then its writes (with capture) plus one shadow_export. "+
-			"*Catch-up*: the writes happened while the subscription was disabled (a backlog, as for a target "+
-			"that was away or a batch window); the clock starts at `ALTER SUBSCRIPTION ... ENABLE` "+
-			"for logical replication and at `shadow_export` for pgshadow. "+
-			"Scenario A: `INSERT ... SELECT` of %d rows in one transaction. Scenario B: %d keys, "+
-			"each updated %d times (%d separate `UPDATE ... WHERE id <= %d` transactions).",
-		pollInterval, n, k, times, times, k))
+	f := b.rep.fig(4, "Against native logical replication", map[string]any{"poll": pollInterval, "rows": n, "keys": k, "times": times})
 
 	b.logf("figure 4: setting up publication, subscription and pgshadow on the logical source")
 	if err := b.createDB(b.dst, lrDB); err != nil {

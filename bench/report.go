@@ -10,7 +10,9 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
+	"text/template"
 	"time"
 )
 
@@ -136,12 +138,63 @@ type report struct {
 	log      io.Writer
 }
 
-// fig returns figure n, creating it with title and method on first use.
-func (rp *report) fig(n int, title, method string) *figure {
+// methods says how each figure is measured (methods.md): per figure a
+// text/template of one paragraph, filled in with the run's sizes.
+//
+//go:embed methods.md
+var methodsText string
+
+var methods = parseMethods(methodsText)
+
+// parseMethods reads methods.md: a line "## N" starts figure N, whose lines
+// up to the next heading are joined with spaces into one paragraph; what
+// stands before the first heading is a comment.
+func parseMethods(text string) map[int]*template.Template {
+	paragraphs := map[int][]string{}
+	n := 0
+	for _, line := range strings.Split(text, "\n") {
+		if num, ok := strings.CutPrefix(line, "## "); ok {
+			var err error
+			if n, err = strconv.Atoi(num); err != nil {
+				panic("bench: methods.md: heading " + line + ": " + err.Error())
+			}
+			continue
+		}
+		if n > 0 && strings.TrimSpace(line) != "" {
+			paragraphs[n] = append(paragraphs[n], strings.TrimSpace(line))
+		}
+	}
+	ts := map[int]*template.Template{}
+	for n, lines := range paragraphs {
+		name := "methods.md figure " + strconv.Itoa(n)
+		ts[n] = template.Must(template.New(name).Option("missingkey=error").Parse(strings.Join(lines, " ")))
+	}
+	return ts
+}
+
+// method is figure n's method paragraph filled in with vals. The paragraph
+// and the figure's code are one program: a figure without a paragraph, or a
+// value the paragraph names and the code does not give, is a bug, and
+// panics at the figure's start.
+func method(n int, vals map[string]any) string {
+	t, ok := methods[n]
+	if !ok {
+		panic(fmt.Sprintf("bench: methods.md has no figure %d", n))
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, vals); err != nil {
+		panic("bench: " + err.Error())
+	}
+	return b.String()
+}
+
+// fig returns figure n, creating it on first use with title and its method
+// paragraph (methods.md) filled in with vals.
+func (rp *report) fig(n int, title string, vals map[string]any) *figure {
 	if f, ok := rp.figures[n]; ok {
 		return f
 	}
-	f := &figure{num: n, title: title, method: method}
+	f := &figure{num: n, title: title, method: method(n, vals)}
 	rp.figures[n] = f
 	return f
 }

@@ -13,13 +13,7 @@ import (
 
 func (b *bench) figScale() error {
 	big, small := b.sz.scaleBig, b.sz.scaleSmall
-	f := b.rep.fig(6, "Scale: cost follows the changes, not the table", fmt.Sprintf(
-		"Two tracked tables of the benchmark shape, %s rows and %s rows, each mirrored on the target and shipped "+
-			"by its own target. For each change count N, N keys spread evenly over the table "+
-			"(`UPDATE ... WHERE id IN (SELECT generate_series(step, step*N, step))`) are updated, then "+
-			"(after VACUUM ANALYZE and CHECKPOINT on both sides) shipped with shadow_export. "+
-			"Ratio = time in the %[1]s-row table / time for the same N in the %[2]s-row table: "+
-			"1.0 means table size does not matter.", rowsLabel(big), rowsLabel(small)))
+	f := b.rep.fig(6, "Scale: cost follows the changes, not the table", map[string]any{"big": rowsLabel(big), "small": rowsLabel(small)})
 	b.logf("figure 6: creating the %d-row and %d-row tables (this takes a while)", big, small)
 	tables := []struct {
 		name, target string
@@ -87,15 +81,7 @@ func (b *bench) figScale() error {
 
 func (b *bench) figBloat() error {
 	rows, cycles, changes := b.sz.bloatRows, b.sz.bloatCycles, b.sz.bloatChanges
-	f := b.rep.fig(7, "No bloat", fmt.Sprintf(
-		"A tracked %s-row table, %d export cycles, each: `UPDATE` of %s keys (a window moving through the table), "+
-			"then shadow_export. The size of the shadow table (pg_total_relation_size: heap and index, all partitions) is taken "+
-			"right after each export (the goal compares size after cycle %[2]d with size after cycle 1) and, as a reference, right before it, "+
-			"when it holds the cycle's changes (size before export %[2]d / before export 1). *Quiet*: nothing else writes. *Busy*: another session updates single random rows "+
-			"of the table (about 200 per second) throughout, so the shadow table is never idle when the export "+
-			"purges it. Autovacuum is off on these servers, so dead rows stay unless pgshadow avoids them. "+
-			"Sizes are deterministic enough to be measured once, not as medians.",
-		rowsLabel(rows), cycles, rowsLabel(changes)))
+	f := b.rep.fig(7, "No bloat", map[string]any{"rows": rowsLabel(rows), "cycles": cycles, "changes": rowsLabel(changes)})
 	if err := b.createBoth("bl", rows); err != nil {
 		return err
 	}

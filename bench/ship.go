@@ -24,6 +24,21 @@ func (b *bench) vacuumBoth(table, dest string) error {
 		func() error { return b.exec(b.d, "VACUUM ANALYZE "+ident(dest)) })
 }
 
+// changeShipped starts a repetition of figure 3: it changes every row of
+// each table (changeAll), vacuums it on both sides (vacuumBoth), then takes
+// a checkpoint on both servers.
+func (b *bench) changeShipped(tables ...string) error {
+	for _, t := range tables {
+		if err := b.changeAll(t); err != nil {
+			return err
+		}
+		if err := b.vacuumBoth(t, t); err != nil {
+			return err
+		}
+	}
+	return b.checkpoint(b.s, b.d)
+}
+
 // createBoth creates table with rows 1..rows on the source and the same rows
 // on the target (the data is a function of the key, so both sides generate
 // it at once), so a subscription can start with initial_copy => false.
@@ -37,24 +52,7 @@ func (b *bench) createBoth(table string, rows int) error {
 func (b *bench) figShip() error {
 	n := b.sz.shipRows
 	label := rowsLabel(n)
-	f := b.rep.fig(3, "Shipping", fmt.Sprintf(
-		"Change set: `UPDATE tbl SET i = i + 1, ts = ts + interval '1 second'` of all %d rows of a table "+
-			"(bigint key, int, 50-byte text, timestamptz, numeric) whose previous version the target holds. "+
-			"Timed: shipping it until the target has committed it. pgshadow push = `SELECT * FROM shadow_export(target)` "+
-			"(the target has only the primary key, so the changed rows are applied as INSERT .. ON CONFLICT (key) DO UPDATE, "+
-			"values staged out of the statements; default batch size). "+
-			"CLI = the filemode package behind `pgshadow ship`: the source's COPY of the changed keys, then of their rows, "+
-			"streams straight into the target's COPY (keys into a temporary table, DELETE of those keys, rows appended), "+
-			"one target transaction committed before the source's watermark moves, no files. "+
-			"CLI files (reference, no goal) = the same batch by `pgshadow export` to fsynced files, then `pgshadow import`. "+
-			"Baseline = `COPY (SELECT * FROM tbl) TO STDOUT` piped into `COPY tbl FROM STDIN` on the target, "+
-			"into an empty table with the same primary key: the raw cost of moving the rows, with no change tracking "+
-			"and no deletes. Before each run (untimed): the change, VACUUM ANALYZE on both sides, CHECKPOINT on both. "+
-			"After each run the target is checked to equal the source (count and checksum). "+
-			"Consistent export (reference): two tables of %d rows each, both changed, shipped to a target with "+
-			"`shadow_alter_target(t, consistent => true)` (one REPEATABLE READ snapshot, one remote transaction, "+
-			"then the purge in a transaction of its own, as `pgshadow export` does), against the same two tables "+
-			"shipped table by table (default).", n, n/2))
+	f := b.rep.fig(3, "Shipping", map[string]any{"rows": n, "half": n / 2})
 	b.logf("figure 3: creating %d-row tables on both sides", n)
 
 	tables := []string{"s_push", "s_copy"}
@@ -101,13 +99,7 @@ func (b *bench) figShip() error {
 			if err := b.exec(b.d, "TRUNCATE s_copy"); err != nil {
 				return err
 			}
-			if err := b.changeAll("s_copy"); err != nil {
-				return err
-			}
-			if err := b.vacuumBoth("s_copy", "s_copy"); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped("s_copy"); err != nil {
 				return err
 			}
 			err := b.recTimed(rec, "ship", func() error {
@@ -120,13 +112,7 @@ func (b *bench) figShip() error {
 			return b.sameContent(b.s, "s_copy", b.d, "s_copy")
 		}},
 		{name: "pgshadow", run: func(rep int, rec func(string, float64)) error {
-			if err := b.changeAll("s_push"); err != nil {
-				return err
-			}
-			if err := b.vacuumBoth("s_push", "s_push"); err != nil {
-				return err
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped("s_push"); err != nil {
 				return err
 			}
 			var r exportResult
@@ -149,15 +135,7 @@ func (b *bench) figShip() error {
 	}{{"pertable", "f3pt", false}, {"consistent", "f3cs", true}} {
 		v := v
 		vs = append(vs, variant{name: v.name, run: func(rep int, rec func(string, float64)) error {
-			for _, t := range pairs[v.target] {
-				if err := b.changeAll(t); err != nil {
-					return err
-				}
-				if err := b.vacuumBoth(t, t); err != nil {
-					return err
-				}
-			}
-			if err := b.checkpoint(b.s, b.d); err != nil {
+			if err := b.changeShipped(pairs[v.target]...); err != nil {
 				return err
 			}
 			var r exportResult

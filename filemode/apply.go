@@ -189,8 +189,7 @@ func decide(prev *applied, t Table, manifestSHA string) (outcome, refusal string
 		return "", fmt.Sprintf("it continues a different export of batch %d than the one applied (%s); apply the batch %d directory whose new_snapshot is %s first",
 			prev.batchNo, prev.batchDir, prev.batchNo, t.OldSnapshot)
 	case t.BatchNo == prev.batchNo:
-		newer, err := notOlder(t.NewSnapshot, prev.newSnap)
-		if err == nil && newer && t.OldSnapshot == prev.oldSnap {
+		if notOlder(t.NewSnapshot, prev.newSnap) && t.OldSnapshot == prev.oldSnap {
 			return Applied, "" // a re-export of an unacknowledged batch: a superset of it
 		}
 		return "", fmt.Sprintf("batch %d was already applied from another export (%s) that this one does not supersede", prev.batchNo, prev.batchDir)
@@ -205,17 +204,12 @@ func decide(prev *applied, t Table, manifestSHA string) (outcome, refusal string
 	}
 }
 
-// notOlder reports whether snapshot a was taken no earlier than b, by xmax.
-func notOlder(a, b string) (bool, error) {
-	xa, err := snapshotXmax(a)
-	if err != nil {
-		return false, err
-	}
-	xb, err := snapshotXmax(b)
-	if err != nil {
-		return false, err
-	}
-	return xa >= xb, nil
+// notOlder reports whether snapshot a was taken no earlier than b, by xmax;
+// a snapshot that cannot be read is not known to be newer, so it is false.
+func notOlder(a, b string) bool {
+	xa, errA := snapshotXmax(a)
+	xb, errB := snapshotXmax(b)
+	return errA == nil && errB == nil && xa >= xb
 }
 
 func ensureBookkeeping(ctx context.Context, tx pgx.Tx) error {

@@ -157,7 +157,7 @@ func copyFromFile(ctx context.Context, conn *pgx.Conn, path string, want File, s
 		return 0, err
 	}
 	defer f.Close()
-	tag, err := conn.PgConn().CopyFrom(ctx, meterReader{f, m}, sql)
+	tag, err := conn.PgConn().CopyFrom(ctx, io.TeeReader(f, m), sql)
 	if err != nil {
 		return 0, err
 	}

@@ -148,11 +148,14 @@ func newProgress(p *Progress, label string, total int64, estimated bool) *meter 
 	return m
 }
 
-func (m *meter) count(p []byte) {
+// Write counts and hashes p; it never fails, so io.TeeReader(r, m) meters
+// what is read from r.
+func (m *meter) Write(p []byte) (int, error) {
 	if m.sum != nil {
 		m.sum.Write(p)
 	}
 	m.t.Set(m.t.rows+int64(bytes.Count(p, []byte{'\n'})), m.t.bytes+int64(len(p)))
+	return len(p), nil
 }
 
 func (m *meter) size() int64 { return m.t.bytes }
@@ -169,18 +172,6 @@ type meterWriter struct {
 
 func (mw meterWriter) Write(p []byte) (int, error) {
 	n, err := mw.w.Write(p)
-	mw.m.count(p[:n])
-	return n, err
-}
-
-// meterReader passes reads from r through the meter.
-type meterReader struct {
-	r io.Reader
-	m *meter
-}
-
-func (mr meterReader) Read(p []byte) (int, error) {
-	n, err := mr.r.Read(p)
-	mr.m.count(p[:n])
+	mw.m.Write(p[:n])
 	return n, err
 }

@@ -24,20 +24,12 @@ import (
 	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
-func init() {
-	register("generate", "assemble sql/ into pgshadow--<version>.sql, upgrade scripts and migrations/", runGenerate)
-	register("migrate", "install or upgrade pgshadow as plain SQL with golang-migrate (up, down, version, force)", runMigrate)
-}
-
 func runGenerate(_ context.Context, args []string) error {
 	fs := newFlagSet("generate", "pgshadow generate [-root DIR] [-check]")
 	root := fs.String("root", ".", "repository root, the directory holding pgshadow.control and sql/")
 	check := fs.Bool("check", false, "write nothing; fail listing the generated files that are out of date")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parseFlagsOnly(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *check {
 		if err := generator.Check(*root); err != nil {

@@ -26,10 +26,6 @@ import (
 	"github.com/pgshadow/pgshadow/internal/pgserver"
 )
 
-func init() {
-	register("demo", "replicate a sample table between two throwaway local servers, by push and by files, and verify", runDemo)
-}
-
 const demoTable = `CREATE TABLE orders (
     region   text,
     id       bigint,
@@ -56,11 +52,8 @@ type demo struct {
 
 func runDemo(ctx context.Context, args []string) error {
 	fs := newFlagSet("demo", "pgshadow demo")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parseFlagsOnly(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	start := time.Now()
 	// A closed output (make demo | head) must stop the demo and its

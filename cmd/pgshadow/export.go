@@ -19,66 +19,59 @@ import (
 	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
-func init() {
-	register("export", "ship a push target's pending changes (shadow_export), or write a file target's as a batch directory", runExport)
-}
-
 // dsnHelp documents -d for every command that connects.
 const dsnHelp = "connection string or URL (libpq syntax, e.g. \"host=h dbname=d\" or postgres://u@h/d); PG* environment variables fill in the rest"
 
-func runExport(ctx context.Context, args []string) error {
-	fs := newFlagSet("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]").withTimeout()
+// exportCommand declares export's flags and returns its body.
+func exportCommand(fs *flagSet) func(context.Context) error {
 	dsn := fs.String("d", "", dsnHelp)
 	target := fs.String("target", "", "push target (a foreign server), or file target, created with shadow_add_target(NAME, NULL)")
 	dir := fs.String("dir", "", "file targets: export root: the batch is written to DIR/NAME/<batch>")
 	progress := progressFlags(fs)
-	ctx, cancel, err := fs.parseBounded(ctx, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if *target == "" {
-		return errors.New("-target is required (pgshadow export -h)")
-	}
-	conn, err := connectDB(ctx, *dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var push bool
-	err = conn.QueryRow(ctx, "SELECT server IS NOT NULL FROM pgshadow.target WHERE name = $1", *target).Scan(&push)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return oneLine(fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", *target, err))
-	}
-	if push {
-		if *dir != "" {
-			return fmt.Errorf("target %q is a push target: it ships over its foreign server, drop -dir (which is for file targets)", *target)
+	return func(ctx context.Context) error {
+		if *target == "" {
+			return errors.New("-target is required (pgshadow export -h)")
 		}
-		return pushExport(ctx, conn, *dsn, *target, *fs.timeout, progress())
-	}
-	if *dir == "" {
-		return errors.New("-dir is required for a file target (pgshadow export -h)")
-	}
-	res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: progress()})
-	if err != nil {
-		return oneLine(err)
-	}
-	if res.BatchDir == "" {
-		fmt.Printf("nothing pending for target %q: no batch written\n", *target)
+		conn, err := connectDB(ctx, *dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		var push bool
+		err = conn.QueryRow(ctx, "SELECT server IS NOT NULL FROM pgshadow.target WHERE name = $1", *target).Scan(&push)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return oneLine(fmt.Errorf("read target %q (is pgshadow installed in this database?): %w", *target, err))
+		}
+		if push {
+			if *dir != "" {
+				return fmt.Errorf("target %q is a push target: it ships over its foreign server, drop -dir (which is for file targets)", *target)
+			}
+			return pushExport(ctx, conn, *dsn, *target, *fs.timeout, progress())
+		}
+		if *dir == "" {
+			return errors.New("-dir is required for a file target (pgshadow export -h)")
+		}
+		res, err := filemode.Export(ctx, conn, filemode.ExportOptions{Target: *target, Dir: *dir, Progress: progress()})
+		if err != nil {
+			return oneLine(err)
+		}
+		if res.BatchDir == "" {
+			fmt.Printf("nothing pending for target %q: no batch written\n", *target)
+			return nil
+		}
+		fmt.Printf("wrote %s\n", res.BatchDir)
+		for _, t := range res.Manifest.Tables {
+			what := fmt.Sprintf("%d changed keys, %d rows", t.Keys, t.Rows)
+			if t.FullCopy {
+				what = fmt.Sprintf("full copy, %d rows", t.Rows)
+			}
+			fmt.Printf("  %s -> %s  batch %d: %s\n", t.SourceTable, t.Dest, t.BatchNo, what)
+		}
+		for _, tbl := range res.Unchanged {
+			fmt.Printf("  %s: nothing pending\n", tbl)
+		}
 		return nil
 	}
-	fmt.Printf("wrote %s\n", res.BatchDir)
-	for _, t := range res.Manifest.Tables {
-		what := fmt.Sprintf("%d changed keys, %d rows", t.Keys, t.Rows)
-		if t.FullCopy {
-			what = fmt.Sprintf("full copy, %d rows", t.Rows)
-		}
-		fmt.Printf("  %s -> %s  batch %d: %s\n", t.SourceTable, t.Dest, t.BatchNo, what)
-	}
-	for _, tbl := range res.Unchanged {
-		fmt.Printf("  %s: nothing pending\n", tbl)
-	}
-	return nil
 }
 
 // pushExport ships a push target with shadow_export and prints its rows. A

@@ -19,10 +19,6 @@ import (
 	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
-func init() {
-	register("gen", "print the SQL that tracking and subscribing a table would run", runGen)
-}
-
 type genOptions struct {
 	conn, table, target, dest, columns, rowFilter, mode string
 }

@@ -12,50 +12,43 @@ import (
 	"github.com/pgshadow/pgshadow/filemode"
 )
 
-func init() {
-	register("import", "apply exported batch directories to a target database", runImport)
-}
-
-func runImport(ctx context.Context, args []string) error {
-	fs := newFlagSet("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]").withTimeout()
+// importCommand declares import's flags and returns its body.
+func importCommand(fs *flagSet) func(context.Context) error {
 	dsn := fs.String("d", "", dsnHelp)
 	dir := fs.String("dir", "", "one batch directory written by pgshadow export (it holds manifest.json)")
 	inbox := fs.String("inbox", "", "a directory of batch directories: apply every one not applied yet, in chain order")
 	prune := fs.Bool("prune", false, "with -inbox: after a run that applied everything, remove the batch directories the target shows applied")
 	progress := progressFlags(fs)
-	ctx, cancel, err := fs.parseBounded(ctx, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	switch {
-	case (*dir == "") == (*inbox == ""):
-		return errors.New("give one of -dir and -inbox (pgshadow import -h)")
-	case *prune && *inbox == "":
-		return errors.New("-prune goes with -inbox")
-	case *dir != "":
-		// Read and verify the batch before connecting: a damaged batch is
-		// reported the same way whether or not the target is reachable.
-		if _, _, err := filemode.ReadManifest(*dir); err != nil {
+	return func(ctx context.Context) error {
+		switch {
+		case (*dir == "") == (*inbox == ""):
+			return errors.New("give one of -dir and -inbox (pgshadow import -h)")
+		case *prune && *inbox == "":
+			return errors.New("-prune goes with -inbox")
+		case *dir != "":
+			// Read and verify the batch before connecting: a damaged batch is
+			// reported the same way whether or not the target is reachable.
+			if _, _, err := filemode.ReadManifest(*dir); err != nil {
+				return oneLine(err)
+			}
+		}
+		conn, err := connectDB(ctx, *dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if *inbox != "" {
+			res, err := filemode.ImportInbox(ctx, conn, filemode.InboxOptions{Dir: *inbox, Prune: *prune, Progress: progress()})
+			printInbox(res)
 			return oneLine(err)
 		}
+		res, err := filemode.Import(ctx, conn, filemode.ImportOptions{Dir: *dir, Progress: progress()})
+		if err != nil {
+			return oneLine(err)
+		}
+		printImport(*dir, res)
+		return nil
 	}
-	conn, err := connectDB(ctx, *dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if *inbox != "" {
-		res, err := filemode.ImportInbox(ctx, conn, filemode.InboxOptions{Dir: *inbox, Prune: *prune, Progress: progress()})
-		printInbox(res)
-		return oneLine(err)
-	}
-	res, err := filemode.Import(ctx, conn, filemode.ImportOptions{Dir: *dir, Progress: progress()})
-	if err != nil {
-		return oneLine(err)
-	}
-	printImport(*dir, res)
-	return nil
 }
 
 // printImport says what the import of one batch directory did: one line

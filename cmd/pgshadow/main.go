@@ -13,19 +13,62 @@ import (
 	"time"
 )
 
+// command is a subcommand: its line in pgshadow help, and what runs it on
+// the arguments after its name.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string) error
 }
 
-var commands = map[string]command{}
+// declareFunc adds a subcommand's flags to fs and returns its body, which
+// runs once they are parsed.
+type declareFunc func(fs *flagSet) func(ctx context.Context) error
 
-// register adds a subcommand; call it from init() in the subcommand's file.
-func register(name, summary string, run func(ctx context.Context, args []string) error) {
-	if _, dup := commands[name]; dup {
-		panic("pgshadow: subcommand registered twice: " + name)
+// commands are pgshadow's subcommands, by name; the summaries are what
+// pgshadow help lists.
+var commands = map[string]command{
+	"compare": {"compare a file target's tables with a target database, by key range (exit code 2: they differ)",
+		bounded("compare", "pgshadow compare [-d CONNSTR] -target NAME -dest CONNSTR [-table T] [-chunk N] [-timeout D]", compareCommand)},
+	"demo": {"replicate a sample table between two throwaway local servers, by push and by files, and verify", runDemo},
+	"export": {"ship a push target's pending changes (shadow_export), or write a file target's as a batch directory",
+		bounded("export", "pgshadow export [-d CONNSTR] -target NAME [-dir DIR] [-timeout D] [-quiet | -progress D]", exportCommand)},
+	"gen":      {"print the SQL that tracking and subscribing a table would run", runGen},
+	"generate": {"assemble sql/ into pgshadow--<version>.sql, upgrade scripts and migrations/", runGenerate},
+	"import": {"apply exported batch directories to a target database",
+		bounded("import", "pgshadow import [-d CONNSTR] {-dir BATCHDIR | -inbox DIR [-prune]} [-timeout D] [-quiet | -progress D]", importCommand)},
+	"migrate": {"install or upgrade pgshadow as plain SQL with golang-migrate (up, down, version, force)", runMigrate},
+	"run": {"ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)",
+		flagsOnly("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m] [-metrics ADDR]", daemonCommand)},
+	"ship": {"stream the pending changes of a file target into a target database, without files",
+		bounded("ship", "pgshadow ship [-source CONNSTR] -dest CONNSTR -target NAME [-timeout D] [-quiet | -progress D]", shipCommand)},
+	"status": {"show what is pending per target and table (the shadow_status view)", runStatus},
+}
+
+// flagsOnly is the run of a subcommand that takes flags and no positional
+// arguments; usage is the synopsis -h shows.
+func flagsOnly(name, usage string, declare declareFunc) func(ctx context.Context, args []string) error {
+	return func(ctx context.Context, args []string) error {
+		fs := newFlagSet(name, usage)
+		body := declare(fs)
+		if err := fs.parseFlagsOnly(args); err != nil {
+			return err
+		}
+		return body(ctx)
 	}
-	commands[name] = command{summary: summary, run: run}
+}
+
+// bounded is flagsOnly for the commands that move or compare data: it adds
+// -timeout (default: none), and the body runs under ctx bounded by it.
+func bounded(name, usage string, declare declareFunc) func(ctx context.Context, args []string) error {
+	return flagsOnly(name, usage, func(fs *flagSet) func(ctx context.Context) error {
+		fs.withTimeout()
+		body := declare(fs)
+		return func(ctx context.Context) error {
+			ctx, cancel := withTimeout(ctx, *fs.timeout)
+			defer cancel()
+			return body(ctx)
+		}
+	})
 }
 
 // flagSet is a flag.FlagSet that reports problems as errors instead of
@@ -58,23 +101,21 @@ func (f *flagSet) Parse(args []string) error {
 	return err
 }
 
-// withTimeout adds -timeout (default: none) to f, for parseBounded.
+// withTimeout adds -timeout (default: none) to f, for bounded.
 func (f *flagSet) withTimeout() *flagSet {
 	f.timeout = f.Duration("timeout", 0, timeoutHelp)
 	return f
 }
 
-// parseBounded parses args, refuses positional arguments, and returns ctx
-// bounded by -timeout.
-func (f *flagSet) parseBounded(ctx context.Context, args []string) (context.Context, context.CancelFunc, error) {
+// parseFlagsOnly parses args and refuses positional arguments.
+func (f *flagSet) parseFlagsOnly(args []string) error {
 	if err := f.Parse(args); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if f.NArg() > 0 {
-		return nil, nil, fmt.Errorf("unexpected argument %q", f.Arg(0))
+		return fmt.Errorf("unexpected argument %q", f.Arg(0))
 	}
-	c, cancel := withTimeout(ctx, *f.timeout)
-	return c, cancel, nil
+	return nil
 }
 
 // fileTargetFlag is -target of the commands that work on a file target.

@@ -17,46 +17,38 @@ import (
 	"github.com/pgshadow/pgshadow/daemon"
 )
 
-func init() {
-	register("run", "ship async subscriptions soon after commit (daemon; wakes on NOTIFY pgshadow)", runDaemon)
-}
-
-func runDaemon(ctx context.Context, args []string) error {
-	fs := newFlagSet("run", "pgshadow run -d CONNSTR [-target NAME] [-interval 5s] [-timeout 30m] [-metrics ADDR]")
+// daemonCommand declares run's flags and returns its body.
+func daemonCommand(fs *flagSet) func(context.Context) error {
 	dsn := fs.String("d", "", "connection string (DSN or URL) of the source database; empty: the PG* environment variables")
 	target := fs.String("target", "", "ship to this target only (default: every target)")
 	interval := fs.Duration("interval", 5*time.Second, "longest wait between runs when no NOTIFY arrives")
 	runTimeout := fs.Duration("timeout", 30*time.Minute, "longest one run (CALL shadow_run) may take before it is cancelled and the connection opened again")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9187), read from shadow_status at each scrape")
-	if err := fs.Parse(args); err != nil {
+	return func(ctx context.Context) error {
+		if *interval <= 0 {
+			return fmt.Errorf("-interval must be positive, got %s", *interval)
+		}
+		logger := log.New(os.Stderr, "pgshadow run: ", log.LstdFlags|log.Lmsgprefix)
+		if *metricsAddr != "" {
+			stop, err := serveMetrics(*metricsAddr, *dsn, *target, logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+		logger.Printf("started (target %s, interval %s)", orAll(*target), *interval)
+		err := daemon.Run(ctx, daemon.Config{
+			ConnString: *dsn,
+			Target:     *target,
+			Interval:   *interval,
+			RunTimeout: *runTimeout,
+			Logf:       logger.Printf,
+		})
+		if err == nil {
+			logger.Printf("stopped")
+		}
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *interval <= 0 {
-		return fmt.Errorf("-interval must be positive, got %s", *interval)
-	}
-	logger := log.New(os.Stderr, "pgshadow run: ", log.LstdFlags|log.Lmsgprefix)
-	if *metricsAddr != "" {
-		stop, err := serveMetrics(*metricsAddr, *dsn, *target, logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	logger.Printf("started (target %s, interval %s)", orAll(*target), *interval)
-	err := daemon.Run(ctx, daemon.Config{
-		ConnString: *dsn,
-		Target:     *target,
-		Interval:   *interval,
-		RunTimeout: *runTimeout,
-		Logf:       logger.Printf,
-	})
-	if err == nil {
-		logger.Printf("stopped")
-	}
-	return err
 }
 
 func orAll(target string) string {

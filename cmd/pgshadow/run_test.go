@@ -23,25 +23,33 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"-interval", "soon"},
 		{"-d", "host=x", "extra"},
 	} {
-		if err := runDaemon(context.Background(), args); err == nil {
+		if err := commands["run"].run(context.Background(), args); err == nil {
 			t.Errorf("pgshadow run %s: no error", strings.Join(args, " "))
 		}
 	}
 }
 
-func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {
+// kvPushPair makes a source database with the extension and a target
+// database on one server, each with table kv, and push target t1 from the
+// source to the target.
+func kvPushPair(t *testing.T) (src, dst *pgtest.DB) {
 	s := pgtest.Server("migrate")
-	src := pgtest.NewDBWithExtension(t, s)
-	dst := pgtest.NewDB(t, s)
+	src = pgtest.NewDBWithExtension(t, s)
+	dst = pgtest.NewDB(t, s)
 	dst.Exec(t, "CREATE TABLE kv (k int PRIMARY KEY, v text)")
 	src.Exec(t, "CREATE TABLE kv (k int PRIMARY KEY, v text)")
 	src.AddPushTarget(t, "t1", "dst", dst)
-	src.Exec(t, "SELECT shadow_subscribe('t1', 'kv', mode => 'async')")
+	return src, dst
+}
 
+// startDaemon runs `pgshadow run args` until the test ends; then it ends the
+// daemon's context and fails the test unless the daemon returns nil within
+// 10s.
+func startDaemon(t *testing.T, args ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, []string{"-d", src.ConnString(), "-interval", "1m"}) }()
-	defer func() {
+	go func() { done <- commands["run"].run(ctx, args) }()
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -51,7 +59,13 @@ func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Errorf("pgshadow run did not stop within 10s of its context ending")
 		}
-	}()
+	})
+}
+
+func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {
+	src, dst := kvPushPair(t)
+	src.Exec(t, "SELECT shadow_subscribe('t1', 'kv', mode => 'async')")
+	startDaemon(t, "-d", src.ConnString(), "-interval", "1m")
 
 	src.Exec(t, "INSERT INTO kv VALUES (1, 'shipped by pgshadow run')")
 	pgtest.Eventually(t, 10*time.Second, func() (bool, string) {
@@ -63,12 +77,7 @@ func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {
 // `pgshadow run -metrics`: /metrics in the Prometheus text format, read at
 // scrape time, equal to what shadow_status says.
 func TestRunServesMetrics(t *testing.T) {
-	s := pgtest.Server("migrate")
-	src := pgtest.NewDBWithExtension(t, s)
-	dst := pgtest.NewDB(t, s)
-	dst.Exec(t, `CREATE TABLE kv (k int PRIMARY KEY, v text)`)
-	src.Exec(t, `CREATE TABLE kv (k int PRIMARY KEY, v text)`)
-	src.AddPushTarget(t, "t1", "dst", dst)
+	src, _ := kvPushPair(t)
 	src.Exec(t, "SELECT shadow_subscribe('t1', 'kv')")
 	src.Exec(t, "INSERT INTO kv SELECT g, 'x' FROM generate_series(1, 5) g")
 
@@ -78,20 +87,7 @@ func TestRunServesMetrics(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, []string{"-d", src.ConnString(), "-interval", "1m", "-metrics", addr}) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pgshadow run returned %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("pgshadow run did not stop within 10s of its context ending")
-		}
-	}()
+	startDaemon(t, "-d", src.ConnString(), "-interval", "1m", "-metrics", addr)
 
 	const labels = `{target="t1",table="public.kv"}`
 	scrape := func() map[string]string {

@@ -20,10 +20,6 @@ import (
 	"github.com/pgshadow/pgshadow/internal/pgsession"
 )
 
-func init() {
-	register("status", "show what is pending per target and table (the shadow_status view)", runStatus)
-}
-
 func runStatus(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", "pgshadow status [-d CONNSTR] [-target NAME] [-timeout D]\n"+
 		"       pgshadow status -check [-warn-lag D] [-crit-lag D] [-warn-pending N] [-crit-pending N] [-d CONNSTR] [-target NAME] [-timeout D]")

@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,7 +215,7 @@ func (c *container) applySettings(settings map[string]string) error {
 			}
 		}
 	}
-	for _, k := range sortedKeys(c.settings) {
+	for _, k := range slices.Sorted(maps.Keys(c.settings)) {
 		// Names were checked by checkSettings; the value goes through format %L.
 		var stmt string
 		if err := conn.QueryRow(ctx, "SELECT format('ALTER SYSTEM SET %s = %L', $1::text, $2::text)", k, c.settings[k]).Scan(&stmt); err != nil {

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,7 +201,7 @@ func (l *local) writeConf() error {
 	settings["unix_socket_directories"] = l.s.SocketDir
 	var b strings.Builder
 	b.WriteString("# Written by the pgshadow test harness on every start; edits are lost.\n")
-	for _, k := range sortedKeys(settings) {
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
 		fmt.Fprintf(&b, "%s = '%s'\n", k, strings.ReplaceAll(settings[k], "'", "''"))
 	}
 	path := filepath.Join(l.s.DataDir, confInclude)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,15 +249,6 @@ func mergeSettings(dst, upd map[string]string) {
 			dst[k] = v
 		}
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // dsnQuote quotes a libpq key/value DSN value when it needs it.
