@@ -54,7 +54,13 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 // sides, filled on the source by seed (if not empty), subscribed to t1.
 func subscribed(t *testing.T, ddl, seed string) *pair {
 	t.Helper()
-	p := newPair(t)
+	return subscribedOn(t, pgtest.Server("target"), ddl, seed)
+}
+
+// subscribedOn is subscribed with the target database on dst.
+func subscribedOn(t *testing.T, dst *pgserver.Server, ddl, seed string) *pair {
+	t.Helper()
+	p := newPairOn(t, dst)
 	p.Both(t, ddl)
 	if seed != "" {
 		p.Src.Exec(t, seed)
@@ -161,6 +167,15 @@ func (p *pair) watermark(t *testing.T, tbl string) string {
 	t.Helper()
 	return p.Src.QueryString(t, `SELECT snapshot::text || ' batch ' || batch_no FROM pgshadow.subscription
 		WHERE target = $1 AND tbl = $2::regclass`, targetName, tbl)
+}
+
+// wantWatermark fails unless tbl's watermark is still before: what (an
+// export that failed) must not have acknowledged anything.
+func (p *pair) wantWatermark(t *testing.T, tbl, before, what string) {
+	t.Helper()
+	if got := p.watermark(t, tbl); got != before {
+		t.Errorf("watermark of %s moved by %s: before %s, after %s", tbl, what, before, got)
+	}
 }
 
 // conn opens a dedicated connection (its own session) to d, closed at cleanup.
