@@ -222,6 +222,15 @@ func (d *DB) Exec(t testing.TB, sql string, args ...any) {
 	}
 }
 
+// ExecEach runs each statement in a transaction of its own, in order, and
+// fails the test at the first error: a scenario of separate commits.
+func (d *DB) ExecEach(t testing.TB, stmts ...string) {
+	t.Helper()
+	for _, sql := range stmts {
+		d.Exec(t, sql)
+	}
+}
+
 // ExecErr runs sql and returns the error, for tests that expect one.
 func (d *DB) ExecErr(sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)

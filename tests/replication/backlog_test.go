@@ -299,8 +299,7 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 func TestBacklogDropLeavesASubscriptionBeingExported(t *testing.T) {
 	// not parallel (see TestDeadTargetBacklogIsDroppedAndCopiedBack)
 	b := newBacklog(t)
-	b.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
-	b.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	subscribeIdleFileTarget(t, b.Src)
 	b.setBound(t, "1s")
 	b.round(t, 1)
 	time.Sleep(1500 * time.Millisecond)

@@ -55,11 +55,7 @@ func TestChangesConcurrentWithInitialCopyShipOnce(t *testing.T) {
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 100) g")
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
 
-	a := conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (101, 'A')")
-	mustExec(t, a, "UPDATE tbl SET v = 'A' WHERE id = 5")
-	mustExec(t, a, "DELETE FROM tbl WHERE id = 6")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (101, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 5", "DELETE FROM tbl WHERE id = 6")
 
 	subscribeNotBlocked(t, p, "tbl", func() { mustExec(t, a, "ROLLBACK") })
 	// A is invisible to the copy: the target has the committed state only
@@ -86,18 +82,9 @@ func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
 
-	a := conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (11, 'A')")
-	mustExec(t, a, "UPDATE tbl SET v = 'A' WHERE id = 1")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (11, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 1")
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_, err := p.Src.Pool.Exec(ctx, "SELECT shadow_subscribe($1, 'tbl')", targetName)
-		done <- err
-	}()
+	done := subscribeInBackground(p, "tbl")
 	select {
 	case err := <-done:
 		// it did not wait: then A's rows must still arrive by some path
@@ -120,11 +107,10 @@ func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	p.Same(t, "tbl", "tbl")
 }
 
-// subscribeNotBlocked runs shadow_subscribe(t1, tbl) and fails the test if it
-// waits on a lock for more than a few seconds, naming the statement and the
-// relation it waits for; release then ends the blocker so the test can stop.
-func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
-	t.Helper()
+// subscribeInBackground runs shadow_subscribe(t1, tbl) in a goroutine, so
+// that the test can watch it wait and end what it waits for; its error
+// arrives on the channel.
+func subscribeInBackground(p *pair, tbl string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -132,6 +118,15 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 		_, err := p.Src.Pool.Exec(ctx, "SELECT shadow_subscribe($1, $2)", targetName, tbl)
 		done <- err
 	}()
+	return done
+}
+
+// subscribeNotBlocked runs shadow_subscribe(t1, tbl) and fails the test if it
+// waits on a lock for more than a few seconds, naming the statement and the
+// relation it waits for; release then ends the blocker so the test can stop.
+func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
+	t.Helper()
+	done := subscribeInBackground(p, tbl)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -154,9 +149,7 @@ func TestSubscribeInsideWritingTransactionLosesNothing(t *testing.T) {
 	p := newPair(t)
 	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
-	s := conn(t, p.Src)
-	mustExec(t, s, "BEGIN")
-	mustExec(t, s, "INSERT INTO tbl VALUES (99, 'early')")
+	s := openTx(t, p.Src, "INSERT INTO tbl VALUES (99, 'early')")
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")
 	mustExec(t, s, "SELECT shadow_subscribe($1, 'tbl')", targetName)
 	mustExec(t, s, "UPDATE tbl SET v = 'late' WHERE id = 99")

@@ -154,6 +154,15 @@ func (p *pair) ExportBatch(t *testing.T, batchSize int) map[string]exported {
 	return res
 }
 
+// Ship runs sql on the source, exports, and fails unless tbl then holds
+// the same rows on both sides: one change shipped and checked.
+func (p *pair) Ship(t *testing.T, tbl, sql string, args ...any) {
+	t.Helper()
+	p.Src.Exec(t, sql, args...)
+	p.Export(t)
+	p.Same(t, tbl, tbl)
+}
+
 // Same fails unless srcTable on the source and dstTable on the target hold
 // the same rows (over cols, when given).
 func (p *pair) Same(t *testing.T, srcTable, dstTable string, cols ...string) {
@@ -182,6 +191,18 @@ func (p *pair) wantWatermark(t *testing.T, tbl, before, what string) {
 func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
 	t.Helper()
 	return d.ConnAs(t, d.Server.User, d.Server.Password)
+}
+
+// openTx opens a session of its own on d, begins a transaction there and
+// runs stmts in it; the transaction stays open for the test to end.
+func openTx(t *testing.T, d *pgtest.DB, stmts ...string) *pgx.Conn {
+	t.Helper()
+	c := conn(t, d)
+	mustExec(t, c, "BEGIN")
+	for _, sql := range stmts {
+		mustExec(t, c, sql)
+	}
+	return c
 }
 
 // mustExec runs sql on a dedicated connection, failing the test on error.
