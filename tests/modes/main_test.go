@@ -58,6 +58,15 @@ func (p *pair) Both(t *testing.T, sql string) {
 	p.Dst.Exec(t, sql)
 }
 
+// Subscribe subscribes tbl (a SQL name) to t1, extra appended to the
+// arguments verbatim (e.g. "mode => 'async'"). It tracks tbl first, in a
+// transaction of its own, so that the subscribe makes the initial copy.
+func (p *pair) Subscribe(t *testing.T, tbl string, extra ...string) {
+	t.Helper()
+	p.Src.Exec(t, "SELECT shadow_track("+lit(tbl)+")")
+	p.Src.Exec(t, "SELECT shadow_subscribe("+strings.Join(append([]string{lit(target), lit(tbl)}, extra...), ", ")+")")
+}
+
 // Same fails unless table holds the same rows on both sides.
 func (p *pair) Same(t *testing.T, table string) {
 	t.Helper()
@@ -113,12 +122,7 @@ func execErr(c *pgx.Conn, sql string, args ...any) error {
 }
 
 // mustExec runs sql on a dedicated session, failing the test on error.
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if err := execErr(c, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
-	}
-}
+var mustExec = pgtest.Run
 
 // wantError fails unless err is an error whose message contains every one
 // of wants.

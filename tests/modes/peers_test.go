@@ -383,8 +383,7 @@ func TestPeerApplyRacingALocalInsertOfTheSameKey(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	b.Exec(t, "INSERT INTO kv VALUES (1, 'b1')")
 	w := conn(t, a.DB)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'a1')")
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'a1')")
 
 	done := make(chan error, 1)
 	go func() { _, err := exchangeErr(b, a); done <- err }()

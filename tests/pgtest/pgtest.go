@@ -547,6 +547,22 @@ func Run(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	}
 }
 
+// RunEach executes each statement on c, in order, and fails the test at the
+// first error, naming the role.
+func RunEach(t testing.TB, c *pgx.Conn, stmts ...string) {
+	t.Helper()
+	for _, sql := range stmts {
+		Run(t, c, sql)
+	}
+}
+
+// Begin begins a transaction on c and runs stmts in it, failing the test at
+// the first error; the transaction stays open for the test to end.
+func Begin(t testing.TB, c *pgx.Conn, stmts ...string) {
+	t.Helper()
+	RunEach(t, c, append([]string{"BEGIN"}, stmts...)...)
+}
+
 // RunErr executes sql on c and returns its error.
 func RunErr(t testing.TB, c *pgx.Conn, sql string, args ...any) error {
 	t.Helper()

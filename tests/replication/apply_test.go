@@ -23,10 +23,8 @@ INSERT INTO public.child VALUES (1, 1), (2, 2)`
 // delete of an unreferenced row and a row leaving the row filter.
 func TestUpdateOfReferencedParentShips(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g, g FROM generate_series(1, 5) g")
-	p.Subscribe(t, "tbl", "row_filter => 'n > 0'")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL)",
+		"INSERT INTO tbl SELECT g, 'v' || g, g FROM generate_series(1, 5) g", "row_filter => 'n > 0'")
 	p.Dst.Exec(t, parentChildSQL)
 
 	p.Src.Exec(t, "UPDATE tbl SET v = 'changed' WHERE id IN (1, 2)")
@@ -72,11 +70,9 @@ func TestResyncOfReferencedTable(t *testing.T) {
 // are not shipped keep their values.
 func TestTargetTriggersSeeUpdate(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
-	p.Dst.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL, note text)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'a'), (2, 'b')")
-	p.Subscribe(t, "tbl")
+	p := subscribedAs(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)",
+		"CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL, note text)",
+		"INSERT INTO tbl VALUES (1, 'a'), (2, 'b')")
 	p.Dst.Exec(t, `UPDATE tbl SET note = 'kept';
 CREATE TABLE public.seen (op text, id int);
 CREATE FUNCTION public.seen() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -156,12 +152,8 @@ func TestFailedCastLogsNoRowData(t *testing.T) {
 // read.
 func loggedPair(t *testing.T, dstDDL string) (*pair, string) {
 	t.Helper()
-	p := newPair(t)
-	logFile := targetLog(t, p)
-	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)")
-	p.Dst.Exec(t, dstDDL)
-	p.Subscribe(t, "tbl")
-	return p, logFile
+	p := subscribedAs(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text NOT NULL)", dstDDL, "")
+	return p, targetLog(t, p)
 }
 
 // exportFailsUnlogged runs an export that must fail with an error naming

@@ -19,10 +19,8 @@ import (
 // moving out of it are deleted there, and rows that never pass never ship.
 func TestRowFilterTransitions(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, status text NOT NULL, v int)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'active', 1), (2, 'inactive', 2), (3, 'active', 3), (4, 'inactive', 4)")
-	p.Subscribe(t, "tbl", "row_filter => $f$status = 'active'$f$")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, status text NOT NULL, v int)",
+		"INSERT INTO tbl VALUES (1, 'active', 1), (2, 'inactive', 2), (3, 'active', 3), (4, 'inactive', 4)", "row_filter => $f$status = 'active'$f$")
 	active := "(SELECT * FROM tbl WHERE status = 'active')"
 	wantRows(t, p.Dst, "tbl", "(1,active,1)", "(3,active,3)")
 

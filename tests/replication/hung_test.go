@@ -30,7 +30,8 @@ func hungPair(t *testing.T, name, fill string) (*pgserver.Server, *pair) {
 	t.Parallel()
 	s := startServer(t, name)
 	t.Cleanup(func() { _ = s.Resume() })
-	p := subscribedOn(t, s, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	ddl := "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
+	p := subscribedOn(t, s, ddl, ddl, "")
 	p.Src.Exec(t, fill)
 	return s, p
 }

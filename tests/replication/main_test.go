@@ -51,21 +51,30 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 }
 
 // subscribed is the common scenario start: table tbl created by ddl on both
-// sides, filled on the source by seed (if not empty), subscribed to t1.
-func subscribed(t *testing.T, ddl, seed string) *pair {
+// sides, filled on the source by seed (if not empty), subscribed to t1 with
+// extra arguments (see Subscribe).
+func subscribed(t *testing.T, ddl, seed string, extra ...string) *pair {
 	t.Helper()
-	return subscribedOn(t, pgtest.Server("target"), ddl, seed)
+	return subscribedOn(t, pgtest.Server("target"), ddl, ddl, seed, extra...)
 }
 
-// subscribedOn is subscribed with the target database on dst.
-func subscribedOn(t *testing.T, dst *pgserver.Server, ddl, seed string) *pair {
+// subscribedAs is subscribed for a target table that differs from the
+// source's: srcDDL creates tbl on the source, dstDDL on the target.
+func subscribedAs(t *testing.T, srcDDL, dstDDL, seed string, extra ...string) *pair {
+	t.Helper()
+	return subscribedOn(t, pgtest.Server("target"), srcDDL, dstDDL, seed, extra...)
+}
+
+// subscribedOn is subscribedAs with the target database on dst.
+func subscribedOn(t *testing.T, dst *pgserver.Server, srcDDL, dstDDL, seed string, extra ...string) *pair {
 	t.Helper()
 	p := newPairOn(t, dst)
-	p.Both(t, ddl)
+	p.Src.Exec(t, srcDDL)
+	p.Dst.Exec(t, dstDDL)
 	if seed != "" {
 		p.Src.Exec(t, seed)
 	}
-	p.Subscribe(t, "tbl")
+	p.Subscribe(t, "tbl", extra...)
 	return p
 }
 
@@ -198,10 +207,7 @@ func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
 func openTx(t *testing.T, d *pgtest.DB, stmts ...string) *pgx.Conn {
 	t.Helper()
 	c := conn(t, d)
-	mustExec(t, c, "BEGIN")
-	for _, sql := range stmts {
-		mustExec(t, c, sql)
-	}
+	pgtest.Begin(t, c, stmts...)
 	return c
 }
 
