@@ -110,10 +110,7 @@ func assertError(t *testing.T, err error, what, code string, mentions ...string)
 // transaction's pg_current_xact_id(), read inside it just before COMMIT.
 func commitXid(t *testing.T, c *pgx.Conn, stmts ...string) string {
 	t.Helper()
-	run(t, c, "BEGIN")
-	for _, s := range stmts {
-		run(t, c, s)
-	}
+	pgtest.Begin(t, c, stmts...)
 	xid := text(t, c, "SELECT pg_current_xact_id()::text")
 	run(t, c, "COMMIT")
 	return xid
