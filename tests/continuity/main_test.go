@@ -119,16 +119,24 @@ func nextXid(t *testing.T, s *pgserver.Server) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, ctx, s)
 	defer c.Close(ctx)
 	var x int64
 	if err := c.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&x); err != nil {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// adminConn connects to database postgres on s as its superuser, within
+// ctx; the caller closes it.
+func adminConn(t *testing.T, ctx context.Context, s *pgserver.Server) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // burn uses up n transaction ids on s, each in a short transaction of its own.
@@ -139,10 +147,7 @@ func burn(t *testing.T, s *pgserver.Server, n int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, ctx, s)
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, fmt.Sprintf(
 		"DO $$ BEGIN FOR i IN 1 .. %d LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$", n)); err != nil {

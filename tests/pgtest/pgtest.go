@@ -243,9 +243,7 @@ func (d *DB) ExecErr(sql string, args ...any) error {
 // by pgx (nil for NULL).
 func (d *DB) QueryVal(t testing.TB, sql string, args ...any) any {
 	t.Helper()
-	var v any
-	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
-	return v
+	return scanOne[any](t, d, sql, args)
 }
 
 // QueryString returns the single value of a one-row query in PostgreSQL's
@@ -264,9 +262,7 @@ func (d *DB) QueryString(t testing.TB, sql string, args ...any) string {
 // QueryInt returns the single integer value of a one-row query; NULL fails.
 func (d *DB) QueryInt(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
-	var v int64
-	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
-	return v
+	return scanOne[int64](t, d, sql, args)
 }
 
 // QueryStrings returns the first column of every row, as text ("<NULL>"
@@ -475,6 +471,15 @@ func (d *DB) queryOne(t testing.TB, sql string, args []any, scan func(pgx.Rows) 
 	if n != 1 {
 		t.Fatalf("%s", d.failure(sql, fmt.Errorf("query returned %d rows, want exactly 1", n)))
 	}
+}
+
+// scanOne runs a query that must return exactly one row and scans its one
+// value into a T, as pgx decodes it.
+func scanOne[T any](t testing.TB, d *DB, sql string, args []any) T {
+	t.Helper()
+	var v T
+	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
+	return v
 }
 
 // failure formats a failed statement with the server's detail, hint and
