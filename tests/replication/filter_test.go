@@ -37,12 +37,13 @@ func TestRowFilterTransitions(t *testing.T) {
 	p.Same(t, active, "tbl")
 
 	// out and back in between two exports: the current row ships
-	p.Src.Exec(t, "UPDATE tbl SET status = 'inactive', v = 20 WHERE id = 2")
-	p.Src.Exec(t, "UPDATE tbl SET status = 'active' WHERE id = 2")
-	// in and back out between two exports: it ships as a delete
-	p.Src.Exec(t, "UPDATE tbl SET status = 'active' WHERE id = 5")
-	p.Src.Exec(t, "UPDATE tbl SET status = 'gone' WHERE id = 5")
-	p.Src.Exec(t, "DELETE FROM tbl WHERE id = 6")
+	p.Src.ExecEach(t,
+		"UPDATE tbl SET status = 'inactive', v = 20 WHERE id = 2",
+		"UPDATE tbl SET status = 'active' WHERE id = 2",
+		// in and back out between two exports: it ships as a delete
+		"UPDATE tbl SET status = 'active' WHERE id = 5",
+		"UPDATE tbl SET status = 'gone' WHERE id = 5",
+		"DELETE FROM tbl WHERE id = 6")
 	p.Export(t)
 	wantRows(t, p.Dst, "tbl", "(2,active,20)", "(30,active,3)")
 	p.Same(t, active, "tbl")
