@@ -31,10 +31,9 @@ type backlog struct {
 
 func newBacklog(t *testing.T) *backlog {
 	t.Helper()
-	const ddl = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
 	b := &backlog{pair: newPair(t), Dead: pgtest.NewDB(t, pgtest.Server("target"))}
-	b.Both(t, ddl)
-	b.Dead.Exec(t, ddl)
+	b.Both(t, tblDDL)
+	b.Dead.Exec(t, tblDDL)
 	b.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 2000) g")
 	b.Subscribe(t, "tbl")
 

@@ -74,7 +74,7 @@ func TestTransactionLargerThanBatchSizeShips(t *testing.T) {
 // target as it was.
 func TestResentBatchIsHarmless(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
 	// the resend needs the shadow rows of the batch
 	subscribeIdleFileTarget(t, p.Src)
 	old := p.Src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription WHERE target = $1 AND tbl = 'tbl'::regclass",
@@ -107,7 +107,7 @@ func TestResentBatchIsHarmless(t *testing.T) {
 // rows a lagging subscription still needs are kept.
 func TestShippedShadowRowsArePurged(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 100) g")
 	p.Src.Exec(t, "UPDATE tbl SET v = 'y' WHERE id <= 50")
 	// a snapshot's xmin is cluster-wide: other tests' open transactions may

@@ -30,8 +30,7 @@ func hungPair(t *testing.T, name, fill string) (*pgserver.Server, *pair) {
 	t.Parallel()
 	s := startServer(t, name)
 	t.Cleanup(func() { _ = s.Resume() })
-	ddl := "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
-	p := subscribedOn(t, s, ddl, ddl, "")
+	p := subscribedOn(t, s, tblDDL, tblDDL, "")
 	p.Src.Exec(t, fill)
 	return s, p
 }
@@ -59,7 +58,7 @@ func resume(t *testing.T, s *pgserver.Server) {
 func tblAndOther(t *testing.T, trigger string, tblRows int) *pair {
 	t.Helper()
 	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, tblDDL)
 	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
 	p.Subscribe(t, "tbl")
 	p.Subscribe(t, "other")
@@ -200,7 +199,7 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 // timeout, pg_cancel_backend ends the waiting export at once. Nothing moves,
 // and the connection left behind does not disturb the next export.
 func TestHungRemoteStatement(t *testing.T) {
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
 	p.Dst.Exec(t, stallSQL)
 	before := p.watermark(t, "tbl")
@@ -349,7 +348,7 @@ func TestTargetCancelFailsOnlyItsTable(t *testing.T) {
 // A refused connection names the server's reason (dblink's DETAIL), in the
 // error and in shadow_status.
 func TestConnectErrorKeepsReason(t *testing.T) {
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "ALTER USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (SET password 'wrong')")
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'a')")
 	_, err := p.ExportErr(0)

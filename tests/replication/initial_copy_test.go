@@ -14,9 +14,7 @@ import (
 // export has nothing left to do for them.
 func TestInitialCopyCopiesExistingRows(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 250) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 250) g")
 	if n := p.Subscribe(t, "tbl"); n != 250 {
 		t.Errorf("shadow_subscribe reported %d rows copied, want 250", n)
 	}
@@ -30,9 +28,7 @@ func TestInitialCopyCopiesExistingRows(t *testing.T) {
 // With initial_copy => false nothing is copied; later changes still ship.
 func TestNoInitialCopyCopiesNothing(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
 	if n := p.Subscribe(t, "tbl", "initial_copy => false"); n != 0 {
 		t.Errorf("shadow_subscribe reported %d rows copied, want 0", n)
 	}
@@ -49,10 +45,7 @@ func TestNoInitialCopyCopiesNothing(t *testing.T) {
 // table has no primary key, so a doubled row would show.
 func TestChangesConcurrentWithInitialCopyShipOnce(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Dst.Exec(t, "CREATE TABLE tbl (id int, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 100) g")
+	p := prepared(t, tblDDL, "CREATE TABLE tbl (id int, v text)", "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 100) g")
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
 
 	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (101, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 5", "DELETE FROM tbl WHERE id = 6")
@@ -78,9 +71,7 @@ func TestChangesConcurrentWithInitialCopyShipOnce(t *testing.T) {
 // writer's rows cannot slip between the copy and the capture.
 func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
 
 	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (11, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 1")
 
@@ -147,7 +138,7 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 func TestSubscribeInsideWritingTransactionLosesNothing(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, tblDDL)
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
 	s := openTx(t, p.Src, "INSERT INTO tbl VALUES (99, 'early')")
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")

@@ -50,6 +50,9 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 	return p
 }
 
+// tblDDL creates the table most scenarios replicate.
+const tblDDL = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
+
 // subscribed is the common scenario start: table tbl created by ddl on both
 // sides, filled on the source by seed (if not empty), subscribed to t1 with
 // extra arguments (see Subscribe).
@@ -68,13 +71,28 @@ func subscribedAs(t *testing.T, srcDDL, dstDDL, seed string, extra ...string) *p
 // subscribedOn is subscribedAs with the target database on dst.
 func subscribedOn(t *testing.T, dst *pgserver.Server, srcDDL, dstDDL, seed string, extra ...string) *pair {
 	t.Helper()
+	p := preparedOn(t, dst, srcDDL, dstDDL, seed)
+	p.Subscribe(t, "tbl", extra...)
+	return p
+}
+
+// prepared is the start of the scenarios about subscribing itself: a pair
+// with srcDDL run on the source and dstDDL on the target, and seed (if not
+// empty) on the source; nothing is subscribed yet.
+func prepared(t *testing.T, srcDDL, dstDDL, seed string) *pair {
+	t.Helper()
+	return preparedOn(t, pgtest.Server("target"), srcDDL, dstDDL, seed)
+}
+
+// preparedOn is prepared with the target database on dst.
+func preparedOn(t *testing.T, dst *pgserver.Server, srcDDL, dstDDL, seed string) *pair {
+	t.Helper()
 	p := newPairOn(t, dst)
 	p.Src.Exec(t, srcDDL)
 	p.Dst.Exec(t, dstDDL)
 	if seed != "" {
 		p.Src.Exec(t, seed)
 	}
-	p.Subscribe(t, "tbl", extra...)
 	return p
 }
 

@@ -81,7 +81,7 @@ func TestDeletedKeyShipsAsDelete(t *testing.T) {
 // rows inserted after it.
 func TestTruncateReplaysInOrder(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'first' FROM generate_series(1, 5) g")
 	p.Export(t)
@@ -111,7 +111,7 @@ func TestTruncateReplaysInOrder(t *testing.T) {
 // A TRUNCATE that nothing follows empties the target.
 func TestTruncateAloneEmptiesTarget(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
 	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl"); n != 20 {
 		t.Fatalf("initial copy left %d rows on the target, want 20", n)
 	}
@@ -128,7 +128,7 @@ func TestTruncateAloneEmptiesTarget(t *testing.T) {
 // truncated.
 func TestRolledBackChangesShipNothing(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'kept')")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl VALUES (1, 'kept')")
 
 	c := openTx(t, p.Src, "INSERT INTO tbl VALUES (2, 'gone')", "TRUNCATE tbl")
 	mustExec(t, c, "ROLLBACK")

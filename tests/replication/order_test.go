@@ -18,7 +18,7 @@ import (
 // watermark would skip it forever).
 func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
 	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (1, 'A')")
 	xidA := mustQueryString(t, a, "SELECT pg_current_xact_id()::text")
@@ -51,7 +51,7 @@ func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 // and ship, once, with the next export after they commit.
 func TestLateCommitAcrossBatchCutsShipsOnce(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
 	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (1000, 'A')")
 	var b *pgx.Conn
@@ -86,7 +86,7 @@ func TestLateCommitAcrossBatchCutsShipsOnce(t *testing.T) {
 // subtransactions ship with their top-level transaction.
 func TestSavepointsShipOnlyWhatCommitted(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'old')")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl VALUES (1, 'old')")
 
 	c := conn(t, p.Src)
 	for _, sql := range []string{
@@ -114,7 +114,7 @@ func TestExportInsideWritingTransactionNeitherLosesNorInvents(t *testing.T) {
 	t.Parallel()
 	for _, end := range []string{"COMMIT", "ROLLBACK"} {
 		t.Run(end, func(t *testing.T) {
-			p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+			p := subscribed(t, tblDDL, "")
 			s := openTx(t, p.Src, "INSERT INTO tbl VALUES (99, 'early')")
 			// a later transaction commits, so the snapshot's xmax passes s's xid
 			p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")

@@ -104,10 +104,7 @@ func TestPartitionedTableToPlainTarget(t *testing.T) {
 // on the target, subscribed after 200 rows were written (and copied).
 func subscribedPartitioned(t *testing.T) *pair {
 	t.Helper()
-	p := newPair(t)
-	p.Src.Exec(t, partitionedDDL)
-	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, partitionedSeed)
+	p := prepared(t, partitionedDDL, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))", partitionedSeed)
 	if n := p.Subscribe(t, "ev"); n != 200 {
 		t.Fatalf("initial copy shipped %d rows, want 200", n)
 	}

@@ -71,7 +71,7 @@ func TestTargetKilledDuringExportLosesNothing(t *testing.T) {
 			}
 		}
 	})
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, tblDDL)
 	p.Subscribe(t, "tbl")
 	p.Dst.Exec(t, stallSQL)
 	for i := 0; i < 50; i++ {
