@@ -104,7 +104,7 @@ func TestAsyncTargetDownQueuesThenConverges(t *testing.T) {
 	if err := d.Kill(); err != nil {
 		t.Fatalf("%v", err)
 	}
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 	var slowest time.Duration
 	for i := 1; i <= 1000; i++ {
 		k := 1 + i%50

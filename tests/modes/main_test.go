@@ -107,12 +107,6 @@ func withCommitTimestamps(t *testing.T) *pgserver.Server {
 	return s
 }
 
-// conn opens a dedicated session on d, closed at cleanup.
-func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	return d.ConnAs(t, d.Server.User, d.Server.Password)
-}
-
 // execErr runs sql on a dedicated session and returns its error.
 func execErr(c *pgx.Conn, sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -139,18 +133,9 @@ func wantError(t *testing.T, what string, err error, wants ...string) {
 	}
 }
 
-// wantRows fails unless table on d holds exactly the given rows (row text, any order).
-func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
-	t.Helper()
-	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
-		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
-	}
-}
-
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-func ident(s string) string {
-	return pgx.Identifier{s}.Sanitize()
-}
+// Short names for the pgtest helpers the scenarios use often.
+var (
+	lit      = pgtest.Lit
+	ident    = pgtest.Ident
+	wantRows = pgtest.WantRows
+)

@@ -32,7 +32,7 @@ func newSyncPair(t *testing.T, dst *pgtest.DB, extraDst string) *pair {
 func newSyncWriter(t *testing.T) (p *pair, w *pgx.Conn) {
 	t.Helper()
 	p = newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
-	return p, conn(t, p.Src)
+	return p, p.Src.Conn(t)
 }
 
 // The target sees a sync statement's change when the local transaction
@@ -66,7 +66,7 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 	t.Parallel()
 	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")),
 		"ALTER TABLE kv ADD CONSTRAINT no_bad CHECK (v <> 'bad')")
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 
 	err := execErr(w, "INSERT INTO kv VALUES (1, 'ok'), (2, 'bad')")
 	wantError(t, "autocommit insert refused by the target", err, `target "t1"`, "no_bad")
@@ -119,7 +119,7 @@ func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
 	wantRows(t, p.Dst, "kv")
 
 	// w stays idle (a pooled session would); another writer takes the key
-	other := conn(t, p.Src)
+	other := p.Src.Conn(t)
 	mustExec(t, other, "SET statement_timeout = '5s'")
 	start := time.Now()
 	if err := execErr(other, "INSERT INTO kv VALUES (1, 'second writer')"); err != nil {
@@ -154,7 +154,7 @@ func TestSyncDeferredConstraintFailingAtCommitLeavesNothing(t *testing.T) {
 	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
 	p.Src.Exec(t, `CREATE TABLE parent (id int PRIMARY KEY);
 		CREATE TABLE child (id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`)
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'first')")
 	mustExec(t, w, "INSERT INTO child VALUES (99)") // fails at COMMIT
 	mustExec(t, w, "INSERT INTO kv VALUES (2, 'last replicated')")
@@ -179,10 +179,10 @@ func TestSyncTruncate(t *testing.T) {
 	p.Same(t, "kv")
 
 	// a rolled-back TRUNCATE leaves the target's rows, and its table readable
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 	pgtest.Begin(t, w, "TRUNCATE kv")
 	mustExec(t, w, "ROLLBACK")
-	reader := conn(t, p.Dst)
+	reader := p.Dst.Conn(t)
 	mustExec(t, reader, "SET lock_timeout = '5s'")
 	if err := execErr(reader, "SELECT count(*) FROM kv"); err != nil {
 		t.Fatalf("after a sync TRUNCATE was rolled back locally (its session now idle), the target's table cannot be read: %s", pgtest.Describe(err))
@@ -234,7 +234,7 @@ func TestSyncUnreachableTargetAbortsTheWrite(t *testing.T) {
 	d := pgtest.Server("d")
 	p := newSyncPair(t, pgtest.NewDB(t, d), "")
 	restartAtCleanup(t, d)
-	old := conn(t, p.Src) // its sync connection to the target will die with the server
+	old := p.Src.Conn(t) // its sync connection to the target will die with the server
 	mustExec(t, old, "INSERT INTO kv VALUES (1, 'before')")
 
 	if err := d.Kill(); err != nil {

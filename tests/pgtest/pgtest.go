@@ -348,6 +348,25 @@ func AssertSameRows(t testing.TB, a *DB, aTable string, b *DB, bTable string, co
 	}
 }
 
+// WantRows fails unless table on d holds exactly the given rows, as
+// TableRows renders them, in any order.
+func WantRows(t testing.TB, d *DB, table string, want ...string) {
+	t.Helper()
+	if diff := DiffRows(want, d.TableRows(t, table)); diff != "" {
+		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
+	}
+}
+
+// Lit quotes s as an SQL string literal (standard_conforming_strings is on).
+func Lit(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// Ident quotes s as an SQL identifier.
+func Ident(s string) string {
+	return pgx.Identifier{s}.Sanitize()
+}
+
 // maxDiffRows is how many differing rows per side a diff shows.
 const maxDiffRows = 10
 

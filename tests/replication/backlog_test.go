@@ -264,7 +264,7 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		res, err := filemode.Ship(ctx, conn(t, b.Src), conn(t, b.Dead), filemode.ShipOptions{Target: "files"})
+		res, err := filemode.Ship(ctx, b.Src.Conn(t), b.Dead.Conn(t), filemode.ShipOptions{Target: "files"})
 		if err != nil {
 			t.Fatalf("%s: ship: %s", what, pgtest.Describe(err))
 		}
@@ -303,7 +303,7 @@ func TestBacklogDropLeavesASubscriptionBeingExported(t *testing.T) {
 	b.round(t, 1)
 	time.Sleep(1500 * time.Millisecond)
 
-	holder := conn(t, b.Src)
+	holder := b.Src.Conn(t)
 	mustExec(t, holder, "BEGIN")
 	mustExec(t, holder, "SELECT FROM pgshadow.subscription WHERE target = 'files' FOR UPDATE")
 	start := time.Now()

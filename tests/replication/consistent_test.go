@@ -169,7 +169,7 @@ func runOrders(t *testing.T, p *pair, consistent bool, d time.Duration) (orphanC
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		rc := conn(t, p.Dst)
+		rc := p.Dst.Conn(t)
 		for {
 			select {
 			case <-stop:

@@ -138,7 +138,7 @@ func wantFailure(t *testing.T, what string, took time.Duration, err error, limit
 func TestHungTargetBeforeConnect(t *testing.T) {
 	s, p := hungPair(t, "hung-connect", "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 1000) g")
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	interruptible := p.Src.QueryInt(t, "SELECT current_setting('server_version_num')::int") >= 160000
 
 	pause(t, s)
@@ -203,7 +203,7 @@ func TestHungRemoteStatement(t *testing.T) {
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
 	p.Dst.Exec(t, stallSQL)
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 
 	mustExec(t, c, "SET pgshadow.remote_timeout = '2s'")
 	took, err := exportVia(c)
@@ -250,7 +250,7 @@ func TestHungRemoteStatement(t *testing.T) {
 func TestHungTargetMidApply(t *testing.T) {
 	s, p := hungPair(t, "hung-apply", "INSERT INTO tbl SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g")
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
 	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
 
@@ -292,7 +292,7 @@ func TestHungTargetMidApply(t *testing.T) {
 func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
 	p := tblAndOther(t, stallSQL, 1000)
 	before := p.watermark(t, "other")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
 
 	done := exportInBackground(c)

@@ -23,7 +23,7 @@ CREATE TRIGGER slow AFTER INSERT ON tbl FOR EACH STATEMENT EXECUTE FUNCTION slow
 // longest time one INSERT took.
 func writeWaits(t *testing.T, p *pair, first int, stop <-chan struct{}) (longest time.Duration, next int) {
 	t.Helper()
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	next = first
 	for {
 		select {

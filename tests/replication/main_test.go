@@ -214,17 +214,11 @@ func (p *pair) wantWatermark(t *testing.T, tbl, before, what string) {
 	}
 }
 
-// conn opens a dedicated connection (its own session) to d, closed at cleanup.
-func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	return d.ConnAs(t, d.Server.User, d.Server.Password)
-}
-
 // openTx opens a session of its own on d, begins a transaction there and
 // runs stmts in it; the transaction stays open for the test to end.
 func openTx(t *testing.T, d *pgtest.DB, stmts ...string) *pgx.Conn {
 	t.Helper()
-	c := conn(t, d)
+	c := d.Conn(t)
 	pgtest.Begin(t, c, stmts...)
 	return c
 }
@@ -244,21 +238,9 @@ func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string 
 	return s
 }
 
-// lit quotes s as an SQL string literal (standard_conforming_strings is on).
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// ident quotes s as an SQL identifier.
-func ident(s string) string {
-	return pgx.Identifier{s}.Sanitize()
-}
-
-// wantRows fails unless the target table holds exactly the given rows, as
-// TableRows renders them (sorted).
-func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
-	t.Helper()
-	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
-		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
-	}
-}
+// Short names for the pgtest helpers the scenarios use often.
+var (
+	lit      = pgtest.Lit
+	ident    = pgtest.Ident
+	wantRows = pgtest.WantRows
+)

@@ -88,7 +88,7 @@ func TestSavepointsShipOnlyWhatCommitted(t *testing.T) {
 	t.Parallel()
 	p := subscribed(t, tblDDL, "INSERT INTO tbl VALUES (1, 'old')")
 
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	for _, sql := range []string{
 		"BEGIN",
 		"SAVEPOINT s1", "INSERT INTO tbl VALUES (2, 'first write in a subtransaction')", "RELEASE s1",
