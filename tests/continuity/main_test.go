@@ -30,29 +30,19 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	pushTarget = "push"
-	fileTarget = "files"
+	pushTarget = pgtest.PushTarget
+	fileTarget = pgtest.FileTarget
 )
 
 // env is a source database with a push target and a file target.
 type env struct {
-	Src   *pgtest.DB
-	Push  *pgtest.DB
-	Files *pgtest.DB
-	Dir   string
+	*pgtest.PushAndFiles
 }
 
+// newEnv puts the source on server on.
 func newEnv(t *testing.T, on *pgserver.Server) *env {
 	t.Helper()
-	e := &env{
-		Src:   pgtest.NewDBWithExtension(t, on),
-		Push:  pgtest.NewDB(t, pgtest.Server("target")),
-		Files: pgtest.NewDB(t, pgtest.Server("files")),
-		Dir:   t.TempDir(),
-	}
-	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
-	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
-	return e
+	return &env{pgtest.NewPushAndFiles(t, on, pgtest.Server("target"), pgtest.Server("files"))}
 }
 
 const tableDDL = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"

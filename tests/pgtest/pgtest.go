@@ -550,6 +550,38 @@ func (d *DB) AddPushTarget(t testing.TB, name, srv string, to *DB) {
 	d.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
 }
 
+// Target names on a PushAndFiles source.
+const (
+	PushTarget = "push"
+	FileTarget = "files"
+)
+
+// PushAndFiles is a source database with pgshadow and its two kinds of
+// target: database Push, linked as push target PushTarget over foreign
+// server "tgt", and file target FileTarget, whose batches are exported to
+// directory Dir and imported into database Files.
+type PushAndFiles struct {
+	Src   *DB
+	Push  *DB
+	Files *DB
+	Dir   string
+}
+
+// NewPushAndFiles creates the source on src, the push target's database on
+// push and the file target's on files, and adds both targets.
+func NewPushAndFiles(t testing.TB, src, push, files *pgserver.Server) *PushAndFiles {
+	t.Helper()
+	e := &PushAndFiles{
+		Src:   NewDBWithExtension(t, src),
+		Push:  NewDB(t, push),
+		Files: NewDB(t, files),
+		Dir:   t.TempDir(),
+	}
+	e.Src.AddPushTarget(t, PushTarget, "tgt", e.Push)
+	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", FileTarget)
+	return e
+}
+
 // Conn is a dedicated superuser connection to d, closed at cleanup.
 func (d *DB) Conn(t testing.TB) *pgx.Conn {
 	t.Helper()
