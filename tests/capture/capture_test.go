@@ -146,13 +146,7 @@ func TestRolledBackSavepointLeavesNoShadowRows(t *testing.T) {
 	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');
 		SELECT shadow_track('t')`)
 	c := session(t, db)
-	run(t, c, "BEGIN")
-	run(t, c, "INSERT INTO t VALUES (2, 'b')")
-	run(t, c, "SAVEPOINT s")
-	run(t, c, "INSERT INTO t VALUES (3, 'c')")
-	run(t, c, "UPDATE t SET v = 'x' WHERE id = 1")
-	run(t, c, "ROLLBACK TO SAVEPOINT s")
-	xid := text(t, c, "SELECT pg_current_xact_id()::text")
-	run(t, c, "COMMIT")
+	xid := commitXid(t, c, "INSERT INTO t VALUES (2, 'b')", "SAVEPOINT s",
+		"INSERT INTO t VALUES (3, 'c')", "UPDATE t SET v = 'x' WHERE id = 1", "ROLLBACK TO SAVEPOINT s")
 	assertShadowRows(t, db, "t", []string{"id"}, []string{"(2,I)"}, xid)
 }

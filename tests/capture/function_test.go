@@ -64,17 +64,7 @@ func TestOwnersCastIntoTheOldKeyTypeRunsAsTheOwner(t *testing.T) {
 	writer := newRole(t, db, "writer", "")
 	db.Exec(t, "GRANT CREATE ON SCHEMA public TO "+mallory+"; ALTER EVENT TRIGGER pgshadow_key_watch DISABLE")
 	asMallory := connAs(t, db, mallory)
-	run(t, asMallory, fmt.Sprintf(`
-		CREATE TABLE spy (who name, super boolean);
-		GRANT INSERT ON spy TO PUBLIC;
-		CREATE FUNCTION check_id(int) RETURNS boolean LANGUAGE plpgsql AS $$
-		BEGIN
-			INSERT INTO public.spy VALUES (current_user, current_setting('is_superuser')::boolean);
-			RETURN true;
-		END $$;
-		CREATE DOMAIN spy_id AS int CHECK (public.check_id(VALUE));
-		CREATE TABLE t (id spy_id PRIMARY KEY, v text);
-		SELECT shadow_track('t');
+	run(t, asMallory, spyKeySQL+fmt.Sprintf(`
 		DROP TRIGGER pgshadow_capture_key ON t;
 		ALTER TABLE t ALTER COLUMN id TYPE int;
 		TRUNCATE spy;

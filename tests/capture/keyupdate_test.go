@@ -6,39 +6,52 @@ package capture_test
 
 import "testing"
 
-func TestNonKeyUpdateRecordsOnlyTheNewKeys(t *testing.T) {
-	db := newDB(t)
-	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); SELECT shadow_track('t')")
-	db.Exec(t, "UPDATE t SET v = 'x'")
-	assertShadowRows(t, db, "t", []string{"id"}, []string{"(1,U)", "(2,U)"}, "")
-}
-
-func TestKeyUpdateNamedInSetRecordsOldAndNewKeys(t *testing.T) {
-	db := newDB(t)
-	db.Exec(t, "CREATE TABLE t (a int, b int, v text, PRIMARY KEY (a, b)); INSERT INTO t VALUES (1, 1, 'a'), (2, 2, 'b'); SELECT shadow_track('t')")
-	// only the second key column is named; the old key must still be recorded
-	db.Exec(t, "UPDATE t SET b = b + 10 WHERE a = 1")
-	// and a later non-key update in the same transaction is still right
-	db.Exec(t, "BEGIN; UPDATE t SET a = 5 WHERE a = 2; UPDATE t SET v = 'z' WHERE a = 5; COMMIT")
-	assertShadowRows(t, db, "t", []string{"a", "b"},
-		[]string{"(1,11,U)", "(1,1,D)", "(5,2,U)", "(2,2,D)", "(5,2,U)"}, "")
-}
-
-func TestKeyChangedByBeforeTriggerRecordsTheOldKey(t *testing.T) {
-	db := newDB(t)
-	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');
-		CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.id := NEW.id + 100; RETURN NEW; END $$;
-		CREATE TRIGGER bump BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION bump();
-		SELECT shadow_track('t')`)
-	db.Exec(t, "UPDATE t SET v = 'moved'") // the SET list names no key column
-	assertShadowRows(t, db, "t", []string{"id"}, []string{"(101,U)", "(1,D)"}, "")
-}
-
-func TestKeyChangedByUpsertRecordsTheOldKey(t *testing.T) {
-	db := newDB(t)
-	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'); SELECT shadow_track('t')")
-	db.Exec(t, "INSERT INTO t VALUES (1, 'b') ON CONFLICT (id) DO UPDATE SET id = 7")
-	assertShadowRows(t, db, "t", []string{"id"}, []string{"(7,U)", "(1,D)"}, "")
+// Each case creates and tracks table t (setup), runs writes, each in a
+// transaction of its own, and pins the shadow rows over the key columns.
+func TestKeyChangesRecordTheRightKeys(t *testing.T) {
+	for _, c := range []struct {
+		name, setup string
+		writes      []string
+		key, want   []string
+	}{{
+		name:   "NonKeyUpdateRecordsOnlyTheNewKeys",
+		setup:  "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+		writes: []string{"UPDATE t SET v = 'x'"},
+		key:    []string{"id"},
+		want:   []string{"(1,U)", "(2,U)"},
+	}, {
+		name:  "KeyUpdateNamedInSetRecordsOldAndNewKeys",
+		setup: "CREATE TABLE t (a int, b int, v text, PRIMARY KEY (a, b)); INSERT INTO t VALUES (1, 1, 'a'), (2, 2, 'b')",
+		writes: []string{
+			// only the second key column is named; the old key must still be recorded
+			"UPDATE t SET b = b + 10 WHERE a = 1",
+			// and a later non-key update in the same transaction is still right
+			"BEGIN; UPDATE t SET a = 5 WHERE a = 2; UPDATE t SET v = 'z' WHERE a = 5; COMMIT",
+		},
+		key:  []string{"a", "b"},
+		want: []string{"(1,11,U)", "(1,1,D)", "(5,2,U)", "(2,2,D)", "(5,2,U)"},
+	}, {
+		name: "KeyChangedByBeforeTriggerRecordsTheOldKey",
+		setup: `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');
+			CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.id := NEW.id + 100; RETURN NEW; END $$;
+			CREATE TRIGGER bump BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION bump()`,
+		writes: []string{"UPDATE t SET v = 'moved'"}, // the SET list names no key column
+		key:    []string{"id"},
+		want:   []string{"(101,U)", "(1,D)"},
+	}, {
+		name:   "KeyChangedByUpsertRecordsTheOldKey",
+		setup:  "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')",
+		writes: []string{"INSERT INTO t VALUES (1, 'b') ON CONFLICT (id) DO UPDATE SET id = 7"},
+		key:    []string{"id"},
+		want:   []string{"(7,U)", "(1,D)"},
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			db := newDB(t)
+			db.Exec(t, c.setup+"; SELECT shadow_track('t')")
+			db.ExecEach(t, c.writes...)
+			assertShadowRows(t, db, "t", c.key, c.want, "")
+		})
+	}
 }
 
 // Key changes in two tables of one transaction each record their old keys.

@@ -5,9 +5,7 @@ package capture_test
 
 import (
 	"errors"
-	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -34,35 +32,13 @@ func session(t *testing.T, db *pgtest.DB) *pgx.Conn {
 	return db.ConnAs(t, db.Server.User, db.Server.Password)
 }
 
-const rolePassword = "pgshadow_test_pw"
-
-var roleSeq atomic.Int64
-
-// newRole creates a role (roles are cluster-wide, so the name gets a unique
-// suffix) with the given options, e.g. "IN ROLE team"; it can log in unless
-// options say NOLOGIN. At cleanup it drops what the role owns in db, then
-// the role.
-func newRole(t *testing.T, db *pgtest.DB, prefix, options string) string {
-	t.Helper()
-	name := fmt.Sprintf("%s_%d", prefix, roleSeq.Add(1))
-	if !strings.Contains(options, "NOLOGIN") {
-		options = "LOGIN " + options
-	}
-	db.Exec(t, fmt.Sprintf("CREATE ROLE %s PASSWORD '%s' %s", install.Ident(name), rolePassword, options))
-	t.Cleanup(func() {
-		for _, sql := range []string{"DROP OWNED BY " + install.Ident(name) + " CASCADE", "DROP ROLE " + install.Ident(name)} {
-			if err := db.ExecErr(sql); err != nil {
-				t.Errorf("cleanup %s: %v", sql, err)
-			}
-		}
-	})
-	return name
-}
+// newRole makes a login role (see pgtest.NewRole), dropped at cleanup.
+var newRole = pgtest.NewRole
 
 // connAs connects to db as a role made by newRole.
 func connAs(t *testing.T, db *pgtest.DB, role string) *pgx.Conn {
 	t.Helper()
-	return db.ConnAs(t, role, rolePassword)
+	return db.ConnAs(t, role, pgtest.RolePassword)
 }
 
 // Short names for the pgtest helpers the many statements here use.
@@ -110,10 +86,7 @@ func assertError(t *testing.T, err error, what, code string, mentions ...string)
 // transaction's pg_current_xact_id(), read inside it just before COMMIT.
 func commitXid(t *testing.T, c *pgx.Conn, stmts ...string) string {
 	t.Helper()
-	run(t, c, "BEGIN")
-	for _, s := range stmts {
-		run(t, c, s)
-	}
+	pgtest.Begin(t, c, stmts...)
 	xid := text(t, c, "SELECT pg_current_xact_id()::text")
 	run(t, c, "COMMIT")
 	return xid

@@ -407,15 +407,10 @@ func TestSecurityDefinerSearchPathsHoldOnlyTrustedSchemas(t *testing.T) {
 	}
 }
 
-// capture() inserts the keys with pgshadow's rights; a key whose domain CHECK
-// calls the table owner's function must not run that function as pgshadow's
-// owner (a superuser when installed with CREATE EXTENSION).
-func TestKeyDomainCheckDoesNotRunWithPgshadowsRights(t *testing.T) {
-	db := newDB(t)
-	mallory := newRole(t, db, "mallory", "")
-	db.Exec(t, "GRANT CREATE ON SCHEMA public TO "+mallory)
-	asMallory := connAs(t, db, mallory)
-	run(t, asMallory, `
+// spyKeySQL, run by a table owner, creates table t keyed by domain spy_id
+// and tracks it; the domain's CHECK function records in table spy which role
+// ran it and whether as a superuser.
+const spyKeySQL = `
 		CREATE TABLE spy (who name, super boolean);
 		GRANT INSERT ON spy TO PUBLIC;
 		CREATE FUNCTION check_id(int) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -426,6 +421,17 @@ func TestKeyDomainCheckDoesNotRunWithPgshadowsRights(t *testing.T) {
 		CREATE DOMAIN spy_id AS int CHECK (public.check_id(VALUE));
 		CREATE TABLE t (id spy_id PRIMARY KEY, v text);
 		SELECT shadow_track('t');
+`
+
+// capture() inserts the keys with pgshadow's rights; a key whose domain CHECK
+// calls the table owner's function must not run that function as pgshadow's
+// owner (a superuser when installed with CREATE EXTENSION).
+func TestKeyDomainCheckDoesNotRunWithPgshadowsRights(t *testing.T) {
+	db := newDB(t)
+	mallory := newRole(t, db, "mallory", "")
+	db.Exec(t, "GRANT CREATE ON SCHEMA public TO "+mallory)
+	asMallory := connAs(t, db, mallory)
+	run(t, asMallory, spyKeySQL+`
 		INSERT INTO t VALUES (1, 'a');
 		UPDATE t SET id = 2;
 		DELETE FROM t`)

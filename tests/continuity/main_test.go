@@ -30,29 +30,19 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	pushTarget = "push"
-	fileTarget = "files"
+	pushTarget = pgtest.PushTarget
+	fileTarget = pgtest.FileTarget
 )
 
 // env is a source database with a push target and a file target.
 type env struct {
-	Src   *pgtest.DB
-	Push  *pgtest.DB
-	Files *pgtest.DB
-	Dir   string
+	*pgtest.PushAndFiles
 }
 
+// newEnv puts the source on server on.
 func newEnv(t *testing.T, on *pgserver.Server) *env {
 	t.Helper()
-	e := &env{
-		Src:   pgtest.NewDBWithExtension(t, on),
-		Push:  pgtest.NewDB(t, pgtest.Server("target")),
-		Files: pgtest.NewDB(t, pgtest.Server("files")),
-		Dir:   t.TempDir(),
-	}
-	e.Src.AddPushTarget(t, pushTarget, "tgt", e.Push)
-	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", fileTarget)
-	return e
+	return &env{pgtest.NewPushAndFiles(t, on, pgtest.Server("target"), pgtest.Server("files"))}
 }
 
 const tableDDL = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
@@ -119,16 +109,24 @@ func nextXid(t *testing.T, s *pgserver.Server) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, ctx, s)
 	defer c.Close(ctx)
 	var x int64
 	if err := c.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").Scan(&x); err != nil {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// adminConn connects to database postgres on s as its superuser, within
+// ctx; the caller closes it.
+func adminConn(t *testing.T, ctx context.Context, s *pgserver.Server) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // burn uses up n transaction ids on s, each in a short transaction of its own.
@@ -139,10 +137,7 @@ func burn(t *testing.T, s *pgserver.Server, n int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, ctx, s)
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, fmt.Sprintf(
 		"DO $$ BEGIN FOR i IN 1 .. %d LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$", n)); err != nil {

@@ -162,10 +162,7 @@ func TestTemplateCopy(t *testing.T) {
 	copyName := e.Src.Name + "_copy"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, old.ConnString("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := adminConn(t, ctx, old)
 	defer c.Close(ctx)
 	// a template must have no sessions: end the test's own
 	if _, err := c.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", e.Src.Name); err != nil {

@@ -98,14 +98,13 @@ func TestAsyncTargetDownQueuesThenConverges(t *testing.T) {
 	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int)")
 	p.Dst.Exec(t, appliedLogSQL)
 	p.Src.Exec(t, "INSERT INTO kv VALUES (0, 0)")
-	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async')", target)
+	p.Subscribe(t, "kv", "mode => 'async'")
 	p.Same(t, "kv")
 
 	if err := d.Kill(); err != nil {
 		t.Fatalf("%v", err)
 	}
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 	var slowest time.Duration
 	for i := 1; i <= 1000; i++ {
 		k := 1 + i%50
@@ -179,8 +178,8 @@ func TestAsyncPoisonedBatchBlocksItsTableUntilSkipped(t *testing.T) {
 	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
 	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int); CREATE TABLE other (k int PRIMARY KEY, v int)")
 	p.Dst.Exec(t, "ALTER TABLE kv ADD CONSTRAINT no_negative CHECK (v >= 0)")
-	p.Src.Exec(t, "SELECT shadow_track('kv'), shadow_track('other')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async'), shadow_subscribe($1, 'other', mode => 'async')", target)
+	p.Subscribe(t, "kv", "mode => 'async'")
+	p.Subscribe(t, "other", "mode => 'async'")
 
 	p.Src.Exec(t, "INSERT INTO kv VALUES (1, -1)")
 	p.Src.Exec(t, "CALL shadow_run()")
@@ -227,8 +226,7 @@ func TestAsyncAddedColumnQueuesUntilTheTargetHasIt(t *testing.T) {
 	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
 	p.Both(t, "CREATE TABLE kv (k int PRIMARY KEY, v int)")
 	p.Src.Exec(t, "INSERT INTO kv SELECT g, g FROM generate_series(1, 5) g")
-	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'async')", target)
+	p.Subscribe(t, "kv", "mode => 'async'")
 	p.Src.Exec(t, "ALTER TABLE kv ADD COLUMN note text; UPDATE kv SET note = 'n' || k WHERE k <= 2")
 	wm := watermark(t, p.Src, target, "kv")
 	p.Src.Exec(t, "CALL shadow_run()")

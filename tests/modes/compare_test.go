@@ -31,8 +31,7 @@ func TestCompareNamesDifferingRangesAndRepairs(t *testing.T) {
 	p.Dst.Exec(t, `CREATE SCHEMA replica; CREATE TABLE replica.items_copy (region text, id int, v text, PRIMARY KEY (region, id))`)
 	// 100 rows: regions "eu" and "us" with ids 1..50 each
 	p.Src.Exec(t, `INSERT INTO items SELECT r, i, r || ':' || i FROM unnest(ARRAY['eu', 'us']) r, generate_series(1, 50) i`)
-	p.Src.Exec(t, "SELECT shadow_track('items')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'items', dest => 'replica.items_copy')", target)
+	p.Subscribe(t, "items", "dest => 'replica.items_copy'")
 	if got := compared(t, p.Src, 10, false); len(got) != 0 {
 		t.Fatalf("shadow_compare right after the initial copy reports differences: %q", got)
 	}

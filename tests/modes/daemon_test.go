@@ -92,8 +92,7 @@ func TestDaemonShipsSoonAfterCommit(t *testing.T) {
 	s := withCommitTimestamps(t)
 	p := newPair(t, s, s)
 	p.Both(t, "CREATE TABLE ev (k int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "SELECT shadow_track('ev')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'ev', mode => 'async')", target)
+	p.Subscribe(t, "ev", "mode => 'async'")
 	log, stop := startDaemon(t, p.Src, daemon.Config{
 		Interval: 30 * time.Second, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
 	})

@@ -58,6 +58,15 @@ func (p *pair) Both(t *testing.T, sql string) {
 	p.Dst.Exec(t, sql)
 }
 
+// Subscribe subscribes tbl (a SQL name) to t1, extra appended to the
+// arguments verbatim (e.g. "mode => 'async'"). It tracks tbl first, in a
+// transaction of its own, so that the subscribe makes the initial copy.
+func (p *pair) Subscribe(t *testing.T, tbl string, extra ...string) {
+	t.Helper()
+	p.Src.Exec(t, "SELECT shadow_track("+lit(tbl)+")")
+	p.Src.Exec(t, "SELECT shadow_subscribe("+strings.Join(append([]string{lit(target), lit(tbl)}, extra...), ", ")+")")
+}
+
 // Same fails unless table holds the same rows on both sides.
 func (p *pair) Same(t *testing.T, table string) {
 	t.Helper()
@@ -98,12 +107,6 @@ func withCommitTimestamps(t *testing.T) *pgserver.Server {
 	return s
 }
 
-// conn opens a dedicated session on d, closed at cleanup.
-func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	return d.ConnAs(t, d.Server.User, d.Server.Password)
-}
-
 // execErr runs sql on a dedicated session and returns its error.
 func execErr(c *pgx.Conn, sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -113,12 +116,7 @@ func execErr(c *pgx.Conn, sql string, args ...any) error {
 }
 
 // mustExec runs sql on a dedicated session, failing the test on error.
-func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if err := execErr(c, sql, args...); err != nil {
-		t.Fatalf("%s\nSQL: %s", pgtest.Describe(err), sql)
-	}
-}
+var mustExec = pgtest.Run
 
 // wantError fails unless err is an error whose message contains every one
 // of wants.
@@ -135,18 +133,9 @@ func wantError(t *testing.T, what string, err error, wants ...string) {
 	}
 }
 
-// wantRows fails unless table on d holds exactly the given rows (row text, any order).
-func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
-	t.Helper()
-	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
-		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
-	}
-}
-
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-func ident(s string) string {
-	return pgx.Identifier{s}.Sanitize()
-}
+// Short names for the pgtest helpers the scenarios use often.
+var (
+	lit      = pgtest.Lit
+	ident    = pgtest.Ident
+	wantRows = pgtest.WantRows
+)

@@ -29,8 +29,7 @@ func newPartitionedPair(t *testing.T, mode string) *pair {
 	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
 	p.Src.Exec(t, partitionedDDL)
 	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, "SELECT shadow_track('ev')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'ev', mode => $2)", target, mode)
+	p.Subscribe(t, "ev", "mode => "+lit(mode))
 	p.Same(t, "ev")
 	return p
 }
@@ -68,17 +67,16 @@ func TestSyncPartitionedTable(t *testing.T) {
 func TestAsyncPartitionedTable(t *testing.T) {
 	t.Parallel()
 	p := newPartitionedPair(t, "async")
-	for _, w := range partitionedWrites {
-		p.Src.Exec(t, w)
-	}
+	p.Src.ExecEach(t, partitionedWrites...)
 	p.Src.Exec(t, "CALL shadow_run()")
 	p.Same(t, "ev")
-	p.Src.Exec(t, "CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
-	p.Src.Exec(t, "INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')")
-	p.Src.Exec(t, "CREATE TABLE ev_2026 (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, "INSERT INTO ev_2026 SELECT g, '2026-01-05', 'attached' FROM generate_series(4001, 4010) g")
-	p.Src.Exec(t, "ALTER TABLE ev ATTACH PARTITION ev_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
-	p.Src.Exec(t, "TRUNCATE ev_2024_h0")
+	p.Src.ExecEach(t,
+		"CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+		"INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')",
+		"CREATE TABLE ev_2026 (id int, day date, v text, PRIMARY KEY (id, day))",
+		"INSERT INTO ev_2026 SELECT g, '2026-01-05', 'attached' FROM generate_series(4001, 4010) g",
+		"ALTER TABLE ev ATTACH PARTITION ev_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+		"TRUNCATE ev_2024_h0")
 	p.Src.Exec(t, "CALL shadow_run()")
 	p.Same(t, "ev")
 	p.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2023")

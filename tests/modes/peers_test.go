@@ -382,9 +382,8 @@ func TestPeerApplyRacingALocalInsertOfTheSameKey(t *testing.T) {
 	nodes := newMesh(t, "source_wins", "CREATE TABLE kv (k int PRIMARY KEY, v text)", []string{"kv"}, []string{"a", "b"})
 	a, b := nodes[0], nodes[1]
 	b.Exec(t, "INSERT INTO kv VALUES (1, 'b1')")
-	w := conn(t, a.DB)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'a1')")
+	w := a.DB.Conn(t)
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'a1')")
 
 	done := make(chan error, 1)
 	go func() { _, err := exchangeErr(b, a); done <- err }()

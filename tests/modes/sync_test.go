@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -21,21 +23,24 @@ func newSyncPair(t *testing.T, dst *pgtest.DB, extraDst string) *pair {
 	if extraDst != "" {
 		p.Dst.Exec(t, extraDst)
 	}
-	p.Src.Exec(t, "SELECT shadow_track('kv')") // first, so the subscribe copies
-	p.Src.Exec(t, "SELECT shadow_subscribe($1, 'kv', mode => 'sync')", target)
+	p.Subscribe(t, "kv", "mode => 'sync'")
 	return p
+}
+
+// newSyncWriter is newSyncPair with a plain target database on server b,
+// and w, a writing session of its own on the source.
+func newSyncWriter(t *testing.T) (p *pair, w *pgx.Conn) {
+	t.Helper()
+	p = newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
+	return p, p.Src.Conn(t)
 }
 
 // The target sees a sync statement's change when the local transaction
 // commits, not before, and nothing is left for shadow_export to ship.
 func TestSyncAppliesAtCommitOfTheWritingTransaction(t *testing.T) {
 	t.Parallel()
-	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
-	w := conn(t, p.Src)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'one'), (2, 'two')")
-	mustExec(t, w, "UPDATE kv SET v = 'uno' WHERE k = 1")
-	mustExec(t, w, "DELETE FROM kv WHERE k = 2")
+	p, w := newSyncWriter(t)
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'one'), (2, 'two')", "UPDATE kv SET v = 'uno' WHERE k = 1", "DELETE FROM kv WHERE k = 2")
 	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM kv"); n != 0 {
 		t.Fatalf("target shows %d rows before the local COMMIT, want 0 (remote transaction still open)", n)
 	}
@@ -61,15 +66,14 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 	t.Parallel()
 	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")),
 		"ALTER TABLE kv ADD CONSTRAINT no_bad CHECK (v <> 'bad')")
-	w := conn(t, p.Src)
+	w := p.Src.Conn(t)
 
 	err := execErr(w, "INSERT INTO kv VALUES (1, 'ok'), (2, 'bad')")
 	wantError(t, "autocommit insert refused by the target", err, `target "t1"`, "no_bad")
 	wantRows(t, p.Src, "kv")
 	wantRows(t, p.Dst, "kv")
 
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (3, 'ok')")
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (3, 'ok')")
 	err = execErr(w, "UPDATE kv SET v = 'bad' WHERE k = 3")
 	wantError(t, "update refused by the target inside a transaction", err, `target "t1"`, "no_bad")
 	if err := execErr(w, "COMMIT"); err != nil {
@@ -80,8 +84,7 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 
 	// the same session (its remote connection saw the failure) goes on
 	mustExec(t, w, "INSERT INTO kv VALUES (5, 'five')")
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (6, 'six')")
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (6, 'six')")
 	mustExec(t, w, "COMMIT")
 	wantRows(t, p.Dst, "kv", "(5,five)", "(6,six)")
 	p.Same(t, "kv")
@@ -93,8 +96,7 @@ func TestSyncTargetErrorAbortsTheLocalStatement(t *testing.T) {
 // with the column.
 func TestSyncShipsAColumnAddedOnTheSource(t *testing.T) {
 	t.Parallel()
-	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
-	w := conn(t, p.Src)
+	p, w := newSyncWriter(t)
 	mustExec(t, w, "INSERT INTO kv VALUES (1, 'one')")
 	p.Src.Exec(t, "ALTER TABLE kv ADD COLUMN n int")
 	err := execErr(w, "UPDATE kv SET n = 5 WHERE k = 1")
@@ -110,16 +112,14 @@ func TestSyncShipsAColumnAddedOnTheSource(t *testing.T) {
 // locked there: another session writing the same key goes through.
 func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
 	t.Parallel()
-	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
-	w := conn(t, p.Src)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'rolled back')")
+	p, w := newSyncWriter(t)
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'rolled back')")
 	mustExec(t, w, "ROLLBACK")
 	wantRows(t, p.Src, "kv")
 	wantRows(t, p.Dst, "kv")
 
 	// w stays idle (a pooled session would); another writer takes the key
-	other := conn(t, p.Src)
+	other := p.Src.Conn(t)
 	mustExec(t, other, "SET statement_timeout = '5s'")
 	start := time.Now()
 	if err := execErr(other, "INSERT INTO kv VALUES (1, 'second writer')"); err != nil {
@@ -135,11 +135,9 @@ func TestSyncRollbackLeavesNothingOnTheTarget(t *testing.T) {
 // fails naming the target instead of committing locally only.
 func TestSyncIdleTransactionFailsAtCommit(t *testing.T) {
 	t.Parallel()
-	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
-	w := conn(t, p.Src)
+	p, w := newSyncWriter(t)
 	mustExec(t, w, "SET pgshadow.sync_idle_timeout = '300ms'")
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'idle too long')")
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'idle too long')")
 	time.Sleep(time.Second)
 	wantError(t, "COMMIT after idling past pgshadow.sync_idle_timeout", execErr(w, "COMMIT"), `target "t1"`)
 	wantRows(t, p.Src, "kv")
@@ -156,9 +154,8 @@ func TestSyncDeferredConstraintFailingAtCommitLeavesNothing(t *testing.T) {
 	p := newSyncPair(t, pgtest.NewDB(t, pgtest.Server("b")), "")
 	p.Src.Exec(t, `CREATE TABLE parent (id int PRIMARY KEY);
 		CREATE TABLE child (id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`)
-	w := conn(t, p.Src)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "INSERT INTO kv VALUES (1, 'first')")
+	w := p.Src.Conn(t)
+	pgtest.Begin(t, w, "INSERT INTO kv VALUES (1, 'first')")
 	mustExec(t, w, "INSERT INTO child VALUES (99)") // fails at COMMIT
 	mustExec(t, w, "INSERT INTO kv VALUES (2, 'last replicated')")
 	wantError(t, "COMMIT with a failing deferred foreign key", execErr(w, "COMMIT"), "child_id_fkey")
@@ -182,11 +179,10 @@ func TestSyncTruncate(t *testing.T) {
 	p.Same(t, "kv")
 
 	// a rolled-back TRUNCATE leaves the target's rows, and its table readable
-	w := conn(t, p.Src)
-	mustExec(t, w, "BEGIN")
-	mustExec(t, w, "TRUNCATE kv")
+	w := p.Src.Conn(t)
+	pgtest.Begin(t, w, "TRUNCATE kv")
 	mustExec(t, w, "ROLLBACK")
-	reader := conn(t, p.Dst)
+	reader := p.Dst.Conn(t)
 	mustExec(t, reader, "SET lock_timeout = '5s'")
 	if err := execErr(reader, "SELECT count(*) FROM kv"); err != nil {
 		t.Fatalf("after a sync TRUNCATE was rolled back locally (its session now idle), the target's table cannot be read: %s", pgtest.Describe(err))
@@ -238,7 +234,7 @@ func TestSyncUnreachableTargetAbortsTheWrite(t *testing.T) {
 	d := pgtest.Server("d")
 	p := newSyncPair(t, pgtest.NewDB(t, d), "")
 	restartAtCleanup(t, d)
-	old := conn(t, p.Src) // its sync connection to the target will die with the server
+	old := p.Src.Conn(t) // its sync connection to the target will die with the server
 	mustExec(t, old, "INSERT INTO kv VALUES (1, 'before')")
 
 	if err := d.Kill(); err != nil {

@@ -36,8 +36,7 @@ func TestAwkwardValuesInSyncAndAsyncMode(t *testing.T) {
 			t.Parallel()
 			p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
 			p.Both(t, awkwardTable)
-			p.Src.Exec(t, `SELECT shadow_track('"odd $Q$ ""t"""')`) // first, so the subscribe copies
-			p.Src.Exec(t, `SELECT shadow_subscribe($1, '"odd $Q$ ""t"""', mode => $2)`, target, mode)
+			p.Subscribe(t, `"odd $Q$ ""t"""`, "mode => "+lit(mode))
 			for _, sql := range awkwardRows {
 				p.Src.Exec(t, sql)
 				if mode == "async" {

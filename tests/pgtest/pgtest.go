@@ -222,6 +222,15 @@ func (d *DB) Exec(t testing.TB, sql string, args ...any) {
 	}
 }
 
+// ExecEach runs each statement in a transaction of its own, in order, and
+// fails the test at the first error: a scenario of separate commits.
+func (d *DB) ExecEach(t testing.TB, stmts ...string) {
+	t.Helper()
+	for _, sql := range stmts {
+		d.Exec(t, sql)
+	}
+}
+
 // ExecErr runs sql and returns the error, for tests that expect one.
 func (d *DB) ExecErr(sql string, args ...any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
@@ -234,9 +243,7 @@ func (d *DB) ExecErr(sql string, args ...any) error {
 // by pgx (nil for NULL).
 func (d *DB) QueryVal(t testing.TB, sql string, args ...any) any {
 	t.Helper()
-	var v any
-	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
-	return v
+	return scanOne[any](t, d, sql, args)
 }
 
 // QueryString returns the single value of a one-row query in PostgreSQL's
@@ -255,9 +262,7 @@ func (d *DB) QueryString(t testing.TB, sql string, args ...any) string {
 // QueryInt returns the single integer value of a one-row query; NULL fails.
 func (d *DB) QueryInt(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
-	var v int64
-	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
-	return v
+	return scanOne[int64](t, d, sql, args)
 }
 
 // QueryStrings returns the first column of every row, as text ("<NULL>"
@@ -341,6 +346,25 @@ func AssertSameRows(t testing.TB, a *DB, aTable string, b *DB, bTable string, co
 		t.Fatalf("rows differ between %s %s.%s (-) and %s %s.%s (+):\n%s",
 			a.Server.Name, a.Name, aTable, b.Server.Name, b.Name, bTable, diff)
 	}
+}
+
+// WantRows fails unless table on d holds exactly the given rows, as
+// TableRows renders them, in any order.
+func WantRows(t testing.TB, d *DB, table string, want ...string) {
+	t.Helper()
+	if diff := DiffRows(want, d.TableRows(t, table)); diff != "" {
+		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
+	}
+}
+
+// Lit quotes s as an SQL string literal (standard_conforming_strings is on).
+func Lit(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// Ident quotes s as an SQL identifier.
+func Ident(s string) string {
+	return pgx.Identifier{s}.Sanitize()
 }
 
 // maxDiffRows is how many differing rows per side a diff shows.
@@ -468,6 +492,15 @@ func (d *DB) queryOne(t testing.TB, sql string, args []any, scan func(pgx.Rows) 
 	}
 }
 
+// scanOne runs a query that must return exactly one row and scans its one
+// value into a T, as pgx decodes it.
+func scanOne[T any](t testing.TB, d *DB, sql string, args []any) T {
+	t.Helper()
+	var v T
+	d.queryOne(t, sql, args, func(rows pgx.Rows) error { return rows.Scan(&v) })
+	return v
+}
+
 // failure formats a failed statement with the server's detail, hint and
 // context, which for PL/pgSQL errors name the function and line.
 func (d *DB) failure(sql string, err error) string {
@@ -517,6 +550,38 @@ func (d *DB) AddPushTarget(t testing.TB, name, srv string, to *DB) {
 	d.Exec(t, "SELECT shadow_add_target($1, $2)", name, srv)
 }
 
+// Target names on a PushAndFiles source.
+const (
+	PushTarget = "push"
+	FileTarget = "files"
+)
+
+// PushAndFiles is a source database with pgshadow and its two kinds of
+// target: database Push, linked as push target PushTarget over foreign
+// server "tgt", and file target FileTarget, whose batches are exported to
+// directory Dir and imported into database Files.
+type PushAndFiles struct {
+	Src   *DB
+	Push  *DB
+	Files *DB
+	Dir   string
+}
+
+// NewPushAndFiles creates the source on src, the push target's database on
+// push and the file target's on files, and adds both targets.
+func NewPushAndFiles(t testing.TB, src, push, files *pgserver.Server) *PushAndFiles {
+	t.Helper()
+	e := &PushAndFiles{
+		Src:   NewDBWithExtension(t, src),
+		Push:  NewDB(t, push),
+		Files: NewDB(t, files),
+		Dir:   t.TempDir(),
+	}
+	e.Src.AddPushTarget(t, PushTarget, "tgt", e.Push)
+	e.Src.Exec(t, "SELECT shadow_add_target($1, NULL)", FileTarget)
+	return e
+}
+
 // Conn is a dedicated superuser connection to d, closed at cleanup.
 func (d *DB) Conn(t testing.TB) *pgx.Conn {
 	t.Helper()
@@ -536,6 +601,22 @@ func Run(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	if err := RunErr(t, c, sql, args...); err != nil {
 		t.Fatalf("as %s: %s\nSQL: %s", c.Config().User, Describe(err), sql)
 	}
+}
+
+// RunEach executes each statement on c, in order, and fails the test at the
+// first error, naming the role.
+func RunEach(t testing.TB, c *pgx.Conn, stmts ...string) {
+	t.Helper()
+	for _, sql := range stmts {
+		Run(t, c, sql)
+	}
+}
+
+// Begin begins a transaction on c and runs stmts in it, failing the test at
+// the first error; the transaction stays open for the test to end.
+func Begin(t testing.TB, c *pgx.Conn, stmts ...string) {
+	t.Helper()
+	RunEach(t, c, append([]string{"BEGIN"}, stmts...)...)
 }
 
 // RunErr executes sql on c and returns its error.

@@ -40,7 +40,7 @@ func TestApplyTiming(t *testing.T) {
 			p.Dst.Exec(t, "VACUUM ANALYZE tbl")
 			p.Dst.Exec(t, "VACUUM ANALYZE tbl_r")
 			for _, tg := range []string{"t1", "t2"} {
-				c := conn(t, p.Src)
+				c := p.Src.Conn(t)
 				if _, err := c.Exec(context.Background(), "SET pgshadow.stage_values = "+staged); err != nil {
 					t.Fatal(err)
 				}

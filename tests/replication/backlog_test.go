@@ -31,10 +31,9 @@ type backlog struct {
 
 func newBacklog(t *testing.T) *backlog {
 	t.Helper()
-	const ddl = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
 	b := &backlog{pair: newPair(t), Dead: pgtest.NewDB(t, pgtest.Server("target"))}
-	b.Both(t, ddl)
-	b.Dead.Exec(t, ddl)
+	b.Both(t, tblDDL)
+	b.Dead.Exec(t, tblDDL)
 	b.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 2000) g")
 	b.Subscribe(t, "tbl")
 
@@ -265,7 +264,7 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		res, err := filemode.Ship(ctx, conn(t, b.Src), conn(t, b.Dead), filemode.ShipOptions{Target: "files"})
+		res, err := filemode.Ship(ctx, b.Src.Conn(t), b.Dead.Conn(t), filemode.ShipOptions{Target: "files"})
 		if err != nil {
 			t.Fatalf("%s: ship: %s", what, pgtest.Describe(err))
 		}
@@ -299,13 +298,12 @@ func TestDeadFileTargetBacklogIsDroppedAndCopiedBack(t *testing.T) {
 func TestBacklogDropLeavesASubscriptionBeingExported(t *testing.T) {
 	// not parallel (see TestDeadTargetBacklogIsDroppedAndCopiedBack)
 	b := newBacklog(t)
-	b.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
-	b.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	subscribeIdleFileTarget(t, b.Src)
 	b.setBound(t, "1s")
 	b.round(t, 1)
 	time.Sleep(1500 * time.Millisecond)
 
-	holder := conn(t, b.Src)
+	holder := b.Src.Conn(t)
 	mustExec(t, holder, "BEGIN")
 	mustExec(t, holder, "SELECT FROM pgshadow.subscription WHERE target = 'files' FOR UPDATE")
 	start := time.Now()

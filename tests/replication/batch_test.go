@@ -74,19 +74,18 @@ func TestTransactionLargerThanBatchSizeShips(t *testing.T) {
 // target as it was.
 func TestResentBatchIsHarmless(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
-	// a file target that never exports keeps the shadow rows from being
-	// purged, so the resend has the batch to send
-	p.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
-	p.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 50) g")
+	// the resend needs the shadow rows of the batch
+	subscribeIdleFileTarget(t, p.Src)
 	old := p.Src.QueryString(t, "SELECT snapshot::text FROM pgshadow.subscription WHERE target = $1 AND tbl = 'tbl'::regclass",
 		targetName)
 
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'new' FROM generate_series(51, 60) g")
-	p.Src.Exec(t, "UPDATE tbl SET v = 'changed' WHERE id <= 10")
-	p.Src.Exec(t, "DELETE FROM tbl WHERE id BETWEEN 20 AND 24")
-	p.Src.Exec(t, "TRUNCATE tbl; INSERT INTO tbl SELECT g, 'again' FROM generate_series(1, 30) g")
-	p.Src.Exec(t, "UPDATE tbl SET v = 'last' WHERE id = 30")
+	p.Src.ExecEach(t,
+		"INSERT INTO tbl SELECT g, 'new' FROM generate_series(51, 60) g",
+		"UPDATE tbl SET v = 'changed' WHERE id <= 10",
+		"DELETE FROM tbl WHERE id BETWEEN 20 AND 24",
+		"TRUNCATE tbl; INSERT INTO tbl SELECT g, 'again' FROM generate_series(1, 30) g",
+		"UPDATE tbl SET v = 'last' WHERE id = 30")
 	first := p.Export(t)["tbl"]
 	p.Same(t, "tbl", "tbl")
 	shipped := p.Dst.TableRows(t, "tbl")
@@ -108,7 +107,7 @@ func TestResentBatchIsHarmless(t *testing.T) {
 // rows a lagging subscription still needs are kept.
 func TestShippedShadowRowsArePurged(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 100) g")
 	p.Src.Exec(t, "UPDATE tbl SET v = 'y' WHERE id <= 50")
 	// a snapshot's xmin is cluster-wide: other tests' open transactions may
@@ -119,8 +118,7 @@ func TestShippedShadowRowsArePurged(t *testing.T) {
 		return n == 0, fmt.Sprintf("%d shadow rows left after every subscription shipped them, want 0", n)
 	})
 
-	p.Src.Exec(t, "SELECT shadow_add_target('files', NULL)")
-	p.Src.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
+	subscribeIdleFileTarget(t, p.Src)
 	p.Src.Exec(t, "UPDATE tbl SET v = 'z' WHERE id <= 10")
 	p.Export(t)
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM pgshadow.public__tbl"); n != 10 {
@@ -183,4 +181,13 @@ func TestBatchCutsKeepTargetUniqueConstraintsSatisfiable(t *testing.T) {
 	}
 	p.Export(t)
 	p.Same(t, "tbl", "tbl")
+}
+
+// subscribeIdleFileTarget subscribes tbl, without a copy, to a file target
+// "files" that never exports: its subscription keeps every shadow row from
+// being purged.
+func subscribeIdleFileTarget(t *testing.T, d *pgtest.DB) {
+	t.Helper()
+	d.Exec(t, "SELECT shadow_add_target('files', NULL)")
+	d.Exec(t, "SELECT shadow_subscribe('files', 'tbl', initial_copy => false)")
 }

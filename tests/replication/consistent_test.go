@@ -54,6 +54,24 @@ func newOrdersPair(t *testing.T, targetFK string, consistent bool) *pair {
 	return p
 }
 
+// exportRRSame is exportRR that must succeed, after which both tables are
+// the same on both sides.
+func exportRRSame(t *testing.T, p *pair) {
+	t.Helper()
+	if _, err := exportRR(p); err != nil {
+		t.Fatal(pgtest.Describe(err))
+	}
+	sameOrders(t, p)
+}
+
+// sameOrders fails unless orders and order_lines hold the same rows on both
+// sides.
+func sameOrders(t *testing.T, p *pair) {
+	t.Helper()
+	p.Same(t, "orders", "orders")
+	p.Same(t, "order_lines", "order_lines")
+}
+
 // exportRR runs shadow_export('t1') in a REPEATABLE READ transaction, as a
 // consistent target needs, then purges after the commit as the CLI does.
 func exportRR(p *pair) (map[string]exported, error) {
@@ -151,7 +169,7 @@ func runOrders(t *testing.T, p *pair, consistent bool, d time.Duration) (orphanC
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		rc := conn(t, p.Dst)
+		rc := p.Dst.Conn(t)
 		for {
 			select {
 			case <-stop:
@@ -209,11 +227,7 @@ func TestConsistentExportKeepsForeignKeys(t *testing.T) {
 	if checks+polls+failed > 0 {
 		t.Errorf("consistent export: orphan lines after %d export commits, seen %d times by the reader; %d exports failed", checks, polls, failed)
 	}
-	if _, err := exportRR(p); err != nil {
-		t.Fatal(pgtest.Describe(err))
-	}
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	exportRRSame(t, p)
 }
 
 // Why it is needed: the same workload exported table by table (each at its
@@ -278,8 +292,7 @@ func TestConsistentExportFailureMovesNothing(t *testing.T) {
 	}
 	p.Dst.Exec(t, "ALTER TABLE order_lines DROP CONSTRAINT order_lines_qty_check")
 	p.Src.Exec(t, "CALL shadow_export_logged('t1')")
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	sameOrders(t, p)
 }
 
 // A table other tables reference is copied by DELETE + INSERT: with a
@@ -293,22 +306,14 @@ func TestConsistentCopyAndResyncOfReferencedTable(t *testing.T) {
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM pgshadow.subscription WHERE needs_copy"); n != 2 {
 		t.Fatalf("subscribing to a consistent target should leave both copies to the export, %d are marked", n)
 	}
-	if _, err := exportRR(p); err != nil {
-		t.Fatal(pgtest.Describe(err))
-	}
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	exportRRSame(t, p)
 
 	p.Dst.Exec(t, "UPDATE orders SET note = 'edited on the target'")
 	p.Src.Exec(t, "DELETE FROM order_lines WHERE order_id = 7; DELETE FROM orders WHERE id = 7")
 	if n := p.Src.QueryInt(t, "SELECT shadow_resync('t1', 'orders')"); n != 0 {
 		t.Fatalf("resync of a consistent target should copy with the next export, copied %d now", n)
 	}
-	if _, err := exportRR(p); err != nil {
-		t.Fatal(pgtest.Describe(err))
-	}
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	exportRRSame(t, p)
 
 	// per-table: the copy defers the DEFERRABLE key itself
 	p.Src.Exec(t, "SELECT shadow_alter_target('t1', consistent => false)")
@@ -350,18 +355,14 @@ func TestConsistentShadowRun(t *testing.T) {
 	p.Src.Exec(t, ordersDDL)
 	p.Dst.Exec(t, ordersTargetDDL(deferrableFK))
 	p.Src.Exec(t, "SELECT shadow_alter_target('t1', consistent => true)")
-	p.Src.Exec(t, "SELECT shadow_track('orders')")
-	p.Src.Exec(t, "SELECT shadow_track('order_lines')")
-	p.Src.Exec(t, "SELECT shadow_subscribe('t1', 'orders', mode => 'async')")
-	p.Src.Exec(t, "SELECT shadow_subscribe('t1', 'order_lines', mode => 'async')")
+	p.Subscribe(t, "orders", "mode => 'async'")
+	p.Subscribe(t, "order_lines", "mode => 'async'")
 	p.Src.Exec(t, "INSERT INTO orders VALUES (1, 'a'), (2, 'b'); INSERT INTO order_lines VALUES (10, 1, 1), (20, 2, 2)")
 	p.Src.Exec(t, "CALL shadow_run()")
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	sameOrders(t, p)
 	p.Src.Exec(t, "DELETE FROM order_lines WHERE order_id = 1; DELETE FROM orders WHERE id = 1")
 	p.Src.Exec(t, "CALL shadow_run()")
-	p.Same(t, "orders", "orders")
-	p.Same(t, "order_lines", "order_lines")
+	sameOrders(t, p)
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM shadow_errors"); n != 0 {
 		t.Errorf("%d errors recorded by shadow_run", n)
 	}

@@ -19,10 +19,8 @@ import (
 // moving out of it are deleted there, and rows that never pass never ship.
 func TestRowFilterTransitions(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, status text NOT NULL, v int)")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'active', 1), (2, 'inactive', 2), (3, 'active', 3), (4, 'inactive', 4)")
-	p.Subscribe(t, "tbl", "row_filter => $f$status = 'active'$f$")
+	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, status text NOT NULL, v int)",
+		"INSERT INTO tbl VALUES (1, 'active', 1), (2, 'inactive', 2), (3, 'active', 3), (4, 'inactive', 4)", "row_filter => $f$status = 'active'$f$")
 	active := "(SELECT * FROM tbl WHERE status = 'active')"
 	wantRows(t, p.Dst, "tbl", "(1,active,1)", "(3,active,3)")
 
@@ -39,12 +37,13 @@ func TestRowFilterTransitions(t *testing.T) {
 	p.Same(t, active, "tbl")
 
 	// out and back in between two exports: the current row ships
-	p.Src.Exec(t, "UPDATE tbl SET status = 'inactive', v = 20 WHERE id = 2")
-	p.Src.Exec(t, "UPDATE tbl SET status = 'active' WHERE id = 2")
-	// in and back out between two exports: it ships as a delete
-	p.Src.Exec(t, "UPDATE tbl SET status = 'active' WHERE id = 5")
-	p.Src.Exec(t, "UPDATE tbl SET status = 'gone' WHERE id = 5")
-	p.Src.Exec(t, "DELETE FROM tbl WHERE id = 6")
+	p.Src.ExecEach(t,
+		"UPDATE tbl SET status = 'inactive', v = 20 WHERE id = 2",
+		"UPDATE tbl SET status = 'active' WHERE id = 2",
+		// in and back out between two exports: it ships as a delete
+		"UPDATE tbl SET status = 'active' WHERE id = 5",
+		"UPDATE tbl SET status = 'gone' WHERE id = 5",
+		"DELETE FROM tbl WHERE id = 6")
 	p.Export(t)
 	wantRows(t, p.Dst, "tbl", "(2,active,20)", "(30,active,3)")
 	p.Same(t, active, "tbl")
@@ -88,9 +87,7 @@ func TestIdentityAndGeneratedColumnsReplicate(t *testing.T) {
 		"INSERT INTO tbl (a, b) SELECT g, g FROM generate_series(1, 5) g")
 	p.Same(t, "tbl", "tbl")
 	p.Src.Exec(t, "INSERT INTO tbl (a, b) VALUES (100, 1)")
-	p.Src.Exec(t, "UPDATE tbl SET b = 0 WHERE id = 2")
-	p.Export(t)
-	p.Same(t, "tbl", "tbl")
+	p.Ship(t, "tbl", "UPDATE tbl SET b = 0 WHERE id = 2")
 }
 
 // A filter with functions, casts, IN, BETWEEN, LIKE and IS DISTINCT FROM is

@@ -18,13 +18,54 @@ import (
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
-// pausable starts a server of the test's own that the test may Pause; it is
-// resumed before it is stopped.
-func pausable(t *testing.T, name string) *pgserver.Server {
+// hungPair starts a target server of the test's own that the test may
+// pause (so no other test sees it hang; resumed before it is stopped), with
+// table tbl subscribed to it and then filled on the source by fill. The test
+// runs in parallel, and not at all with -short.
+func hungPair(t *testing.T, name, fill string) (*pgserver.Server, *pair) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a server of its own")
+	}
+	t.Parallel()
 	s := startServer(t, name)
 	t.Cleanup(func() { _ = s.Resume() })
-	return s
+	p := subscribedOn(t, s, tblDDL, tblDDL, "")
+	p.Src.Exec(t, fill)
+	return s, p
+}
+
+// pause stops s with SIGSTOP: it accepts connections and data and answers nothing.
+func pause(t *testing.T, s *pgserver.Server) {
+	t.Helper()
+	if err := s.Pause(); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+// resume lets a paused s go on (SIGCONT).
+func resume(t *testing.T, s *pgserver.Server) {
+	t.Helper()
+	if err := s.Resume(); err != nil {
+		t.Fatalf("%v", err)
+	}
+}
+
+// tblAndOther is the start of the tests where one table fails and another
+// must not suffer for it: tables tbl and other subscribed, trigger (SQL run
+// on the target) set to break tbl's apply, then tblRows rows in tbl and 10
+// in other on the source.
+func tblAndOther(t *testing.T, trigger string, tblRows int) *pair {
+	t.Helper()
+	p := newPair(t)
+	p.Both(t, tblDDL)
+	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
+	p.Subscribe(t, "tbl")
+	p.Subscribe(t, "other")
+	p.Dst.Exec(t, trigger)
+	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, $1) g", tblRows)
+	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+	return p
 }
 
 // exportVia runs shadow_export('t1') on c (a session of its own, with the
@@ -49,6 +90,24 @@ func exportVia(c *pgx.Conn) (time.Duration, error) {
 		}
 	}
 	return took, nil
+}
+
+// exportResult is how an export run in the background ended.
+type exportResult struct {
+	took time.Duration
+	err  error
+}
+
+// exportInBackground runs exportVia(c) in a goroutine, so that the test can
+// stop, cancel or break the target while the export waits; the result
+// arrives on the channel.
+func exportInBackground(c *pgx.Conn) <-chan exportResult {
+	done := make(chan exportResult, 1)
+	go func() {
+		took, err := exportVia(c)
+		done <- exportResult{took, err}
+	}()
+	return done
 }
 
 // wantFailure checks that an export failed, naming the target, within limit.
@@ -77,22 +136,12 @@ func wantFailure(t *testing.T, what string, took time.Duration, err error, limit
 // the target. Either way nothing moves, and after SIGCONT the next export
 // ships everything.
 func TestHungTargetBeforeConnect(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server of its own")
-	}
-	t.Parallel()
-	s := pausable(t, "hung-connect")
-	p := newPairOn(t, s)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+	s, p := hungPair(t, "hung-connect", "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 1000) g")
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	interruptible := p.Src.QueryInt(t, "SELECT current_setting('server_version_num')::int") >= 160000
 
-	if err := s.Pause(); err != nil {
-		t.Fatalf("%v", err)
-	}
+	pause(t, s)
 	if interruptible {
 		mustExec(t, c, "SET statement_timeout = '3s'")
 		took, err := exportVia(c)
@@ -100,11 +149,7 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 		mustExec(t, c, "RESET statement_timeout")
 
 		pid := mustQueryString(t, c, "SELECT pg_backend_pid()::text")
-		done := make(chan error, 1)
-		go func() {
-			_, err := exportVia(c)
-			done <- err
-		}()
+		done := exportInBackground(c)
 		pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
 			n := p.Src.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int AND query LIKE '%shadow_export%'", pid)
 			return n > 0, "the export never started"
@@ -113,8 +158,8 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 		cancelled := time.Now()
 		p.Src.Exec(t, "SELECT pg_cancel_backend($1::int)", pid)
 		select {
-		case err := <-done:
-			wantFailure(t, "pg_cancel_backend", time.Since(cancelled), err, 2*time.Second, "connecting to target", "canceling statement")
+		case r := <-done:
+			wantFailure(t, "pg_cancel_backend", time.Since(cancelled), r.err, 2*time.Second, "connecting to target", "canceling statement")
 		case <-time.After(30 * time.Second):
 			t.Fatalf("export still connecting 30s after pg_cancel_backend")
 		}
@@ -140,13 +185,9 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 			t.Errorf("server option connect_timeout 5: gave up after %s, want 4 to 5s", took)
 		}
 	}
-	if got := p.watermark(t, "tbl"); got != before {
-		t.Errorf("watermark moved by an export to a hung target: before %s, after %s", before, got)
-	}
+	p.wantWatermark(t, "tbl", before, "an export to a hung target")
 
-	if err := s.Resume(); err != nil {
-		t.Fatalf("%v", err)
-	}
+	resume(t, s)
 	if _, err := exportVia(c); err != nil {
 		t.Fatalf("export after SIGCONT: %s", pgtest.Describe(err))
 	}
@@ -158,11 +199,11 @@ func TestHungTargetBeforeConnect(t *testing.T) {
 // timeout, pg_cancel_backend ends the waiting export at once. Nothing moves,
 // and the connection left behind does not disturb the next export.
 func TestHungRemoteStatement(t *testing.T) {
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
 	p.Dst.Exec(t, stallSQL)
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 
 	mustExec(t, c, "SET pgshadow.remote_timeout = '2s'")
 	took, err := exportVia(c)
@@ -170,25 +211,12 @@ func TestHungRemoteStatement(t *testing.T) {
 	if took < 1900*time.Millisecond {
 		t.Errorf("remote_timeout 2s: gave up after %s", took)
 	}
-	if got := p.watermark(t, "tbl"); got != before {
-		t.Errorf("watermark moved by a timed-out export: before %s, after %s", before, got)
-	}
+	p.wantWatermark(t, "tbl", before, "a timed-out export")
 
 	mustExec(t, c, "SET pgshadow.remote_timeout = '5min'")
 	pid := mustQueryString(t, c, "SELECT pg_backend_pid()::text")
-	type result struct {
-		took time.Duration
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		took, err := exportVia(c)
-		done <- result{took, err}
-	}()
-	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
-		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
-		return n > 0, "the export never reached the stalling key on the target"
-	})
+	done := exportInBackground(c)
+	waitForStall(t, p.Dst)
 	time.Sleep(500 * time.Millisecond)
 	cancelled := time.Now()
 	p.Src.Exec(t, "SELECT pg_cancel_backend($1::int)", pid)
@@ -203,12 +231,10 @@ func TestHungRemoteStatement(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("export still running 30s after pg_cancel_backend")
 	}
-	if got := p.watermark(t, "tbl"); got != before {
-		t.Errorf("watermark moved by a cancelled export: before %s, after %s", before, got)
-	}
+	p.wantWatermark(t, "tbl", before, "a cancelled export")
 
 	// the target's session would sleep on for minutes holding its locks
-	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+	endStall(t, p.Dst)
 	p.Dst.Exec(t, "DROP TRIGGER stall ON tbl")
 	if _, err := exportVia(c); err != nil {
 		t.Fatalf("export after the stall: %s", pgtest.Describe(err))
@@ -222,29 +248,13 @@ func TestHungRemoteStatement(t *testing.T) {
 // plus connect_timeout for the reconnect, nothing moves, and after SIGCONT
 // the next export ships everything.
 func TestHungTargetMidApply(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server of its own")
-	}
-	t.Parallel()
-	s := pausable(t, "hung-apply")
-	p := newPairOn(t, s)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g")
+	s, p := hungPair(t, "hung-apply", "INSERT INTO tbl SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g")
 	before := p.watermark(t, "tbl")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
 	mustExec(t, c, "SET pgshadow.connect_timeout = '2s'")
 
-	type result struct {
-		took time.Duration
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		took, err := exportVia(c)
-		done <- result{took, err}
-	}()
+	done := exportInBackground(c)
 	// stop it once rows are in flight and the source waits for the target
 	// (not while it reads the batch, local work no remote timeout bounds)
 	pgtest.Eventually(t, 90*time.Second, func() (bool, string) {
@@ -255,22 +265,16 @@ func TestHungTargetMidApply(t *testing.T) {
 		return rows > 0 && waits > 0, "the export never waited for the target while applying rows"
 	})
 	paused := time.Now()
-	if err := s.Pause(); err != nil {
-		t.Fatalf("%v", err)
-	}
+	pause(t, s)
 	select {
 	case r := <-done:
 		wantFailure(t, "target stopped mid-apply", time.Since(paused), r.err, 14*time.Second)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("export still running 60s after its target was stopped")
 	}
-	if got := p.watermark(t, "tbl"); got != before {
-		t.Errorf("watermark moved by an export to a hung target: before %s, after %s", before, got)
-	}
+	p.wantWatermark(t, "tbl", before, "an export to a hung target")
 
-	if err := s.Resume(); err != nil {
-		t.Fatalf("%v", err)
-	}
+	resume(t, s)
 	// the source's next export may take its time on this busy a table
 	mustExec(t, c, "RESET pgshadow.remote_timeout")
 	p.Src.Exec(t, "UPDATE tbl SET v = 'after' WHERE id % 1000 = 0")
@@ -286,31 +290,13 @@ func TestHungTargetMidApply(t *testing.T) {
 // target that hangs is bounded as the first connect is, see
 // TestHungTargetBeforeConnect.)
 func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
-	p.Subscribe(t, "other")
-	p.Dst.Exec(t, stallSQL)
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 1000) g")
-	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+	p := tblAndOther(t, stallSQL, 1000)
 	before := p.watermark(t, "other")
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	mustExec(t, c, "SET pgshadow.remote_timeout = '3s'")
 
-	type result struct {
-		took time.Duration
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		took, err := exportVia(c)
-		done <- result{took, err}
-	}()
-	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
-		n := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
-		return n > 0, "the export never reached the stalling key on the target"
-	})
+	done := exportInBackground(c)
+	waitForStall(t, p.Dst)
 	p.Src.Exec(t, "ALTER USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (SET password 'wrong')")
 	select {
 	case r := <-done:
@@ -324,10 +310,8 @@ func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("export still running 60s after the stall began")
 	}
-	if got := p.watermark(t, "other"); got != before {
-		t.Errorf("watermark of a table not shipped moved: before %s, after %s", before, got)
-	}
-	p.Dst.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")
+	p.wantWatermark(t, "other", before, "an export that did not ship it")
+	endStall(t, p.Dst)
 }
 
 // A statement the target cancels (its statement_timeout, which pgshadow sets
@@ -335,16 +319,9 @@ func TestFirstErrorKeptWhenReconnectFails(t *testing.T) {
 // only its table, with SQLSTATE PS002 and the target named: the export goes
 // on with the other tables, and nothing of the failed table moves.
 func TestTargetCancelFailsOnlyItsTable(t *testing.T) {
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Both(t, "CREATE TABLE other (id int PRIMARY KEY, v text)")
-	p.Subscribe(t, "tbl")
-	p.Subscribe(t, "other")
-	p.Dst.Exec(t, `CREATE FUNCTION public.cancel() RETURNS trigger LANGUAGE plpgsql AS $f$
+	p := tblAndOther(t, `CREATE FUNCTION public.cancel() RETURNS trigger LANGUAGE plpgsql AS $f$
 		BEGIN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = 'query_canceled'; END $f$;
-		CREATE TRIGGER cancel AFTER INSERT ON public.tbl FOR EACH ROW WHEN (NEW.id = 7) EXECUTE FUNCTION public.cancel()`)
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 10) g")
-	p.Src.Exec(t, "INSERT INTO other SELECT g, 'v' FROM generate_series(1, 10) g")
+		CREATE TRIGGER cancel AFTER INSERT ON public.tbl FOR EACH ROW WHEN (NEW.id = 7) EXECUTE FUNCTION public.cancel()`, 10)
 	before := p.watermark(t, "tbl")
 
 	res, err := p.ExportErr(0)
@@ -358,9 +335,7 @@ func TestTargetCancelFailsOnlyItsTable(t *testing.T) {
 		t.Errorf("other: want 10 rows shipped despite tbl's failure, got %+v", res["other"])
 	}
 	p.Same(t, "other", "other")
-	if got := p.watermark(t, "tbl"); got != before {
-		t.Errorf("watermark of the cancelled table moved: before %s, after %s", before, got)
-	}
+	p.wantWatermark(t, "tbl", before, "the export the target cancelled")
 	if got := p.Src.QueryString(t, `SELECT sqlstate FROM shadow_errors WHERE "table" = 'tbl'::regclass`); got != "PS002" {
 		t.Errorf("shadow_errors: SQLSTATE %q, want PS002", got)
 	}
@@ -373,7 +348,7 @@ func TestTargetCancelFailsOnlyItsTable(t *testing.T) {
 // A refused connection names the server's reason (dblink's DETAIL), in the
 // error and in shadow_status.
 func TestConnectErrorKeepsReason(t *testing.T) {
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 	p.Src.Exec(t, "ALTER USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (SET password 'wrong')")
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'a')")
 	_, err := p.ExportErr(0)

@@ -23,7 +23,7 @@ CREATE TRIGGER slow AFTER INSERT ON tbl FOR EACH STATEMENT EXECUTE FUNCTION slow
 // longest time one INSERT took.
 func writeWaits(t *testing.T, p *pair, first int, stop <-chan struct{}) (longest time.Duration, next int) {
 	t.Helper()
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	next = first
 	for {
 		select {
@@ -46,7 +46,7 @@ func writeWaits(t *testing.T, p *pair, first int, stop <-chan struct{}) (longest
 func TestFirstSubscribeDoesNotKeepWritersWaitingForTheCopy(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, tblDDL)
 	p.Dst.Exec(t, slowTargetDDL)
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 70000) g")
 
@@ -82,7 +82,7 @@ func TestFirstSubscribeDoesNotKeepWritersWaitingForTheCopy(t *testing.T) {
 // TRUNCATE, so its readers waited for the whole reload (4.1 s for 1M rows).
 func TestResyncKeepsTheTargetReadable(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)",
+	p := subscribed(t, tblDDL,
 		"INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 45000) g")
 	p.Dst.Exec(t, slowTargetDDL)
 	p.Src.Exec(t, "UPDATE tbl SET v = 'new'")

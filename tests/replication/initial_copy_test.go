@@ -14,9 +14,7 @@ import (
 // export has nothing left to do for them.
 func TestInitialCopyCopiesExistingRows(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 250) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'v' || g FROM generate_series(1, 250) g")
 	if n := p.Subscribe(t, "tbl"); n != 250 {
 		t.Errorf("shadow_subscribe reported %d rows copied, want 250", n)
 	}
@@ -30,9 +28,7 @@ func TestInitialCopyCopiesExistingRows(t *testing.T) {
 // With initial_copy => false nothing is copied; later changes still ship.
 func TestNoInitialCopyCopiesNothing(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
 	if n := p.Subscribe(t, "tbl", "initial_copy => false"); n != 0 {
 		t.Errorf("shadow_subscribe reported %d rows copied, want 0", n)
 	}
@@ -49,17 +45,10 @@ func TestNoInitialCopyCopiesNothing(t *testing.T) {
 // table has no primary key, so a doubled row would show.
 func TestChangesConcurrentWithInitialCopyShipOnce(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Src.Exec(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Dst.Exec(t, "CREATE TABLE tbl (id int, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 100) g")
+	p := prepared(t, tblDDL, "CREATE TABLE tbl (id int, v text)", "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 100) g")
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
 
-	a := conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (101, 'A')")
-	mustExec(t, a, "UPDATE tbl SET v = 'A' WHERE id = 5")
-	mustExec(t, a, "DELETE FROM tbl WHERE id = 6")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (101, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 5", "DELETE FROM tbl WHERE id = 6")
 
 	subscribeNotBlocked(t, p, "tbl", func() { mustExec(t, a, "ROLLBACK") })
 	// A is invisible to the copy: the target has the committed state only
@@ -82,22 +71,11 @@ func TestChangesConcurrentWithInitialCopyShipOnce(t *testing.T) {
 // writer's rows cannot slip between the copy and the capture.
 func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
+	p := prepared(t, tblDDL, tblDDL, "INSERT INTO tbl SELECT g, 'old' FROM generate_series(1, 10) g")
 
-	a := conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (11, 'A')")
-	mustExec(t, a, "UPDATE tbl SET v = 'A' WHERE id = 1")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (11, 'A')", "UPDATE tbl SET v = 'A' WHERE id = 1")
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_, err := p.Src.Pool.Exec(ctx, "SELECT shadow_subscribe($1, 'tbl')", targetName)
-		done <- err
-	}()
+	done := subscribeInBackground(p, "tbl")
 	select {
 	case err := <-done:
 		// it did not wait: then A's rows must still arrive by some path
@@ -120,11 +98,10 @@ func TestSubscribeWaitsForOpenWriterOnUntrackedTable(t *testing.T) {
 	p.Same(t, "tbl", "tbl")
 }
 
-// subscribeNotBlocked runs shadow_subscribe(t1, tbl) and fails the test if it
-// waits on a lock for more than a few seconds, naming the statement and the
-// relation it waits for; release then ends the blocker so the test can stop.
-func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
-	t.Helper()
+// subscribeInBackground runs shadow_subscribe(t1, tbl) in a goroutine, so
+// that the test can watch it wait and end what it waits for; its error
+// arrives on the channel.
+func subscribeInBackground(p *pair, tbl string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -132,6 +109,15 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 		_, err := p.Src.Pool.Exec(ctx, "SELECT shadow_subscribe($1, $2)", targetName, tbl)
 		done <- err
 	}()
+	return done
+}
+
+// subscribeNotBlocked runs shadow_subscribe(t1, tbl) and fails the test if it
+// waits on a lock for more than a few seconds, naming the statement and the
+// relation it waits for; release then ends the blocker so the test can stop.
+func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
+	t.Helper()
+	done := subscribeInBackground(p, tbl)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -152,11 +138,9 @@ func subscribeNotBlocked(t *testing.T, p *pair, tbl string, release func()) {
 func TestSubscribeInsideWritingTransactionLosesNothing(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	p.Both(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)")
+	p.Both(t, tblDDL)
 	p.Src.Exec(t, "SELECT shadow_track('tbl')")
-	s := conn(t, p.Src)
-	mustExec(t, s, "BEGIN")
-	mustExec(t, s, "INSERT INTO tbl VALUES (99, 'early')")
+	s := openTx(t, p.Src, "INSERT INTO tbl VALUES (99, 'early')")
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")
 	mustExec(t, s, "SELECT shadow_subscribe($1, 'tbl')", targetName)
 	mustExec(t, s, "UPDATE tbl SET v = 'late' WHERE id = 99")

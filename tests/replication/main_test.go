@@ -50,16 +50,49 @@ func newPairOn(t *testing.T, dst *pgserver.Server) *pair {
 	return p
 }
 
+// tblDDL creates the table most scenarios replicate.
+const tblDDL = "CREATE TABLE tbl (id int PRIMARY KEY, v text)"
+
 // subscribed is the common scenario start: table tbl created by ddl on both
-// sides, filled on the source by seed (if not empty), subscribed to t1.
-func subscribed(t *testing.T, ddl, seed string) *pair {
+// sides, filled on the source by seed (if not empty), subscribed to t1 with
+// extra arguments (see Subscribe).
+func subscribed(t *testing.T, ddl, seed string, extra ...string) *pair {
 	t.Helper()
-	p := newPair(t)
-	p.Both(t, ddl)
+	return subscribedOn(t, pgtest.Server("target"), ddl, ddl, seed, extra...)
+}
+
+// subscribedAs is subscribed for a target table that differs from the
+// source's: srcDDL creates tbl on the source, dstDDL on the target.
+func subscribedAs(t *testing.T, srcDDL, dstDDL, seed string, extra ...string) *pair {
+	t.Helper()
+	return subscribedOn(t, pgtest.Server("target"), srcDDL, dstDDL, seed, extra...)
+}
+
+// subscribedOn is subscribedAs with the target database on dst.
+func subscribedOn(t *testing.T, dst *pgserver.Server, srcDDL, dstDDL, seed string, extra ...string) *pair {
+	t.Helper()
+	p := preparedOn(t, dst, srcDDL, dstDDL, seed)
+	p.Subscribe(t, "tbl", extra...)
+	return p
+}
+
+// prepared is the start of the scenarios about subscribing itself: a pair
+// with srcDDL run on the source and dstDDL on the target, and seed (if not
+// empty) on the source; nothing is subscribed yet.
+func prepared(t *testing.T, srcDDL, dstDDL, seed string) *pair {
+	t.Helper()
+	return preparedOn(t, pgtest.Server("target"), srcDDL, dstDDL, seed)
+}
+
+// preparedOn is prepared with the target database on dst.
+func preparedOn(t *testing.T, dst *pgserver.Server, srcDDL, dstDDL, seed string) *pair {
+	t.Helper()
+	p := newPairOn(t, dst)
+	p.Src.Exec(t, srcDDL)
+	p.Dst.Exec(t, dstDDL)
 	if seed != "" {
 		p.Src.Exec(t, seed)
 	}
-	p.Subscribe(t, "tbl")
 	return p
 }
 
@@ -148,6 +181,15 @@ func (p *pair) ExportBatch(t *testing.T, batchSize int) map[string]exported {
 	return res
 }
 
+// Ship runs sql on the source, exports, and fails unless tbl then holds
+// the same rows on both sides: one change shipped and checked.
+func (p *pair) Ship(t *testing.T, tbl, sql string, args ...any) {
+	t.Helper()
+	p.Src.Exec(t, sql, args...)
+	p.Export(t)
+	p.Same(t, tbl, tbl)
+}
+
 // Same fails unless srcTable on the source and dstTable on the target hold
 // the same rows (over cols, when given).
 func (p *pair) Same(t *testing.T, srcTable, dstTable string, cols ...string) {
@@ -163,10 +205,22 @@ func (p *pair) watermark(t *testing.T, tbl string) string {
 		WHERE target = $1 AND tbl = $2::regclass`, targetName, tbl)
 }
 
-// conn opens a dedicated connection (its own session) to d, closed at cleanup.
-func conn(t *testing.T, d *pgtest.DB) *pgx.Conn {
+// wantWatermark fails unless tbl's watermark is still before: what (an
+// export that failed) must not have acknowledged anything.
+func (p *pair) wantWatermark(t *testing.T, tbl, before, what string) {
 	t.Helper()
-	return d.ConnAs(t, d.Server.User, d.Server.Password)
+	if got := p.watermark(t, tbl); got != before {
+		t.Errorf("watermark of %s moved by %s: before %s, after %s", tbl, what, before, got)
+	}
+}
+
+// openTx opens a session of its own on d, begins a transaction there and
+// runs stmts in it; the transaction stays open for the test to end.
+func openTx(t *testing.T, d *pgtest.DB, stmts ...string) *pgx.Conn {
+	t.Helper()
+	c := d.Conn(t)
+	pgtest.Begin(t, c, stmts...)
+	return c
 }
 
 // mustExec runs sql on a dedicated connection, failing the test on error.
@@ -184,21 +238,9 @@ func mustQueryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string 
 	return s
 }
 
-// lit quotes s as an SQL string literal (standard_conforming_strings is on).
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// ident quotes s as an SQL identifier.
-func ident(s string) string {
-	return pgx.Identifier{s}.Sanitize()
-}
-
-// wantRows fails unless the target table holds exactly the given rows, as
-// TableRows renders them (sorted).
-func wantRows(t *testing.T, d *pgtest.DB, table string, want ...string) {
-	t.Helper()
-	if diff := pgtest.DiffRows(want, d.TableRows(t, table)); diff != "" {
-		t.Fatalf("%s on %s: expected rows (-) vs actual (+):\n%s", table, d.Server.Name, diff)
-	}
-}
+// Short names for the pgtest helpers the scenarios use often.
+var (
+	lit      = pgtest.Lit
+	ident    = pgtest.Ident
+	wantRows = pgtest.WantRows
+)

@@ -51,7 +51,7 @@ func TestMoneyUnderAnotherLcMonetary(t *testing.T) {
 	})
 	p := newPairOn(t, s)
 	p.Dst.Exec(t, "ALTER DATABASE "+ident(p.Dst.Name)+" SET lc_monetary = 'de_DE.UTF-8'")
-	if got := mustQueryString(t, conn(t, p.Dst), "SELECT 1234.56::money::text"); !strings.Contains(got, "€") {
+	if got := mustQueryString(t, p.Dst.Conn(t), "SELECT 1234.56::money::text"); !strings.Contains(got, "€") {
 		t.Fatalf("scenario broken: the target prints money as %q, want the de_DE form", got)
 	}
 

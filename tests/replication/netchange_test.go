@@ -81,17 +81,18 @@ func TestDeletedKeyShipsAsDelete(t *testing.T) {
 // rows inserted after it.
 func TestTruncateReplaysInOrder(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
 	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'first' FROM generate_series(1, 5) g")
 	p.Export(t)
 	wantRows(t, p.Dst, "tbl", "(1,first)", "(2,first)", "(3,first)", "(4,first)", "(5,first)")
 
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'before' FROM generate_series(6, 10) g")
-	p.Src.Exec(t, "UPDATE tbl SET v = 'updated' WHERE id = 1")
-	p.Src.Exec(t, "TRUNCATE tbl")
-	p.Src.Exec(t, "INSERT INTO tbl SELECT g, 'after' FROM generate_series(3, 4) g")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (11, 'after')")
+	p.Src.ExecEach(t,
+		"INSERT INTO tbl SELECT g, 'before' FROM generate_series(6, 10) g",
+		"UPDATE tbl SET v = 'updated' WHERE id = 1",
+		"TRUNCATE tbl",
+		"INSERT INTO tbl SELECT g, 'after' FROM generate_series(3, 4) g",
+		"INSERT INTO tbl VALUES (11, 'after')")
 	res := p.Export(t)["tbl"]
 	if !res.Truncated {
 		t.Errorf("export result truncated=false, want true")
@@ -110,7 +111,7 @@ func TestTruncateReplaysInOrder(t *testing.T) {
 // A TRUNCATE that nothing follows empties the target.
 func TestTruncateAloneEmptiesTarget(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl SELECT g, 'x' FROM generate_series(1, 20) g")
 	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM tbl"); n != 20 {
 		t.Fatalf("initial copy left %d rows on the target, want 20", n)
 	}
@@ -127,12 +128,9 @@ func TestTruncateAloneEmptiesTarget(t *testing.T) {
 // truncated.
 func TestRolledBackChangesShipNothing(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'kept')")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl VALUES (1, 'kept')")
 
-	c := conn(t, p.Src)
-	mustExec(t, c, "BEGIN")
-	mustExec(t, c, "INSERT INTO tbl VALUES (2, 'gone')")
-	mustExec(t, c, "TRUNCATE tbl")
+	c := openTx(t, p.Src, "INSERT INTO tbl VALUES (2, 'gone')", "TRUNCATE tbl")
 	mustExec(t, c, "ROLLBACK")
 
 	res := p.Export(t)["tbl"]

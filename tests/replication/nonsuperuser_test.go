@@ -78,12 +78,13 @@ func TestNonSuperuserOwnerExportsAndOthersCannot(t *testing.T) {
 
 	owner := src.ConnAs(t, "repl_owner", ownerPw)
 	mustExec(t, owner, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user 'repl_remote', password %s)", lit(remotePw)))
-	mustExec(t, owner, "CREATE TABLE items (id int PRIMARY KEY, v text)")
-	mustExec(t, owner, "INSERT INTO items SELECT g, 'copied' FROM generate_series(1, 5) g")
-	mustExec(t, owner, "SELECT shadow_add_target('t1', 'tgt')")
-	mustExec(t, owner, "SELECT shadow_track('items')")
-	mustExec(t, owner, "SELECT shadow_subscribe('t1', 'items')")
-	mustExec(t, owner, "GRANT SELECT, INSERT, UPDATE, DELETE ON items TO repl_other")
+	pgtest.RunEach(t, owner,
+		"CREATE TABLE items (id int PRIMARY KEY, v text)",
+		"INSERT INTO items SELECT g, 'copied' FROM generate_series(1, 5) g",
+		"SELECT shadow_add_target('t1', 'tgt')",
+		"SELECT shadow_track('items')",
+		"SELECT shadow_subscribe('t1', 'items')",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON items TO repl_other")
 
 	other := src.ConnAs(t, "repl_other", otherPw)
 	mustExec(t, other, fmt.Sprintf("CREATE USER MAPPING FOR CURRENT_USER SERVER tgt OPTIONS (user 'repl_remote', password %s)", lit(remotePw)))

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
@@ -16,11 +18,9 @@ import (
 // watermark would skip it forever).
 func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
-	a := conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (1, 'A')")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (1, 'A')")
 	xidA := mustQueryString(t, a, "SELECT pg_current_xact_id()::text")
 
 	p.Src.Exec(t, "INSERT INTO tbl VALUES (2, 'B')")
@@ -51,17 +51,14 @@ func TestLateCommitOfEarlierXidShipsNextExport(t *testing.T) {
 // and ship, once, with the next export after they commit.
 func TestLateCommitAcrossBatchCutsShipsOnce(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
+	p := subscribed(t, tblDDL, "")
 
-	a, b := conn(t, p.Src), conn(t, p.Src)
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "INSERT INTO tbl VALUES (1000, 'A')")
+	a := openTx(t, p.Src, "INSERT INTO tbl VALUES (1000, 'A')")
+	var b *pgx.Conn
 	for i := 0; i < 30; i++ {
 		p.Src.Exec(t, fmt.Sprintf("INSERT INTO tbl SELECT g, 'x' FROM generate_series(%d, %d) g", i*10+1, i*10+10))
 		if i == 10 {
-			mustExec(t, b, "BEGIN")
-			mustExec(t, b, "UPDATE tbl SET v = 'B' WHERE id <= 5")
-			mustExec(t, b, "INSERT INTO tbl VALUES (2000, 'B')")
+			b = openTx(t, p.Src, "UPDATE tbl SET v = 'B' WHERE id <= 5", "INSERT INTO tbl VALUES (2000, 'B')")
 		}
 	}
 	res := p.ExportBatch(t, 25)["tbl"]
@@ -89,9 +86,9 @@ func TestLateCommitAcrossBatchCutsShipsOnce(t *testing.T) {
 // subtransactions ship with their top-level transaction.
 func TestSavepointsShipOnlyWhatCommitted(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl VALUES (1, 'old')")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl VALUES (1, 'old')")
 
-	c := conn(t, p.Src)
+	c := p.Src.Conn(t)
 	for _, sql := range []string{
 		"BEGIN",
 		"SAVEPOINT s1", "INSERT INTO tbl VALUES (2, 'first write in a subtransaction')", "RELEASE s1",
@@ -117,10 +114,8 @@ func TestExportInsideWritingTransactionNeitherLosesNorInvents(t *testing.T) {
 	t.Parallel()
 	for _, end := range []string{"COMMIT", "ROLLBACK"} {
 		t.Run(end, func(t *testing.T) {
-			p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "")
-			s := conn(t, p.Src)
-			mustExec(t, s, "BEGIN")
-			mustExec(t, s, "INSERT INTO tbl VALUES (99, 'early')")
+			p := subscribed(t, tblDDL, "")
+			s := openTx(t, p.Src, "INSERT INTO tbl VALUES (99, 'early')")
 			// a later transaction commits, so the snapshot's xmax passes s's xid
 			p.Src.Exec(t, "INSERT INTO tbl VALUES (1, 'other')")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -57,7 +57,7 @@ func TestOneFailingTableDoesNotStopTheOthers(t *testing.T) {
 // A batch of nothing but deletes (no current row to append) ships too.
 func TestBatchOfOnlyDeletesShips(t *testing.T) {
 	t.Parallel()
-	p := subscribed(t, "CREATE TABLE tbl (id int PRIMARY KEY, v text)", "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 5) g")
+	p := subscribed(t, tblDDL, "INSERT INTO tbl SELECT g, 'v' FROM generate_series(1, 5) g")
 	p.Src.Exec(t, "DELETE FROM tbl WHERE id <= 3")
 	if r := p.Export(t)["tbl"]; r.Keys != 3 || r.Deletes != 3 || r.Upserts != 0 {
 		t.Errorf("export result %+v, want 3 keys, 3 deletes, 0 upserts", r)

@@ -52,34 +52,27 @@ func TestPartitionedTableToPlainTarget(t *testing.T) {
 	}
 
 	// a partition created after tracking, written directly and through the parent
-	p.Src.Exec(t, "CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
-	p.Src.Exec(t, "INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')")
-	p.Src.Exec(t, "INSERT INTO ev VALUES (3002, '2025-03-01', 'new via parent')")
-	p.Src.Exec(t, "UPDATE ev SET day = '2025-04-01' WHERE id = 1001")
-	// a table with rows attached after tracking: its rows join the table
-	p.Src.Exec(t, "CREATE TABLE ev_2026 (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, "INSERT INTO ev_2026 SELECT g, date '2026-01-01' + g % 100, 'attached' FROM generate_series(4001, 4020) g")
-	p.Src.Exec(t, "ALTER TABLE ev ATTACH PARTITION ev_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
-	p.Src.Exec(t, "UPDATE ev_2026 SET v = 'attached+' WHERE id = 4001")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Src.ExecEach(t,
+		"CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+		"INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')",
+		"INSERT INTO ev VALUES (3002, '2025-03-01', 'new via parent')",
+		"UPDATE ev SET day = '2025-04-01' WHERE id = 1001",
+		// a table with rows attached after tracking: its rows join the table
+		"CREATE TABLE ev_2026 (id int, day date, v text, PRIMARY KEY (id, day))",
+		"INSERT INTO ev_2026 SELECT g, date '2026-01-01' + g % 100, 'attached' FROM generate_series(4001, 4020) g",
+		"ALTER TABLE ev ATTACH PARTITION ev_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+	p.Ship(t, "ev", "UPDATE ev_2026 SET v = 'attached+' WHERE id = 4001")
 	if n := p.Dst.QueryInt(t, "SELECT count(*) FROM ev WHERE v LIKE 'attached%'"); n != 20 {
 		t.Fatalf("target has %d attached rows, want 20", n)
 	}
 
 	// a leaf truncated by itself loses only its own rows on the target
-	p.Src.Exec(t, "TRUNCATE ev_2024_h0")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Ship(t, "ev", "TRUNCATE ev_2024_h0")
 	// TRUNCATE of the parent empties the target; rows written after it in
 	// the same transaction, then a leaf truncated, still arrive right
-	p.Src.Exec(t, "BEGIN; TRUNCATE ev; INSERT INTO ev VALUES (1, '2023-01-02', 'a'), (2, '2025-01-02', 'b'); TRUNCATE ev_2025; INSERT INTO ev VALUES (3, '2025-01-03', 'c'); COMMIT")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Ship(t, "ev", "BEGIN; TRUNCATE ev; INSERT INTO ev VALUES (1, '2023-01-02', 'a'), (2, '2025-01-02', 'b'); TRUNCATE ev_2025; INSERT INTO ev VALUES (3, '2025-01-03', 'c'); COMMIT")
 	p.Src.Exec(t, partitionedSeed+" ON CONFLICT DO NOTHING")
-	p.Src.Exec(t, "INSERT INTO ev SELECT g, date '2025-01-01' + g, 'x' FROM generate_series(1, 30) g")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Ship(t, "ev", "INSERT INTO ev SELECT g, date '2025-01-01' + g, 'x' FROM generate_series(1, 30) g")
 
 	// detached: its rows leave the table, on the target too; the detached
 	// table is plain again, and writing to it fails nothing and ships nothing
@@ -104,19 +97,14 @@ func TestPartitionedTableToPlainTarget(t *testing.T) {
 		t.Fatalf("DROP TABLE of a partition: want a refusal pointing to DETACH, got %v", pgtest.Describe(err))
 	}
 	p.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2026")
-	p.Src.Exec(t, "DROP TABLE ev_2026, ev_2025")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Ship(t, "ev", "DROP TABLE ev_2026, ev_2025")
 }
 
 // subscribedPartitioned is a pair with ev partitioned on the source, plain
 // on the target, subscribed after 200 rows were written (and copied).
 func subscribedPartitioned(t *testing.T) *pair {
 	t.Helper()
-	p := newPair(t)
-	p.Src.Exec(t, partitionedDDL)
-	p.Dst.Exec(t, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))")
-	p.Src.Exec(t, partitionedSeed)
+	p := prepared(t, partitionedDDL, "CREATE TABLE ev (id int, day date, v text, PRIMARY KEY (id, day))", partitionedSeed)
 	if n := p.Subscribe(t, "ev"); n != 200 {
 		t.Fatalf("initial copy shipped %d rows, want 200", n)
 	}
@@ -155,9 +143,7 @@ func TestPartitionedTableToDifferentlyPartitionedTarget(t *testing.T) {
 	p.Src.Exec(t, "UPDATE ev SET day = day + 365, id = id + 1 WHERE id % 4 = 0 AND day < '2024-01-01'")
 	p.Src.Exec(t, "UPDATE ev_2024 SET id = id + 1000 WHERE id % 5 = 0")
 	p.Src.Exec(t, "DELETE FROM ev_2023 WHERE id % 6 = 0")
-	p.Src.Exec(t, "INSERT INTO ev_2024_h0 SELECT g, '2024-02-02', 'h0' FROM generate_series(10000, 10020) g WHERE satisfies_hash_partition('ev_2024'::regclass, 2, 0, g)")
-	p.Export(t)
-	p.Same(t, "ev", "ev")
+	p.Ship(t, "ev", "INSERT INTO ev_2024_h0 SELECT g, '2024-02-02', 'h0' FROM generate_series(10000, 10020) g WHERE satisfies_hash_partition('ev_2024'::regclass, 2, 0, g)")
 }
 
 // Re-tracking a partitioned table changes nothing (its plan is empty), and

@@ -30,7 +30,7 @@ func watchProgress(t *testing.T, p *pair, tbl string, export func() error) (seen
 	stranger := pgtest.NewRole(t, p.Src, "stranger", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	watcher := conn(t, p.Src)
+	watcher := p.Src.Conn(t)
 	other := p.Src.ConnAs(t, stranger, pgtest.RolePassword)
 
 	var wg sync.WaitGroup

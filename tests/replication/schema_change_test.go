@@ -31,6 +31,25 @@ func schemaPairOf(t *testing.T, cols, values string, extra ...string) *pair {
 	return p
 }
 
+// exportKeys exports and fails unless tbl shipped n keys, after which its
+// id and v are the same on both sides.
+func (p *pair) exportKeys(t *testing.T, n int64) {
+	t.Helper()
+	if r := p.Export(t)["tbl"]; r.Keys != n {
+		t.Errorf("tbl: want %d keys shipped, got %+v", n, r)
+	}
+	p.Same(t, "tbl", "tbl", "id", "v")
+}
+
+// wantColumns fails unless tbl's subscription ships the columns want (as
+// text, e.g. "{id,v}").
+func (p *pair) wantColumns(t *testing.T, want string) {
+	t.Helper()
+	if got := p.Src.QueryString(t, "SELECT columns::text FROM pgshadow.subscription WHERE tbl = 'tbl'::regclass"); got != want {
+		t.Errorf("tbl ships columns %s, want %s", got, want)
+	}
+}
+
 // exportFailsFor exports, and fails the test unless tbl's row carries an
 // error holding every one of wants while other shipped and tbl's watermark
 // stayed where it was.
@@ -66,16 +85,18 @@ func (p *pair) exportFailsFor(t *testing.T, wants ...string) {
 // since keep the target's default, until shadow_resync copies them.
 func TestAddedColumnShipsOnceTheTargetHasIt(t *testing.T) {
 	p := schemaPair(t)
-	p.Src.Exec(t, "ALTER TABLE tbl ADD COLUMN w text DEFAULT 'src'")
-	p.Src.Exec(t, "UPDATE tbl SET w = 'x' || id WHERE id <= 3")
-	p.Src.Exec(t, "INSERT INTO tbl VALUES (11, 11, 'new')")
-	p.Src.Exec(t, "UPDATE tbl SET v = 40 WHERE id = 4") // w keeps the source default
+	p.Src.ExecEach(t,
+		"ALTER TABLE tbl ADD COLUMN w text DEFAULT 'src'",
+		"UPDATE tbl SET w = 'x' || id WHERE id <= 3",
+		"INSERT INTO tbl VALUES (11, 11, 'new')",
+		"UPDATE tbl SET v = 40 WHERE id = 4") // w keeps the source default
 	p.exportFailsFor(t, "public.tbl", `target "t1"`, "add them there", "ALTER TABLE public.tbl ADD COLUMN w text")
 
 	// writers go on while the table waits
-	p.Src.Exec(t, "UPDATE tbl SET w = 'y' WHERE id = 2")
-	p.Src.Exec(t, "DELETE FROM tbl WHERE id = 5")
-	p.Src.Exec(t, "INSERT INTO tbl (id, v) VALUES (12, 12)")
+	p.Src.ExecEach(t,
+		"UPDATE tbl SET w = 'y' WHERE id = 2",
+		"DELETE FROM tbl WHERE id = 5",
+		"INSERT INTO tbl (id, v) VALUES (12, 12)")
 	p.exportFailsFor(t, "ALTER TABLE public.tbl ADD COLUMN w text")
 
 	// a target default other than the source's shows which rows were not shipped
@@ -89,9 +110,7 @@ func TestAddedColumnShipsOnceTheTargetHasIt(t *testing.T) {
 	p.Same(t, "tbl", "tbl", "id", "v")
 	unchanged := "(SELECT * FROM tbl WHERE id NOT IN (1, 2, 3, 4, 5, 11, 12))"
 	wantRows(t, p.Dst, unchanged, "(6,6,dst)", "(7,7,dst)", "(8,8,dst)", "(9,9,dst)", "(10,10,dst)")
-	if got := p.Src.QueryString(t, "SELECT columns::text FROM pgshadow.subscription WHERE tbl = 'tbl'::regclass"); got != "{id,v,w}" {
-		t.Errorf("tbl ships columns %s, want {id,v,w}", got)
-	}
+	p.wantColumns(t, "{id,v,w}")
 
 	// later changes ship with the column as any other
 	p.Src.Exec(t, "UPDATE tbl SET w = 'z' WHERE id IN (6, 7)")
@@ -135,14 +154,8 @@ func TestExplicitColumnListIgnoresAddedColumn(t *testing.T) {
 	p := schemaPair(t, "columns => ARRAY['id', 'v']")
 	p.Src.Exec(t, "ALTER TABLE tbl ADD COLUMN w text")
 	p.Src.Exec(t, "UPDATE tbl SET w = 'x', v = v * 10 WHERE id <= 3; INSERT INTO tbl VALUES (11, 11, 'new')")
-	res := p.Export(t)
-	if r := res["tbl"]; r.Keys != 4 {
-		t.Errorf("tbl: want 4 keys shipped, got %+v", r)
-	}
-	p.Same(t, "tbl", "tbl", "id", "v")
-	if got := p.Src.QueryString(t, "SELECT columns::text FROM pgshadow.subscription WHERE tbl = 'tbl'::regclass"); got != "{id,v}" {
-		t.Errorf("tbl ships columns %s, want {id,v}", got)
-	}
+	p.exportKeys(t, 4)
+	p.wantColumns(t, "{id,v}")
 }
 
 // A column dropped on the source of an all-columns subscription is no longer
@@ -153,15 +166,9 @@ func TestDroppedColumnNoLongerShips(t *testing.T) {
 	p.Src.Exec(t, "UPDATE tbl SET v = 0 WHERE id = 1")
 	p.Src.Exec(t, "ALTER TABLE tbl DROP COLUMN w")
 	p.Src.Exec(t, "UPDATE tbl SET v = 20 WHERE id = 2; INSERT INTO tbl VALUES (11, 11)")
-	res := p.Export(t)
-	if r := res["tbl"]; r.Keys != 3 {
-		t.Errorf("tbl: want 3 keys shipped, got %+v", r)
-	}
-	p.Same(t, "tbl", "tbl", "id", "v")
+	p.exportKeys(t, 3)
 	wantRows(t, p.Dst, "(SELECT id, w FROM tbl WHERE id IN (1, 2, 3, 11))", "(1,w1)", "(2,w2)", "(3,w3)", "(11,def)")
-	if got := p.Src.QueryString(t, "SELECT columns::text FROM pgshadow.subscription WHERE tbl = 'tbl'::regclass"); got != "{id,v}" {
-		t.Errorf("tbl ships columns %s, want {id,v}", got)
-	}
+	p.wantColumns(t, "{id,v}")
 }
 
 // A column an explicit list names, dropped on the source, stops the table
@@ -194,13 +201,9 @@ func TestColumnDroppedOnTargetIsNamed(t *testing.T) {
 func TestTypeWidenedOnEitherSide(t *testing.T) {
 	p := schemaPair(t)
 	p.Dst.Exec(t, "ALTER TABLE other ALTER COLUMN v TYPE bigint")
-	p.Src.Exec(t, "UPDATE other SET v = -v")
-	p.Export(t)
-	p.Same(t, "other", "other")
+	p.Ship(t, "other", "UPDATE other SET v = -v")
 	p.Src.Exec(t, "ALTER TABLE other ALTER COLUMN v TYPE bigint")
-	p.Src.Exec(t, "UPDATE other SET v = 5000000000 + id WHERE id <= 4")
-	p.Export(t)
-	p.Same(t, "other", "other")
+	p.Ship(t, "other", "UPDATE other SET v = 5000000000 + id WHERE id <= 4")
 
 	p.Src.Exec(t, "ALTER TABLE tbl ALTER COLUMN v TYPE bigint")
 	p.Src.Exec(t, "UPDATE tbl SET v = v + 1 WHERE id = 1") // still fits the target's int
