@@ -95,7 +95,7 @@ func TestCLIIgnoresHostilePublicSchema(t *testing.T) {
 	d := pgtest.NewDB(t, pgtest.Server("source"))
 	d.Exec(t, "CREATE SCHEMA api")
 	d.Exec(t, "CREATE EXTENSION pgshadow SCHEMA api CASCADE")
-	d.Exec(t, "ALTER DATABASE "+ident(d.Name)+" SET search_path = public, api")
+	d.Exec(t, "ALTER DATABASE "+pgtest.Ident(d.Name)+" SET search_path = public, api")
 	outsider := "outsider_" + d.Name
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -105,9 +105,9 @@ func TestCLIIgnoresHostilePublicSchema(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = superExec(ctx, d, "DROP OWNED BY "+ident(outsider)+"; DROP ROLE IF EXISTS "+ident(outsider))
+		_ = superExec(ctx, d, "DROP OWNED BY "+pgtest.Ident(outsider)+"; DROP ROLE IF EXISTS "+pgtest.Ident(outsider))
 	})
-	d.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(outsider))
+	d.Exec(t, "GRANT CREATE ON SCHEMA public TO "+pgtest.Ident(outsider))
 	d.Exec(t, "CREATE TABLE public.pwned (who text, how text)")
 	d.Exec(t, "GRANT INSERT ON public.pwned TO PUBLIC")
 	o := d.ConnAs(t, outsider, "outsider_pw")
@@ -150,9 +150,4 @@ func TestCLIIgnoresHostilePublicSchema(t *testing.T) {
 func superExec(ctx context.Context, d *pgtest.DB, sql string) error {
 	_, err := d.Pool.Exec(ctx, sql)
 	return err
-}
-
-// ident quotes s as an SQL identifier.
-func ident(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

@@ -96,7 +96,7 @@ func (e *env) SubscribeFiles(t *testing.T, tbl string, extra ...string) {
 
 func (e *env) subscribe(t *testing.T, target, tbl string, extra ...string) {
 	t.Helper()
-	args := append([]string{lit(target), lit(tbl)}, extra...)
+	args := append([]string{pgtest.Lit(target), pgtest.Lit(tbl)}, extra...)
 	e.Src.Exec(t, "SELECT shadow_subscribe("+strings.Join(args, ", ")+")")
 }
 
@@ -207,8 +207,4 @@ func corrupt(t *testing.T, path string) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func lit(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }

@@ -52,7 +52,7 @@ INSERT INTO orders VALUES
 func alterDatabase(t *testing.T, d *pgtest.DB, settings map[string]string) {
 	t.Helper()
 	for k, v := range settings {
-		d.Exec(t, fmt.Sprintf("ALTER DATABASE %q SET %s = %s", d.Name, k, lit(v)))
+		d.Exec(t, fmt.Sprintf("ALTER DATABASE %q SET %s = %s", d.Name, k, pgtest.Lit(v)))
 	}
 }
 

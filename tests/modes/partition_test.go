@@ -11,19 +11,6 @@ import (
 // target gets a plain ev.
 const partitionedDDL = pgtest.PartitionedDDL + ";" + pgtest.PartitionedSeed
 
-// partitionedWrites touch every member: the parent, a leaf, the
-// sub-partitioned partition, rows moved across partitions both ways.
-var partitionedWrites = []string{
-	"INSERT INTO ev VALUES (1001, '2023-06-01', 'p'), (1002, '2024-06-01', 'p')",
-	"INSERT INTO ev_2023 VALUES (1003, '2023-07-01', 'leaf')",
-	"INSERT INTO ev_2024 VALUES (1004, '2024-07-01', 'mid')",
-	"UPDATE ev_2023 SET v = 'leaf+' WHERE id % 5 = 0",
-	"UPDATE ev SET day = day + 365 WHERE day < '2023-03-01'",
-	"UPDATE ev_2024 SET id = id + 1 WHERE id % 13 = 0",
-	"DELETE FROM ev_2024_h1 WHERE id % 3 = 0",
-	"DELETE FROM ev WHERE id % 19 = 0",
-}
-
 func newPartitionedPair(t *testing.T, mode string) *pair {
 	t.Helper()
 	p := newPair(t, pgtest.Server("a"), pgtest.Server("b"))
@@ -41,7 +28,7 @@ func newPartitionedPair(t *testing.T, mode string) *pair {
 func TestSyncPartitionedTable(t *testing.T) {
 	t.Parallel()
 	p := newPartitionedPair(t, "sync")
-	for _, w := range partitionedWrites {
+	for _, w := range pgtest.PartitionedWrites {
 		p.Src.Exec(t, w)
 		p.Same(t, "ev")
 	}
@@ -67,16 +54,14 @@ func TestSyncPartitionedTable(t *testing.T) {
 func TestAsyncPartitionedTable(t *testing.T) {
 	t.Parallel()
 	p := newPartitionedPair(t, "async")
-	p.Src.ExecEach(t, partitionedWrites...)
+	p.Src.ExecEach(t, pgtest.PartitionedWrites...)
 	p.Src.Exec(t, "CALL shadow_run()")
 	p.Same(t, "ev")
 	p.Src.ExecEach(t,
 		"CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
-		"INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')",
-		"CREATE TABLE ev_2026 (id int, day date, v text, PRIMARY KEY (id, day))",
-		"INSERT INTO ev_2026 SELECT g, '2026-01-05', 'attached' FROM generate_series(4001, 4010) g",
-		"ALTER TABLE ev ATTACH PARTITION ev_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
-		"TRUNCATE ev_2024_h0")
+		"INSERT INTO ev_2025 VALUES (3001, '2025-02-01', 'new leaf')")
+	p.Src.ExecEach(t, pgtest.AttachPartitionWithRows(2026)...)
+	p.Src.ExecEach(t, "TRUNCATE ev_2024_h0")
 	p.Src.Exec(t, "CALL shadow_run()")
 	p.Same(t, "ev")
 	p.Src.Exec(t, "ALTER TABLE ev DETACH PARTITION ev_2023")

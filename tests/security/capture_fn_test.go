@@ -8,11 +8,13 @@ package security
 
 import (
 	"testing"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 func TestTableNameCannotBreakOutOfTheCaptureFunction(t *testing.T) {
 	s := newScene(t)
-	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(s.alice))
+	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+pgtest.Ident(s.alice))
 	run(t, s.asAlice, `CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql AS
 		$$BEGIN EXECUTE format('ALTER ROLE %I SUPERUSER', session_user); END$$`)
 	for _, ddl := range []string{

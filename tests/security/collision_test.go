@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
 
 // countErr runs a count query on c and returns its error.
@@ -25,12 +27,12 @@ func TestTrackingCannotTakeOverAnotherTablesPartition(t *testing.T) {
 	s := newScene(t)
 	s.letUseTarget(t, s.alice)
 	// a schema both may create in (public, as before PostgreSQL 15)
-	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(s.olga))
+	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+pgtest.Ident(s.olga))
 	run(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders')")
 	run(t, s.asAlice, "INSERT INTO orders VALUES (42, 'a')")
 	for _, suffix := range []string{"_g0", "_g1", "_ver"} {
 		if suffix == "_ver" {
-			s.Src.Exec(t, "SET ROLE "+ident(s.alice)+"; SELECT pgshadow._versions('orders'); RESET ROLE")
+			s.Src.Exec(t, "SET ROLE "+pgtest.Ident(s.alice)+"; SELECT pgshadow._versions('orders'); RESET ROLE")
 		}
 		tbl := "orders" + suffix
 		run(t, s.asOlga, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, v text)")
@@ -52,7 +54,7 @@ func TestTrackingCannotTakeOverAnotherTablesPartition(t *testing.T) {
 // (every write of it would fail). Tracking it is refused with a clear error.
 func TestTrackingRefusesWhenAPartitionNameIsTaken(t *testing.T) {
 	s := newScene(t)
-	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(s.olga))
+	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+pgtest.Ident(s.olga))
 	run(t, s.asOlga, "CREATE TABLE orders_g0 (id int PRIMARY KEY, v text)")
 	run(t, s.asOlga, "SELECT shadow_track('orders_g0')")
 	err := runErr(t, s.asAlice, "SELECT shadow_track('orders')")

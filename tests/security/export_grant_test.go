@@ -23,10 +23,10 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 	cron, asCron := newLoginRole(t, s.Src, "cron")
 	s.letUseTarget(t, cron)
 	tw2 := pgtest.NewRole(t, s.Dst, "tw2", "")
-	s.Dst.Exec(t, fmt.Sprintf("GRANT SELECT, INSERT, DELETE ON orders, payroll TO %s, %s", ident(tw2), ident(s.tw)))
+	s.Dst.Exec(t, fmt.Sprintf("GRANT SELECT, INSERT, DELETE ON orders, payroll TO %s, %s", pgtest.Ident(tw2), pgtest.Ident(s.tw)))
 	s.Src.Exec(t, fmt.Sprintf(`CREATE TABLE payroll (id int PRIMARY KEY, v text);
 		ALTER TABLE payroll OWNER TO %[1]s;
-		GRANT SELECT ON orders TO %[2]s`, ident(s.alice), ident(cron)))
+		GRANT SELECT ON orders TO %[2]s`, pgtest.Ident(s.alice), pgtest.Ident(cron)))
 	for _, tbl := range []string{"orders", "payroll"} {
 		run(t, s.asAlice, "SELECT shadow_track($1)", tbl)
 		run(t, s.asAlice, "SELECT shadow_subscribe('replica', $1)", tbl)
@@ -113,18 +113,18 @@ func TestExportGrantLetsASchedulerExportOnlyThat(t *testing.T) {
 
 	// the batches are applied only as the target role the owner's mapping
 	// names: cron's mapping pointing at another target role is refused
-	s.Src.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER tgt OPTIONS (SET user %s)", ident(cron), lit(tw2)))
+	s.Src.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER tgt OPTIONS (SET user %s)", pgtest.Ident(cron), pgtest.Lit(tw2)))
 	run(t, s.asAlice, "UPDATE orders SET v = 'd' WHERE id = 2")
 	assertError(t, runErr(t, asCron, "SELECT * FROM shadow_export('replica')"), "export as another target role",
 		"42501", "only as the target role", tw2)
 	if got := s.Dst.QueryString(t, "SELECT v FROM orders WHERE id = 2"); got != "b" {
 		t.Fatalf("orders 2 on the target is %q after the refused export, want b", got)
 	}
-	s.Src.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER tgt OPTIONS (SET user %s)", ident(cron), lit(s.tw)))
+	s.Src.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER tgt OPTIONS (SET user %s)", pgtest.Ident(cron), pgtest.Lit(s.tw)))
 
 	// row policies that hide rows from cron: refused, not shipped as deletes
 	s.Src.Exec(t, fmt.Sprintf(`ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
-		CREATE POLICY cron_sees_some ON orders FOR SELECT TO %s USING (id = 1)`, ident(cron)))
+		CREATE POLICY cron_sees_some ON orders FOR SELECT TO %s USING (id = 1)`, pgtest.Ident(cron)))
 	assertError(t, runErr(t, asCron, "SELECT * FROM shadow_export('replica')"), "export through row policies",
 		"42501", "row security", "orders")
 	if got := s.Dst.QueryString(t, "SELECT v FROM orders WHERE id = 2"); got != "b" {

@@ -45,7 +45,7 @@ func newScene(t *testing.T) *scene {
 		CREATE TABLE orders (id int PRIMARY KEY, v text);
 		CREATE TABLE payroll (id int PRIMARY KEY, v text);
 		INSERT INTO payroll VALUES (1, 'salary 1000'), (2, 'salary 2000');
-		GRANT SELECT, INSERT, DELETE, TRUNCATE ON orders TO %s`, ident(s.tw)))
+		GRANT SELECT, INSERT, DELETE, TRUNCATE ON orders TO %s`, pgtest.Ident(s.tw)))
 	s.alice, s.asAlice = newLoginRole(t, s.Src, "alice")
 	s.wally, s.asWally = newLoginRole(t, s.Src, "wally")
 	s.olga, s.asOlga = newLoginRole(t, s.Src, "olga")
@@ -53,7 +53,7 @@ func newScene(t *testing.T) *scene {
 	s.Src.Exec(t, fmt.Sprintf(`
 		CREATE TABLE orders (id int PRIMARY KEY, v text);
 		ALTER TABLE orders OWNER TO %s;
-		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`, ident(s.alice), ident(s.wally)))
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO %s`, pgtest.Ident(s.alice), pgtest.Ident(s.wally)))
 	return s
 }
 
@@ -71,8 +71,8 @@ func (s *scene) letUseTarget(t *testing.T, role string) {
 	t.Helper()
 	s.Src.Exec(t, fmt.Sprintf(`GRANT USAGE ON FOREIGN SERVER tgt TO %[1]s;
 		CREATE USER MAPPING FOR %[1]s SERVER tgt OPTIONS (user %[2]s, password %[3]s)`,
-		ident(role), lit(s.tw), lit(pgtest.RolePassword)))
-	t.Cleanup(func() { _ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(role) + " SERVER tgt") })
+		pgtest.Ident(role), pgtest.Lit(s.tw), pgtest.Lit(pgtest.RolePassword)))
+	t.Cleanup(func() { _ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + pgtest.Ident(role) + " SERVER tgt") })
 }
 
 // Short names for the pgtest helpers the many statements here use.
@@ -109,7 +109,3 @@ func count(t *testing.T, c *pgx.Conn, sql string, args ...any) int64 {
 	}
 	return n
 }
-
-func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
-
-func lit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

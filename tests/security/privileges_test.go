@@ -55,7 +55,7 @@ func newPrivScene(t *testing.T) *privScene {
 		GRANT TRUNCATE ON app.sorders TO %[2]s;                 -- sync replicates TRUNCATE as TRUNCATE
 		GRANT SELECT, INSERT, DELETE ON app.forders TO %[3]s;   -- a full copy deletes, never truncates
 		GRANT CREATE ON DATABASE %[1]s TO %[3]s                 -- the first import creates its ledger`,
-		ident(s.Dst.Name), ident(s.tw), ident(s.ti)))
+		pgtest.Ident(s.Dst.Name), pgtest.Ident(s.tw), pgtest.Ident(s.ti)))
 
 	s.alice, s.asAlice = newLoginRole(t, s.Src, "alice")
 	s.sam, s.asSam = newLoginRole(t, s.Src, "sam")
@@ -76,11 +76,11 @@ func newPrivScene(t *testing.T) *privScene {
 		ALTER TABLE sorders OWNER TO %[4]s;
 		ALTER TABLE forders OWNER TO %[4]s;
 		GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON sorders TO %[5]s`,
-		lit(s.Dst.Server.Host), lit(fmt.Sprint(s.Dst.Server.Port)), lit(s.Dst.Name),
-		ident(s.alice), ident(s.sam), lit(s.tw), lit(pgtest.RolePassword)))
+		pgtest.Lit(s.Dst.Server.Host), pgtest.Lit(fmt.Sprint(s.Dst.Server.Port)), pgtest.Lit(s.Dst.Name),
+		pgtest.Ident(s.alice), pgtest.Ident(s.sam), pgtest.Lit(s.tw), pgtest.Lit(pgtest.RolePassword)))
 	t.Cleanup(func() {
 		for _, r := range []string{s.alice, s.sam} {
-			_ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(r) + " SERVER tgt")
+			_ = s.Src.ExecErr("DROP USER MAPPING IF EXISTS FOR " + pgtest.Ident(r) + " SERVER tgt")
 		}
 	})
 	if n := s.Src.QueryInt(t, "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2) AND (rolsuper OR rolbypassrls)", s.alice, s.sam) +
@@ -249,7 +249,7 @@ func TestPrivilegesAsDocumentedSuffice(t *testing.T) {
 		t.Fatalf("first import as ti: %s", pgtest.Describe(err))
 	}
 	s.same(t, "forders")
-	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", ident(s.Dst.Name), ident(s.ti)))
+	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", pgtest.Ident(s.Dst.Name), pgtest.Ident(s.ti)))
 	run(t, s.asAlice, `INSERT INTO forders VALUES (100, 'f100'); UPDATE forders SET v = 'u' WHERE id < 5; DELETE FROM forders WHERE id > 45 AND id < 100`)
 	if err := s.fileImport(s.fileExport(t)); err != nil {
 		t.Fatalf("import as ti: %s", pgtest.Describe(err))
@@ -272,7 +272,7 @@ func TestPrivilegesEachGrantIsNeeded(t *testing.T) {
 	run(t, s.asAlice, `SELECT shadow_add_target('offsite', NULL)`)
 	run(t, s.asAlice, `SELECT shadow_subscribe('offsite', 'forders', dest => 'app.forders')`)
 
-	tw, ti := ident(s.tw), ident(s.ti)
+	tw, ti := pgtest.Ident(s.tw), pgtest.Ident(s.ti)
 	step := 0
 	change := func() {
 		step++
@@ -323,17 +323,17 @@ func TestPrivilegesEachGrantIsNeeded(t *testing.T) {
 	// the source side: the owner's USAGE on the foreign server, the sync
 	// writer's USAGE, and TRUNCATE on the target for a synced TRUNCATE
 	change()
-	s.Src.Exec(t, "REVOKE USAGE ON FOREIGN SERVER tgt FROM "+ident(s.alice))
+	s.Src.Exec(t, "REVOKE USAGE ON FOREIGN SERVER tgt FROM "+pgtest.Ident(s.alice))
 	wantDenied(t, "export without USAGE on the server", runErr(t, s.asAlice, `SELECT * FROM shadow_export('replica')`),
 		"foreign server tgt", `target "replica"`)
-	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+ident(s.alice))
+	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+pgtest.Ident(s.alice))
 	s.exportOK(t)
 	s.same(t, "orders")
 
-	s.Src.Exec(t, "REVOKE USAGE ON FOREIGN SERVER tgt FROM "+ident(s.sam))
+	s.Src.Exec(t, "REVOKE USAGE ON FOREIGN SERVER tgt FROM "+pgtest.Ident(s.sam))
 	wantDenied(t, "sync write without USAGE on the server", runErr(t, s.asSam, `INSERT INTO sorders VALUES (1, 'one')`),
 		"foreign server tgt", `target "replica"`)
-	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+ident(s.sam))
+	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+pgtest.Ident(s.sam))
 	run(t, s.asSam, `INSERT INTO sorders VALUES (1, 'one'), (2, 'two')`)
 	for _, priv := range []string{"INSERT", "TRUNCATE"} {
 		s.Dst.Exec(t, fmt.Sprintf("REVOKE %s ON app.sorders FROM %s", priv, tw))
@@ -346,9 +346,9 @@ func TestPrivilegesEachGrantIsNeeded(t *testing.T) {
 	// file mode: CREATE on the database for the first import (the ledger),
 	// then the grants on the destination
 	dir := s.fileExport(t)
-	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", ident(s.Dst.Name), ti))
+	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", pgtest.Ident(s.Dst.Name), ti))
 	wantDenied(t, "first import without CREATE on the database", s.fileImport(dir), "database "+s.Dst.Name)
-	s.Dst.Exec(t, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", ident(s.Dst.Name), ti))
+	s.Dst.Exec(t, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", pgtest.Ident(s.Dst.Name), ti))
 	s.Dst.Exec(t, "REVOKE DELETE ON app.forders FROM "+ti)
 	wantDenied(t, "full-copy import without DELETE", s.fileImport(dir), "table forders")
 	s.Dst.Exec(t, "GRANT DELETE ON app.forders TO "+ti)
@@ -356,7 +356,7 @@ func TestPrivilegesEachGrantIsNeeded(t *testing.T) {
 		t.Fatalf("import as ti: %s", pgtest.Describe(err))
 	}
 	s.same(t, "forders")
-	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", ident(s.Dst.Name), ti))
+	s.Dst.Exec(t, fmt.Sprintf("REVOKE CREATE ON DATABASE %s FROM %s", pgtest.Ident(s.Dst.Name), ti))
 	fstep := 0
 	for _, c := range []struct{ revoke, grant, object string }{
 		{"REVOKE USAGE ON SCHEMA app FROM " + ti, "GRANT USAGE ON SCHEMA app TO " + ti, "schema app"},
@@ -400,13 +400,13 @@ func TestPrivilegesPeerMappingOwnsTheTable(t *testing.T) {
 			CREATE SERVER peer FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %[2]s, port %[3]s, dbname %[4]s);
 			GRANT USAGE ON FOREIGN SERVER peer TO %[1]s;
 			CREATE USER MAPPING FOR %[1]s SERVER peer OPTIONS (user %[5]s, password %[6]s)`,
-			ident(l.owner), lit(l.to.Server.Host), lit(fmt.Sprint(l.to.Server.Port)), lit(l.to.Name),
-			lit(l.as), lit(pgtest.RolePassword)))
+			pgtest.Ident(l.owner), pgtest.Lit(l.to.Server.Host), pgtest.Lit(fmt.Sprint(l.to.Server.Port)), pgtest.Lit(l.to.Name),
+			pgtest.Lit(l.as), pgtest.Lit(pgtest.RolePassword)))
 		owner := l.owner
 		from := l.from
-		t.Cleanup(func() { _ = from.ExecErr("DROP USER MAPPING IF EXISTS FOR " + ident(owner) + " SERVER peer") })
+		t.Cleanup(func() { _ = from.ExecErr("DROP USER MAPPING IF EXISTS FOR " + pgtest.Ident(owner) + " SERVER peer") })
 	}
-	b.Exec(t, "GRANT SELECT, INSERT, DELETE ON items TO "+ident(carol))
+	b.Exec(t, "GRANT SELECT, INSERT, DELETE ON items TO "+pgtest.Ident(carol))
 	for _, n := range []struct {
 		c    *pgx.Conn
 		peer string
@@ -432,11 +432,11 @@ func TestPrivilegesPeerMappingOwnsTheTable(t *testing.T) {
 	}
 
 	// alice's mapping logs in as carol, who may write items on b but does not own it
-	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", ident(alice), lit(carol)))
+	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", pgtest.Ident(alice), pgtest.Lit(carol)))
 	run(t, asAlice, "UPDATE items SET v = 'via carol' WHERE id = 1")
 	wantDenied(t, "peer apply by a non-owner", runErr(t, asAlice, "SELECT * FROM shadow_export($1)", b.Name),
 		"table public.items", fmt.Sprintf("target %q", b.Name), "not the owner")
-	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", ident(alice), lit(bob)))
+	a.Exec(t, fmt.Sprintf("ALTER USER MAPPING FOR %s SERVER peer OPTIONS (SET user %s)", pgtest.Ident(alice), pgtest.Lit(bob)))
 	exchange()
 	pgtest.AssertSameRows(t, a, "items", b, "items")
 }

@@ -49,7 +49,7 @@ func outcome(t *testing.T, c *pgx.Conn, sql string) string {
 
 func TestWhatEachRoleMayDoWithATable(t *testing.T) {
 	s := newScene(t)
-	member := pgtest.NewRole(t, s.Src, "member", "IN ROLE "+ident(s.alice))
+	member := pgtest.NewRole(t, s.Src, "member", "IN ROLE "+pgtest.Ident(s.alice))
 	s.letUseTarget(t, s.alice)
 	s.letUseTarget(t, member)
 	run(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders')")

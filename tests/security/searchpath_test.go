@@ -30,7 +30,7 @@ func hostilePublic(t *testing.T, s *scene) {
 		    END IF;
 		    RETURN false;
 		END $f$;
-		`, ident(s.olga))
+		`, pgtest.Ident(s.olga))
 	for i, types := range [][2]string{{"oid", "regclass"}, {"regclass", "oid"}, {"text", "name"},
 		{"name", "text"}, {"bigint", "integer"}, {"xid8", "text"}, {"text", "text"}, {"regclass", "regclass"}} {
 		fmt.Fprintf(&sql, `CREATE FUNCTION public.pwn_op%[1]d(%[2]s, %[3]s) RETURNS boolean LANGUAGE sql AS 'SELECT public.pwn()';
@@ -141,12 +141,12 @@ func TestEveryFunctionPinsSearchPath(t *testing.T) {
 func TestWriterThroughOwnersDefinerFunctionCannotSkipCapture(t *testing.T) {
 	s := newScene(t)
 	s.letUseTarget(t, s.alice)
-	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+ident(s.alice))
+	s.Src.Exec(t, "GRANT CREATE ON SCHEMA public TO "+pgtest.Ident(s.alice))
 	run(t, s.asAlice, `SELECT shadow_subscribe('replica', 'orders', mode => 'sync');
 		CREATE FUNCTION public.add_order(p int) RETURNS void LANGUAGE sql SECURITY DEFINER
 		    SET search_path = pg_catalog, pg_temp AS 'INSERT INTO public.orders VALUES (p, ''via definer'')';
 		REVOKE EXECUTE ON FUNCTION public.add_order(int) FROM PUBLIC`)
-	run(t, s.asAlice, "GRANT EXECUTE ON FUNCTION public.add_order(int) TO "+ident(s.wally))
+	run(t, s.asAlice, "GRANT EXECUTE ON FUNCTION public.add_order(int) TO "+pgtest.Ident(s.wally))
 	run(t, s.asWally, "SET pgshadow.origin = 'elsewhere'")
 	run(t, s.asWally, "SELECT public.add_order(7)")
 	pgtest.AssertSameRows(t, s.Src, "orders", s.Dst, "orders")

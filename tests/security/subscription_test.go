@@ -22,7 +22,7 @@ func TestSubscribingNeedsUsageAndAUserMappingOnTheTargetsServer(t *testing.T) {
 	err := runErr(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders', initial_copy => false)")
 	assertError(t, err, "subscribe without USAGE", "42501", "USAGE", "tgt")
 
-	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+ident(s.alice))
+	s.Src.Exec(t, "GRANT USAGE ON FOREIGN SERVER tgt TO "+pgtest.Ident(s.alice))
 	err = runErr(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders', initial_copy => false)")
 	assertError(t, err, "subscribe without a user mapping", "42501", "user mapping", "tgt")
 

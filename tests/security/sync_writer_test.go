@@ -18,7 +18,7 @@ func TestSyncWriterWithoutSelectIsRefusedNotSkipped(t *testing.T) {
 	s.letUseTarget(t, s.alice)
 	ivan, asIvan := newLoginRole(t, s.Src, "ivan")
 	s.letUseTarget(t, ivan)
-	s.Src.Exec(t, fmt.Sprintf("GRANT INSERT, DELETE ON orders TO %s", ident(ivan)))
+	s.Src.Exec(t, fmt.Sprintf("GRANT INSERT, DELETE ON orders TO %s", pgtest.Ident(ivan)))
 	run(t, s.asAlice, "SELECT shadow_subscribe('replica', 'orders', mode => 'sync')")
 	run(t, s.asAlice, "INSERT INTO orders VALUES (1, 'a')")
 	for _, sql := range []string{"INSERT INTO orders VALUES (9, 'hidden')", "DELETE FROM orders"} {

@@ -47,8 +47,8 @@ func logRowsQuoting(t *testing.T, db *pgtest.DB, value, remote, local string) {
 		VALUES ('replica', 'orders', pg_current_snapshot(), pg_current_snapshot(), 1, %s, 'test', 'x');
 		INSERT INTO pgshadow.conflict (tbl, key, origin, node, policy, resolution, remote_row, local_row)
 		VALUES ('orders', '[1]', 'peer', 'here', 'latest', 'local_kept', %s, %s)`,
-		lit("invalid input syntax for type numeric: "+quoted), lit(quoted),
-		lit(`{"v": "`+remote+`"}`), lit(`{"v": "`+local+`"}`)))
+		pgtest.Lit("invalid input syntax for type numeric: "+quoted), pgtest.Lit(quoted),
+		pgtest.Lit(`{"v": "`+remote+`"}`), pgtest.Lit(`{"v": "`+local+`"}`)))
 }
 
 // On 0.1.1 an outsider read row filters, error texts quoting values, and both
@@ -84,7 +84,7 @@ func TestOutsiderSeesNothingOfTablesItCannotSelect(t *testing.T) {
 	assertError(t, err, "outsider reads the shadow table", "42501", "public__orders")
 
 	// losing SELECT hides it again
-	s.Src.Exec(t, "REVOKE SELECT ON orders FROM "+ident(s.wally))
+	s.Src.Exec(t, "REVOKE SELECT ON orders FROM "+pgtest.Ident(s.wally))
 	for _, q := range visibleRows[:4] {
 		if n := count(t, reader, q); n != 0 {
 			t.Errorf("%s, no longer allowed to SELECT orders, still sees %d rows: %s", s.wally, n, q)
