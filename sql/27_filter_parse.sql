@@ -99,19 +99,19 @@ $$;
 -- constant. p_call: a function call's arguments, where DISTINCT, ALL,
 -- VARIADIC and * are refused.
 CREATE FUNCTION pgshadow._filter_list(p_tbl regclass, p_k text[], p_v text[], p_pos integer[],
-    INOUT i integer, p_depth integer, p_call boolean, OUT sqls text[], OUT unks boolean[], OUT cnst boolean)
+    INOUT i integer, p_depth integer, p_call boolean, OUT sqls text[], OUT unks boolean[], OUT cnsts boolean[], OUT cnst boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
-    sqls := '{}'; unks := '{}'; cnst := true;
+    sqls := '{}'; unks := '{}'; cnsts := '{}'; cnst := true;
     LOOP
         IF p_call AND (p_k[i] = 'id' AND p_v[i] IN ('distinct', 'all', 'variadic') OR p_k[i] = 'op' AND p_v[i] = '*') THEN
             PERFORM pgshadow._filter_error(p_tbl, p_pos[i], format('unexpected %s in a function call', upper(p_v[i])));
         END IF;
         r := pgshadow._filter_expr(p_tbl, p_k, p_v, p_pos, i, 1, p_depth + 1);
         i := r.i;
-        sqls := sqls || r.sql; unks := unks || r.unk;
+        sqls := sqls || r.sql; unks := unks || r.unk; cnsts := cnsts || r.cnst;
         cnst := cnst AND r.cnst;
         EXIT WHEN p_k[i] = 'p' AND p_v[i] = ')';
         i := pgshadow._filter_expect(p_tbl, p_k, p_v, p_pos, i, ',');
@@ -268,9 +268,11 @@ BEGIN
                     END IF;
                     -- x IN (a, b) is ((x = a) OR (x = b)), each with OPERATOR(pg_catalog.=)
                     FOR v_n IN 1 .. cardinality(v_args) LOOP
-                        r2 := pgshadow._filter_binop(p_tbl, v_at, '=', sql, false, false,
-                                  pgshadow._filter_coerce(p_tbl, v_at, v_args[v_n], v_unks[v_n], coalesce(v_typ, 'text'::regtype)), false, false);
-                        v_args[v_n] := r2.sql;
+                        -- constness as the comparison written out would have it, so
+                        -- the canonical text parses to itself (constants fold)
+                        r3 := pgshadow._filter_binop(p_tbl, v_at, '=', sql, false, cnst,
+                                  pgshadow._filter_coerce(p_tbl, v_at, v_args[v_n], v_unks[v_n], coalesce(v_typ, 'text'::regtype)), false, r2.cnsts[v_n]);
+                        v_args[v_n] := r3.sql;
                     END LOOP;
                     IF cardinality(v_args) = 1 THEN
                         sql := v_args[1];

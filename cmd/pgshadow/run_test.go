@@ -46,20 +46,7 @@ func kvPushPair(t *testing.T) (src, dst *pgtest.DB) {
 // daemon's context and fails the test unless the daemon returns nil within
 // 10s.
 func startDaemon(t *testing.T, args ...string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- commands["run"].run(ctx, args) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pgshadow run returned %v when its context ended, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("pgshadow run did not stop within 10s of its context ending")
-		}
-	})
+	pgtest.RunInBackground(t, "pgshadow run", func(ctx context.Context) error { return commands["run"].run(ctx, args) })
 }
 
 func TestRunShipsAsyncChangesUntilCancelled(t *testing.T) {

@@ -113,6 +113,9 @@ func TestAcceptedFiltersAndTheirCanonicalText(t *testing.T) {
 		{`name ILIKE 'AL%'`, `((t.name OPERATOR(pg_catalog.~~*) CAST('AL%' AS character varying)))`},
 		{`name NOT LIKE 'a%'`, `((t.name OPERATOR(pg_catalog.!~~) CAST('a%' AS character varying)))`},
 		{`coalesce(total, 0) >= 5`, `((COALESCE(t.total, CAST('0' AS integer)) OPERATOR(pg_catalog.>=) CAST('5' AS integer)))`},
+		// untyped literals take the type of the list's first typed item
+		{`'5' IN (id, 7)`, `(((CAST('5' AS integer) OPERATOR(pg_catalog.=) t.id) OR CAST('f' AS boolean)))`},
+		{`coalesce('7', total) > 1`, `((COALESCE(CAST('7' AS numeric), t.total) OPERATOR(pg_catalog.>) CAST('1' AS integer)))`},
 		{`lower(status) = 'open'`, `((pg_catalog.lower(t.status) OPERATOR(pg_catalog.=) CAST('open' AS pg_catalog.text)))`},
 		{`pg_catalog.upper(status) = 'OPEN'`, `((pg_catalog.upper(t.status) OPERATOR(pg_catalog.=) CAST('OPEN' AS pg_catalog.text)))`},
 		{`length(status) > 4 AND abs(id - 10) <= 2`, `(((pg_catalog.length(t.status) OPERATOR(pg_catalog.>) CAST('4' AS integer)) AND (pg_catalog.abs((t.id OPERATOR(pg_catalog.-) CAST('10' AS integer))) OPERATOR(pg_catalog.<=) CAST('2' AS integer))))`},

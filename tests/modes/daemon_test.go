@@ -51,24 +51,7 @@ func startDaemon(t *testing.T, src *pgtest.DB, cfg daemon.Config) (log *daemonLo
 	log = &daemonLog{t: t}
 	cfg.ConnString = src.ConnString()
 	cfg.Logf = log.logf
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- daemon.Run(ctx, cfg) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("daemon.Run returned %v after cancellation, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("daemon.Run did not return within 10s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop = pgtest.RunInBackground(t, "daemon.Run", func(ctx context.Context) error { return daemon.Run(ctx, cfg) })
 	return log, stop
 }
 

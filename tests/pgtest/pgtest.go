@@ -667,3 +667,29 @@ CREATE TABLE ev_2024_h1 PARTITION OF ev_2024 FOR VALUES WITH (MODULUS 2, REMAIND
 
 // PartitionedSeed fills 200 rows of ev over 2023 and 2024.
 const PartitionedSeed = `INSERT INTO ev SELECT g, date '2023-01-01' + g * 3, 'seed' || g FROM generate_series(1, 200) g`
+
+// RunInBackground runs run (a daemon's loop) in a goroutine until the
+// returned stop is called, or the test ends; stop cancels run's context and
+// fails the test unless run returns nil within 10s. what names it in the
+// failure.
+func RunInBackground(t testing.TB, what string, run func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s returned %v when its context ended, want nil", what, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s did not return within 10s of its context ending", what)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
