@@ -70,6 +70,57 @@ func codeOf(name, text string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// tableObjects renders, for `-- #include table NAME` in an upgrade, the
+// statements of the sources that create table NAME and set it up: CREATE
+// TABLE, its indexes, comments, row security and policies, and the grants
+// and ALTER TABLEs that name it alone. A table a version adds is written once,
+// in sql/; what else the upgrade must do for it (fill it, grant it with
+// others) stays in the upgrade.
+func tableObjects(root string, sources []string, table string) ([]byte, error) {
+	if !tableNameRE.MatchString(table) {
+		return nil, fmt.Errorf("-- #include table %s: want a schema-qualified name such as pgshadow.t", table)
+	}
+	q := regexp.QuoteMeta(table)
+	stmtREs := []*regexp.Regexp{
+		regexp.MustCompile(`(?is)^CREATE\s+(UNLOGGED\s+)?TABLE\s+` + q + `\s*\(`),
+		regexp.MustCompile(`(?is)^CREATE\s+(UNIQUE\s+)?INDEX\b[^;]*?\bON\s+(ONLY\s+)?` + q + `\s*(\(|USING\b)`),
+		regexp.MustCompile(`(?is)^(GRANT|REVOKE)\b[^;]*?\bON\s+(TABLE\s+)?` + q + `\s+(TO|FROM)\b`),
+		regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+` + q + `\s`),
+		regexp.MustCompile(`(?is)^CREATE\s+POLICY\s+\S+\s+ON\s+` + q + `\s`),
+		regexp.MustCompile(`(?is)^COMMENT\s+ON\s+(TABLE\s+` + q + `\s|COLUMN\s+` + q + `\.)`),
+	}
+	var found []string
+	for _, name := range sources {
+		src, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if err != nil {
+			return nil, fmt.Errorf("read source: %w", err)
+		}
+		stmts, err := splitStatements(name, string(src))
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range stmts {
+			for _, re := range stmtREs {
+				if re.MatchString(st) {
+					found = append(found, st)
+					break
+				}
+			}
+		}
+	}
+	if len(found) == 0 || !stmtREs[0].MatchString(found[0]) {
+		return nil, fmt.Errorf("-- #include table %s: %s/ does not create it before its other statements about it", table, sqlDir)
+	}
+	var b bytes.Buffer
+	b.WriteString("-- table " + table + ", as " + sqlDir + "/ creates it\n")
+	for _, st := range found {
+		b.WriteString(st + ";\n")
+	}
+	return b.Bytes(), nil
+}
+
+var tableNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
+
 // releasedCode renders the code definitions of a released full script
 // (pgshadow--X.sql in the root, kept as released), for a down step that
 // restores that version. Its code is the same for both install paths.

@@ -1,6 +1,8 @@
 package generator
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -54,5 +56,61 @@ CREATE OR REPLACE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN END $$;
 `
 	if string(code) != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", code, want)
+	}
+}
+
+// A table a version adds is written once, in sql/: the upgrade takes its
+// CREATE TABLE and what sets it up alone, never another table's statements
+// or a grant shared with other tables.
+func TestTableObjectsTakeATablesOwnStatements(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "sql"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(root, "sql", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10_a.sql", `-- the log
+CREATE TABLE s.log (id int PRIMARY KEY, at timestamptz); -- trailing
+CREATE TABLE s.login (id int);
+CREATE INDEX ON s.log (at);
+CREATE INDEX ON s.login (id);
+GRANT SELECT ON s.log, s.other TO PUBLIC;
+GRANT SELECT ON s.log TO PUBLIC;
+ALTER TABLE s.log ENABLE ROW LEVEL SECURITY;
+`)
+	write("20_b.sql", `CREATE POLICY readable ON s.log FOR SELECT USING (true);
+COMMENT ON TABLE s.log IS 'log; of things';
+CREATE FUNCTION s.f() RETURNS void LANGUAGE sql AS $$ INSERT INTO s.log VALUES (1, now()) $$;
+`)
+	sources := []string{"sql/10_a.sql", "sql/20_b.sql"}
+	got, err := tableObjects(root, sources, "s.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `-- table s.log, as sql/ creates it
+CREATE TABLE s.log (id int PRIMARY KEY, at timestamptz);
+CREATE INDEX ON s.log (at);
+GRANT SELECT ON s.log TO PUBLIC;
+ALTER TABLE s.log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON s.log FOR SELECT USING (true);
+COMMENT ON TABLE s.log IS 'log; of things';
+`
+	if string(got) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	for table, wantErr := range map[string]string{
+		"s.nothing": "does not create it",
+		"log":       "schema-qualified",
+	} {
+		if _, err := tableObjects(root, sources, table); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("-- #include table %s: got %v, want an error saying %q", table, err, wantErr)
+		}
+	}
+	if _, err := preprocess("sql/10_a.sql", []byte("-- #include table s.log\n"), extensionVariant, sourceOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "belongs in an upgrade script") {
+		t.Errorf("-- #include table outside an upgrade: got %v", err)
 	}
 }

@@ -247,6 +247,9 @@ func addUpgrade(root string, files map[string][]byte, n int, u upgrade, current 
 			}
 			return nil
 		}
+		opts.table = func(name string) ([]byte, error) {
+			return tableObjects(root, sources, name)
+		}
 		opts.code = func(v variant, from string) ([]byte, error) {
 			if from != "" {
 				return releasedCode(root, from)
@@ -425,7 +428,8 @@ func compare(root string, files map[string][]byte) ([]StaleFile, error) {
 	return stale, nil
 }
 
-// includesCode reports whether upgrade u (or its down step) says `-- #include code`.
+// includesCode reports whether upgrade u (or its down step) takes anything
+// from the sources (`-- #include code`, `-- #include table NAME`).
 func includesCode(root string, u upgrade) bool {
 	for _, f := range []string{u.source, u.down} {
 		if f == "" {

@@ -63,6 +63,9 @@ type sourceOptions struct {
 	// code renders what `-- #include code` stands for (see code.go); nil
 	// where the directive may not appear.
 	code func(v variant, from string) ([]byte, error)
+	// table renders what `-- #include table NAME` stands for (see code.go);
+	// nil where the directive may not appear.
+	table func(name string) ([]byte, error)
 }
 
 // preprocess returns src (named name, relative to the repository root, for
@@ -77,7 +80,19 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			keyword, arg := m[1], m[2]
 			if keyword != "include" {
-				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #include code: what one install path may not run checks at run time)", name, lineNo, keyword)
+				return nil, fmt.Errorf("%s:%d: unsupported directive -- #%s (only -- #include: what one install path may not run checks at run time)", name, lineNo, keyword)
+			}
+			// "table NAME": a table the version adds, as the sources create it
+			if table, isTable := strings.CutPrefix(arg, "table "); isTable {
+				if opts.table == nil {
+					return nil, fmt.Errorf("%s:%d: -- #include table belongs in an upgrade script to the current version", name, lineNo)
+				}
+				ddl, err := opts.table(strings.TrimSpace(table))
+				if err != nil {
+					return nil, fmt.Errorf("%s:%d: %w", name, lineNo, err)
+				}
+				out.Write(ddl)
+				continue
 			}
 			// "code": the current sources'; "code from pgshadow--X.sql":
 			// a released full script's (a down step restores it)
@@ -86,7 +101,7 @@ func preprocess(name string, src []byte, v variant, opts sourceOptions) ([]byte,
 				from = ""
 			}
 			if arg != "code" && !isFrom {
-				return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, or code from pgshadow--X.sql)", name, lineNo, arg)
+				return nil, fmt.Errorf("%s:%d: unknown -- #include %s (want code, code from pgshadow--X.sql, or table NAME)", name, lineNo, arg)
 			}
 			if opts.code == nil {
 				return nil, fmt.Errorf("%s:%d: -- #include code belongs in an upgrade script to the current version or its down step", name, lineNo)

@@ -24,54 +24,18 @@ CREATE POLICY readable ON pgshadow.conflict FOR SELECT
 
 -- Roles a table's owner lets export its subscriptions without owning the
 -- table (shadow_grant_export): a scheduler that must not be able to drop it.
-CREATE TABLE pgshadow.export_grant (
-    tbl         regclass NOT NULL REFERENCES pgshadow.tracked (tbl) ON DELETE CASCADE,
-    grantee     regrole NOT NULL,              -- regrole so pg_dump/restore re-resolves the name; forgotten when the role is dropped
-    granted_by  name NOT NULL,
-    granted_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tbl, grantee)
-);
-GRANT SELECT ON pgshadow.export_grant TO PUBLIC;
-ALTER TABLE pgshadow.export_grant ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.export_grant FOR SELECT
-    USING (pg_catalog.has_table_privilege(tbl, 'SELECT'));
+-- #include table pgshadow.export_grant
 
 -- The transaction-id history the watermarks were taken in (see
 -- sql/15_history.sql). Left empty: a 0.1.1 database may have been moved
 -- before this upgrade, so its first check re-baselines (ships every held key
 -- once; file targets get a full copy), which is always safe.
-CREATE TABLE pgshadow.history (
-    one               boolean PRIMARY KEY DEFAULT true CHECK (one),
-    system_id         text,
-    database          name NOT NULL,
-    stamp_xid         xid8 NOT NULL,
-    stamp_xmin        bigint NOT NULL,
-    stamped_at        timestamptz NOT NULL,
-    rebaselined_at    timestamptz,
-    rebaseline_reason text
-);
-COMMENT ON TABLE pgshadow.history IS
-    'pgshadow: the transaction-id history the watermarks were taken in, and the last re-baseline';
-GRANT SELECT ON pgshadow.history TO PUBLIC;
+-- #include table pgshadow.history
 
 -- Failure history and a failure counter per subscription (see
 -- sql/10_catalog.sql): an incident outlives the success that clears it.
 ALTER TABLE pgshadow.subscription ADD COLUMN failures bigint NOT NULL DEFAULT 0;
-CREATE TABLE pgshadow.failure (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sub_id      bigint NOT NULL REFERENCES pgshadow.subscription (id) ON DELETE CASCADE,
-    target      text NOT NULL,
-    tbl         regclass NOT NULL,
-    sqlstate    text NOT NULL,
-    message     text NOT NULL,
-    at          timestamptz NOT NULL
-);
-CREATE INDEX ON pgshadow.failure (sub_id, id);
-CREATE INDEX ON pgshadow.failure (at);
-GRANT SELECT ON pgshadow.failure TO PUBLIC;
-ALTER TABLE pgshadow.failure ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable ON pgshadow.failure FOR SELECT
-    USING (EXISTS (SELECT FROM pgshadow.subscription s WHERE s.id = sub_id AND NOT pg_catalog.row_security_active(s.tbl)));
+-- #include table pgshadow.failure
 
 -- Mesh peers are known by identity (sql/10_catalog.sql): this node's id,
 -- and what node each target reaches, learned at the next connection.
