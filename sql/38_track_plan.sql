@@ -53,25 +53,6 @@ BEGIN
 END
 $$;
 
--- Whether the key trigger of tracked table p_tbl may be column-specific
--- (UPDATE OF its key columns). PostgreSQL compiles a trigger's WHEN from its
--- stored text on the first row of every UPDATE that reaches it, about 18k
--- instructions per statement (bench/analysis.md); UPDATE OF skips the
--- trigger, WHEN included, for every UPDATE whose SET list names no key
--- column. A BEFORE UPDATE row trigger anywhere in the table's tree could
--- change the key without naming it, so with one (enabled or not) the key
--- trigger stays on every UPDATE. pgshadow_trigger_watch (_on_trigger)
--- switches it when such a trigger is created later; where that event
--- trigger is missing or disabled (an install by a non-superuser), always.
-CREATE FUNCTION pgshadow._key_trigger_of(p_tbl regclass) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = 'pgshadow_trigger_watch' AND e.evtenabled <> 'D')
-       AND NOT EXISTS (SELECT FROM pg_trigger g
-                        WHERE (g.tgrelid = p_tbl OR g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(p_tbl) p))
-                          -- ROW (1) | BEFORE (2) | UPDATE (16)
-                          AND g.tgtype::integer & 19 = 19)
-$$;
-
 -- The capture triggers p_rel needs, as the statements that drop an outdated
 -- one (of an earlier version or shape) and create a missing one. p_rel is a
 -- tracked table, or with p_partitioned a member of a tracked partitioned
@@ -87,7 +68,6 @@ DECLARE
     v      record;
     v_kind "char" := (SELECT c.relkind FROM pg_class c WHERE c.oid = p_rel);
     v_root boolean := NOT p_partitioned OR pg_partition_root(p_rel) = p_rel;
-    v_of   boolean := v_root AND pgshadow._key_trigger_of(p_rel);
 BEGIN
     FOR v IN
         SELECT * FROM (VALUES
@@ -108,8 +88,7 @@ BEGIN
         -- same transaction, so no write goes uncaptured
         CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = v.name
                                                      AND g.tgfoid = to_regproc(p_fn)
-                                                     AND (v.name <> 'pgshadow_capture_key'
-                                                          OR (g.tgtype & 1 = 1 AND (cardinality(g.tgattr::int2[]) > 0) = v_of))
+                                                     AND (v.name <> 'pgshadow_capture_key' OR g.tgtype & 1 = 1)
                                                      AND (g.tgtype & 2 = 2) = (v.timing = 'BEFORE')
                                                      AND (g.tgoldtable IS NOT NULL) = (v.referencing LIKE '%OLD TABLE%')
                                                      AND g.tgnargs = CASE WHEN v.arg = '' THEN 0 ELSE 1 END);
@@ -119,12 +98,9 @@ BEGIN
         IF v.name = 'pgshadow_capture_key' THEN
             -- fires only for rows whose key changed, however (SET list, BEFORE
             -- trigger, ON CONFLICT DO UPDATE); keys are NOT NULL: plain
-            -- equality, resolved in pg_catalog. UPDATE OF where no BEFORE
-            -- trigger can change the key (_key_trigger_of).
-            RETURN NEXT format('CREATE TRIGGER %I AFTER UPDATE%s ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
-                               v.name,
-                               CASE WHEN v_of THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_cols) c) ELSE '' END,
-                               p_rel,
+            -- equality, resolved in pg_catalog
+            RETURN NEXT format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (NOT (%s)) EXECUTE FUNCTION %s()',
+                               v.name, p_rel,
                                (SELECT string_agg(format('OLD.%1$I OPERATOR(pg_catalog.=) NEW.%1$I', c), ' AND ') FROM unnest(p_cols) c),
                                p_fn);
         ELSE

@@ -73,48 +73,6 @@ BEGIN
 END
 $$;
 
--- Re-plans the capture triggers of tracked table p_tr itself, so its key
--- trigger's kind follows the BEFORE UPDATE row triggers of its tree
--- (_key_trigger_of). Called by the event triggers only.
-CREATE FUNCTION pgshadow._replan_triggers(p_tr pgshadow.tracked) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_sql text;
-BEGIN
-    FOR v_sql IN SELECT pgshadow._trigger_plan(p_tr.tbl, format('pgshadow.%I', pgshadow._capture_fn_name(p_tr.shadow)), p_tr.key_cols,
-                                               (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = p_tr.tbl)) LOOP
-        EXECUTE v_sql;
-    END LOOP;
-END
-$$;
-REVOKE EXECUTE ON FUNCTION pgshadow._replan_triggers(pgshadow.tracked) FROM PUBLIC;
-
--- Once a BEFORE UPDATE row trigger, which could change a key without the
--- UPDATE naming it, is created anywhere in a tracked table's tree, the
--- table's key trigger fires on every UPDATE again (_key_trigger_of), in the
--- same transaction. Dropping it does not switch back: the next shadow_track
--- of the table does. Installed, like the drop watch, only by a superuser.
-CREATE FUNCTION pgshadow._on_trigger() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v pgshadow.tracked;
-BEGIN
-    IF to_regclass('pgshadow.tracked') IS NULL THEN
-        RETURN;
-    END IF;
-    FOR v IN
-        SELECT t.* FROM pgshadow.tracked t
-         -- pg_partition_root: NULL for a table outside any partition tree
-         WHERE t.tbl IN (SELECT coalesce(pg_partition_root(g.tgrelid), g.tgrelid)
-                           FROM pg_event_trigger_ddl_commands() d JOIN pg_trigger g ON g.oid = d.objid
-                          WHERE d.classid = 'pg_trigger'::regclass AND g.tgtype::integer & 19 = 19)
-         ORDER BY t.tbl::oid
-    LOOP
-        PERFORM pgshadow._replan_triggers(v);
-    END LOOP;
-END
-$$;
-
 -- Keeps the capture of tracked partitioned tables whole as their trees
 -- change, in the transaction that changes them (see docs/DESIGN.md,
 -- "Partitioned tables"). A partition created or attached gets its capture
@@ -205,8 +163,6 @@ BEGIN
                 EXECUTE v_sql;
             END LOOP;
         END LOOP;
-        -- a member that joined may bring a BEFORE UPDATE row trigger
-        PERFORM pgshadow._replan_triggers(v);
     END LOOP;
 END
 $$;
@@ -260,8 +216,7 @@ BEGIN
         SELECT * FROM (VALUES
             ('pgshadow_drop_watch',      'sql_drop',        NULL,                               'pgshadow._on_drop'),
             ('pgshadow_key_watch',       'ddl_command_end', ARRAY['ALTER TABLE'],               'pgshadow._on_alter'),
-            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE'], 'pgshadow._on_partition'),
-            ('pgshadow_trigger_watch',   'ddl_command_end', ARRAY['CREATE TRIGGER'],            'pgshadow._on_trigger'))
+            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE'], 'pgshadow._on_partition'))
             AS v(name, event, tags, fn)
          WHERE NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = v.name)
     LOOP

@@ -4,7 +4,6 @@
 DROP EVENT TRIGGER IF EXISTS pgshadow_drop_watch;
 DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
 DROP EVENT TRIGGER IF EXISTS pgshadow_partition_watch;
-DROP EVENT TRIGGER IF EXISTS pgshadow_trigger_watch;
 DROP VIEW IF EXISTS shadow_status, shadow_errors, shadow_conflicts;
 DROP PROCEDURE IF EXISTS shadow_run(text, integer), shadow_retry(text);
 DROP FUNCTION IF EXISTS shadow_track(regclass), shadow_untrack(regclass),

@@ -7,7 +7,6 @@
 -- triggers and statements back.
 DROP EVENT TRIGGER IF EXISTS pgshadow_key_watch;
 DROP EVENT TRIGGER IF EXISTS pgshadow_partition_watch;
-DROP EVENT TRIGGER IF EXISTS pgshadow_trigger_watch;
 DO $$
 DECLARE
     f regprocedure;

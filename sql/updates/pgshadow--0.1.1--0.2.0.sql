@@ -93,8 +93,7 @@ SELECT pgshadow._dump_catalog();
 -- that is a member of every table owner's role). Until then the old
 -- triggers call the stub pgshadow.capture(), which refuses writes rather
 -- than lose them.
--- The event triggers 0.2.0 adds first, so the converted key triggers are
--- column-specific where they may be (pgshadow._key_trigger_of).
+-- The event triggers 0.2.0 adds.
 SELECT pgshadow._create_watches();
 SELECT pgshadow._install_capture(t.tbl) FROM pgshadow.tracked t ORDER BY t.tbl::oid;
 DROP FUNCTION pgshadow.capture_key();

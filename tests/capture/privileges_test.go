@@ -145,7 +145,6 @@ var securityDefinerWithoutOwnerCheck = map[string]string{
 	"_on_drop":        "event trigger function: cannot be called directly",
 	"_on_alter":       "event trigger function: cannot be called directly",
 	"_on_partition":   "event trigger function: cannot be called directly",
-	"_on_trigger":     "event trigger function: cannot be called directly",
 	"_truncated_here": "read-only: whether the caller's own transaction truncated a table",
 	"_gc":             "takes no argument: forgets only tables that no longer exist",
 	"_pending":        "read-only: counts of pending keys, public by design (shadow_status)",
