@@ -53,6 +53,25 @@ BEGIN
 END
 $$;
 
+-- A table inheritance link (INHERITS, not a partition) with p_tbl on either
+-- side, or with NULL one with a tracked table on either side (named as
+-- "tracked"). Neither side may be tracked: a child's rows written through
+-- its parent fire the parent's statement triggers but not its key trigger,
+-- writes to the child fire none of the parent's, and writes through a
+-- parent fire none of a tracked child's statement triggers.
+CREATE FUNCTION pgshadow._inheritance(p_tbl regclass, OUT tracked regclass, OUT parent regclass, OUT child regclass)
+RETURNS SETOF record
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(p_tbl, (SELECT t.tbl FROM pgshadow.tracked t WHERE t.tbl IN (i.inhparent, i.inhrelid) LIMIT 1)),
+           i.inhparent::regclass, i.inhrelid::regclass
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid AND NOT c.relispartition
+     WHERE CASE WHEN p_tbl IS NULL
+                THEN EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl IN (i.inhparent, i.inhrelid))
+                ELSE p_tbl IN (i.inhparent, i.inhrelid) END
+     LIMIT 1
+$$;
+
 -- The capture triggers p_rel needs, as the statements that drop an outdated
 -- one (of an earlier version or shape) and create a missing one. p_rel is a
 -- tracked table, or with p_partitioned a member of a tracked partitioned
@@ -148,6 +167,11 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition of %', p_tbl, pg_partition_root(p_tbl)
             USING ERRCODE = 'feature_not_supported',
                   HINT = format('Track the partitioned table %s: that captures the writes to every partition.', pg_partition_root(p_tbl));
+    ELSIF EXISTS (SELECT FROM pgshadow._inheritance(p_tbl)) THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: it takes part in table inheritance (%)', p_tbl,
+            (SELECT format('%s inherits from %s', i.child, i.parent) FROM pgshadow._inheritance(p_tbl) i)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Writes to a child, or through a parent, would not all be captured; use declarative partitioning, and track the partitioned table.';
     ELSIF v_rel.relkind = 'p' AND NOT EXISTS (SELECT FROM pg_event_trigger e
                                                WHERE e.evtname IN ('pgshadow_partition_watch', 'pgshadow_drop_watch')
                                                  AND e.evtenabled <> 'D' HAVING count(*) = 2) THEN

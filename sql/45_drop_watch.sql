@@ -78,10 +78,13 @@ $$;
 -- "Partitioned tables"). A partition created or attached gets its capture
 -- triggers (statement triggers are not inherited), and the rows an attached
 -- one brings are recorded as changed; one detached loses them, and its rows
--- are recorded as deleted. A tracked table may not become a partition (the
--- writes through its new parent would not be captured). Installed, like the
--- drop watch, only by a superuser; without it partitioned tables cannot be
--- tracked.
+-- are recorded as deleted. A tracked table may not become a partition, nor
+-- join a table inheritance tree (writes through a parent, or to a child,
+-- would not all be captured). A tree whose root has no capture triggers yet
+-- is left alone: pg_restore creates the triggers after the constraints
+-- whose ALTER TABLE fires this, and would find them made. Installed, like
+-- the drop watch, only by a superuser; without it partitioned tables cannot
+-- be tracked.
 -- Length: one event trigger for CREATE, ATTACH and DETACH of partitions,
 -- a short branch each, sharing the lookup of the tracked root.
 CREATE FUNCTION pgshadow._on_partition() RETURNS event_trigger
@@ -93,6 +96,7 @@ DECLARE
     v_sql text;
     v_bad regclass;
     v_sync boolean;
+    v_inh record;
 BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
@@ -104,9 +108,18 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = 'shadow_untrack() it first, and track the partitioned table instead.';
     END IF;
+    SELECT * INTO v_inh FROM pgshadow._inheritance(NULL);
+    IF FOUND THEN
+        RAISE EXCEPTION 'pgshadow: tracked table % cannot take part in table inheritance (% inherits from %): writes to the child, or through the parent, would not all be captured',
+            v_inh.tracked, v_inh.child, v_inh.parent
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Use declarative partitioning, and track the partitioned table.';
+    END IF;
     FOR v IN
         SELECT t.* FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
          WHERE c.relkind = 'p'
+           AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.tbl AND g.tgname = 'pgshadow_capture_ins'
+                                                AND g.tgfoid = to_regproc(format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow))))
            AND t.tbl IN (SELECT pg_partition_root(d.objid) FROM pg_event_trigger_ddl_commands() d
                           WHERE d.classid = 'pg_class'::regclass)
          ORDER BY t.tbl::oid
@@ -216,7 +229,8 @@ BEGIN
         SELECT * FROM (VALUES
             ('pgshadow_drop_watch',      'sql_drop',        NULL,                               'pgshadow._on_drop'),
             ('pgshadow_key_watch',       'ddl_command_end', ARRAY['ALTER TABLE'],               'pgshadow._on_alter'),
-            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE'], 'pgshadow._on_partition'))
+            -- CREATE SCHEMA may create partitions (and children) among its elements
+            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA'], 'pgshadow._on_partition'))
             AS v(name, event, tags, fn)
          WHERE NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = v.name)
     LOOP
