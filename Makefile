@@ -68,7 +68,8 @@ dist: generate
 
 # release-files: when $(PGSHADOW_VERSION) is released, its generated scripts
 # become release artifacts (upgrades from it start from them byte for byte),
-# and are committed from then on.
+# and are committed from then on; add their SHA-256 to
+# internal/generator/released_test.go, which keeps them unchanged.
 release-files: generate
 	git add -f pgshadow--$(PGSHADOW_VERSION).sql pgshadow--*--$(PGSHADOW_VERSION).sql \
 		migrations/*_pgshadow_$(subst .,_,$(PGSHADOW_VERSION)).*.sql

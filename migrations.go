@@ -7,8 +7,8 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"regexp"
-	"strings"
+
+	"github.com/pgshadow/pgshadow/internal/generator"
 )
 
 // migrations is migrations/*.sql as `pgshadow generate` (run by make) left
@@ -18,11 +18,6 @@ import (
 //
 //go:embed migrations/*.sql pgshadow.control
 var migrations embed.FS
-
-var (
-	defaultVersionRE = regexp.MustCompile(`(?m)^\s*default_version\s*=\s*'([^']*)'`)
-	upMigrationRE    = regexp.MustCompile(`^[0-9]+_pgshadow_([0-9_]+)\.up\.sql$`)
-)
 
 // Migrations returns the golang-migrate files built into the binary (the
 // directory "migrations"), after checking that the last of them installs
@@ -38,19 +33,18 @@ func complete(fsys fs.FS) (fs.FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := defaultVersionRE.FindSubmatch(control)
-	if m == nil {
-		return nil, fmt.Errorf("pgshadow.control built into this binary names no default_version")
+	want, err := generator.DefaultVersion(control)
+	if err != nil {
+		return nil, fmt.Errorf("built into this binary: %w", err)
 	}
-	want := string(m[1])
 	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
 		return nil, err
 	}
 	last := ""
 	for _, e := range entries { // sorted by name, so by migration number
-		if v := upMigrationRE.FindStringSubmatch(e.Name()); v != nil {
-			last = strings.ReplaceAll(v[1], "_", ".")
+		if v := generator.UpMigrationVersion(e.Name()); v != "" {
+			last = v
 		}
 	}
 	if last != want {

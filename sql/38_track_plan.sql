@@ -153,6 +153,7 @@ DECLARE
     v_proc      record;
     v_part      boolean;
     v_member    regclass;
+    v_inherits  text := (SELECT format('%s inherits from %s', i.child, i.parent) FROM pgshadow._inheritance(p_tbl) i);
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner
@@ -167,9 +168,8 @@ BEGIN
         RAISE EXCEPTION 'pgshadow: cannot track %: it is a partition of %', p_tbl, pg_partition_root(p_tbl)
             USING ERRCODE = 'feature_not_supported',
                   HINT = format('Track the partitioned table %s: that captures the writes to every partition.', pg_partition_root(p_tbl));
-    ELSIF EXISTS (SELECT FROM pgshadow._inheritance(p_tbl)) THEN
-        RAISE EXCEPTION 'pgshadow: cannot track %: it takes part in table inheritance (%)', p_tbl,
-            (SELECT format('%s inherits from %s', i.child, i.parent) FROM pgshadow._inheritance(p_tbl) i)
+    ELSIF v_inherits IS NOT NULL THEN
+        RAISE EXCEPTION 'pgshadow: cannot track %: it takes part in table inheritance (%)', p_tbl, v_inherits
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Writes to a child, or through a parent, would not all be captured; use declarative partitioning, and track the partitioned table.';
     ELSIF v_rel.relkind = 'p' AND NOT EXISTS (SELECT FROM pg_event_trigger e

@@ -175,6 +175,18 @@ func migrationPath(n int, ver, direction string) string {
 	return fmt.Sprintf("%s/%06d_pgshadow_%s.%s.sql", migrationsDir, n, strings.ReplaceAll(ver, ".", "_"), direction)
 }
 
+var upMigrationRE = regexp.MustCompile(`^[0-9]+_pgshadow_([0-9_]+)\.up\.sql$`)
+
+// UpMigrationVersion returns the version an up migration file (its base
+// name, as migrationPath makes it) installs, or "" for any other file.
+func UpMigrationVersion(name string) string {
+	m := upMigrationRE.FindStringSubmatch(name)
+	if m == nil {
+		return ""
+	}
+	return strings.ReplaceAll(m[1], "_", ".")
+}
+
 // addFirstMigration adds migration 1, the full install of the first version
 // on the upgrade path. While that is the current version it is built from
 // sql/; once upgrades follow it, sql/ describes a later version, so the

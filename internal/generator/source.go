@@ -43,6 +43,11 @@ func readDefaultVersion(root string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read control file: %w", err)
 	}
+	return DefaultVersion(data)
+}
+
+// DefaultVersion returns default_version from the text of pgshadow.control.
+func DefaultVersion(data []byte) (string, error) {
 	m := defaultVersionRE.FindSubmatch(data)
 	if m == nil {
 		return "", fmt.Errorf("%s: no default_version = '...' line", controlFile)

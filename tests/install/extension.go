@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgshadow/pgshadow/internal/generator"
 	"github.com/pgshadow/pgshadow/internal/pgserver"
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
@@ -57,9 +58,8 @@ type Versions struct {
 }
 
 var (
-	defaultVersionRE = regexp.MustCompile(`(?m)^\s*default_version\s*=\s*'([^']+)'`)
-	fullScriptRE     = regexp.MustCompile(`^pgshadow--([^-]+)\.sql$`)
-	upgradeScriptRE  = regexp.MustCompile(`^pgshadow--([^-]+)--([^-]+)\.sql$`)
+	fullScriptRE    = regexp.MustCompile(`^pgshadow--([^-]+)\.sql$`)
+	upgradeScriptRE = regexp.MustCompile(`^pgshadow--([^-]+)--([^-]+)\.sql$`)
 )
 
 // ReadVersions reads Versions from the repository root.
@@ -69,11 +69,11 @@ func ReadVersions(t testing.TB, root string) Versions {
 	if err != nil {
 		t.Fatalf("read control file: %v", err)
 	}
-	m := defaultVersionRE.FindSubmatch(control)
-	if m == nil {
-		t.Fatalf("pgshadow.control has no default_version")
+	current, err := generator.DefaultVersion(control)
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
-	v := Versions{Current: string(m[1])}
+	v := Versions{Current: current}
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatalf("list %s: %v", root, err)

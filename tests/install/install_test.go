@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m, "source")
 }
 
+// The install tests read the generated scripts from disk: run by plain
+// `go test` after sql/ changed (make test generates first), they would test
+// stale ones.
 func TestGeneratedFilesAreFresh(t *testing.T) {
 	err := generator.Check(install.RepoRoot(t))
 	var stale *generator.StaleError
