@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshadow/pgshadow/tests/pgtest"
 )
@@ -80,5 +81,132 @@ func TestTableInheritanceOfTrackedTablesIsRefused(t *testing.T) {
 	refused("ALTER TABLE t INHERIT loner", "tracked table public.t cannot take part in table inheritance (public.t inherits from public.loner)")
 	if n := db.QueryInt(t, "SELECT count(*) FROM pg_inherits WHERE inhparent = 't'::regclass OR inhrelid = 't'::regclass"); n != 0 {
 		t.Errorf("%d inheritance links of tracked t were left in place", n)
+	}
+}
+
+// trackRacing runs shadow_track(tbl) while another session holds ddl
+// uncommitted, commits the DDL once shadow_track waits for its lock, and
+// returns shadow_track's error. The DDL's own watch ran before tbl was
+// tracked, so only tracking can see what it did.
+func trackRacing(t *testing.T, db *pgtest.DB, ddl, tbl string) error {
+	t.Helper()
+	a, b := session(t, db), session(t, db)
+	pgtest.Begin(t, a, ddl)
+	var pid int
+	if err := b.QueryRow(ctx(t), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pgtest.RunErr(t, b, "SELECT shadow_track($1)", tbl) }()
+	pgtest.Eventually(t, 10*time.Second, func() (bool, string) {
+		return db.QueryInt(t, "SELECT cardinality(pg_blocking_pids($1))", pid) > 0,
+			"shadow_track(" + tbl + ") does not wait for the lock of the uncommitted " + ddl
+	})
+	run(t, a, "COMMIT")
+	return <-done
+}
+
+// Tracking a table while another transaction, not yet committed, makes it
+// an inheritance parent: tracking must see the committed link and refuse,
+// or the child's rows go uncaptured.
+func TestTrackRacingInheritIsRefused(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text)")
+	err := trackRacing(t, db, "ALTER TABLE c INHERIT t", "t")
+	assertError(t, err, "shadow_track racing ALTER TABLE c INHERIT t", "0A000", "takes part in table inheritance")
+}
+
+// Tracking a partitioned table while another transaction, not yet
+// committed, creates a partition of it: the partition must get the
+// statement triggers too, or writes naming it are lost.
+func TestTrackRacingCreatePartitionCapturesIt(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+		CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (1000)`)
+	if err := trackRacing(t, db, "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1000) TO (2000)", "p"); err != nil {
+		t.Fatalf("shadow_track: %s", pgtest.Describe(err))
+	}
+	db.Exec(t, "INSERT INTO p2 VALUES (1500, 'direct')")
+	assertShadowRows(t, db, "p", []string{"id"}, []string{"(1500,I)"}, "")
+}
+
+// The watch refuses inheritance and partitioning of tracked tables in the
+// DDL that makes them; DDL on tables that have nothing to do with a tracked
+// table must not fail because some tracked table is in such a state (made
+// while the watch was disabled, or by the race above before it was fixed).
+func TestUnrelatedDDLIgnoresInheritanceElsewhere(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text);
+		SELECT shadow_track('t');
+		ALTER EVENT TRIGGER pgshadow_partition_watch DISABLE;
+		ALTER TABLE c INHERIT t;
+		ALTER EVENT TRIGGER pgshadow_partition_watch ENABLE`)
+	for _, sql := range []string{"CREATE TABLE unrelated (id int)", "ALTER TABLE unrelated ADD COLUMN v text",
+		"CREATE SCHEMA s CREATE TABLE u2 (id int)"} {
+		if err := db.ExecErr(sql); err != nil {
+			t.Errorf("%s: %s", sql, pgtest.Describe(err))
+		}
+	}
+	// DDL on either side of the link is still refused
+	err := db.ExecErr("ALTER TABLE c ADD COLUMN w text")
+	assertError(t, err, "ALTER TABLE c (an inheritance child of tracked t)", "55006", "cannot take part in table inheritance")
+}
+
+// pg_restore -j restores post-data items in parallel: the root's capture
+// triggers can be created while a partition's primary key is still being
+// built, and that partition's ALTER TABLE ... ADD CONSTRAINT fires the
+// watch before the partitions' own capture triggers are restored. The
+// watch must not create them (the restore's CREATE TRIGGER would then
+// fail). Reproduced deterministically with a list (-L) in that order.
+func TestRestoreWithRootTriggersBeforePartitionKeys(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+		CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (1000);
+		CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1000) TO (2000);
+		INSERT INTO p VALUES (1, 'a'), (1001, 'b'); SELECT shadow_track('p')`)
+	bin := os.Getenv("PGSHADOW_BINDIR")
+	if bin == "" {
+		t.Fatal("PGSHADOW_BINDIR (tests/pgroot) names the pg_dump and pg_restore to use: run the tests with make test")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "src.dump")
+	if out, err := exec.Command(filepath.Join(bin, "pg_dump"), "-Fc", "-f", file, "-d", db.ConnString()).CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(bin, "pg_restore"), "-l", file).Output()
+	if err != nil {
+		t.Fatalf("pg_restore -l: %v", err)
+	}
+	// the root's triggers right after the root's primary key
+	var list, rootTriggers []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, " TRIGGER public p pgshadow_") {
+			rootTriggers = append(rootTriggers, l)
+		}
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, " TRIGGER public p pgshadow_") {
+			continue
+		}
+		list = append(list, l)
+		if strings.Contains(l, " CONSTRAINT public p p_pkey ") {
+			list = append(list, rootTriggers...)
+		}
+	}
+	if len(rootTriggers) == 0 {
+		t.Fatalf("no root triggers in the dump's list:\n%s", out)
+	}
+	listFile := filepath.Join(dir, "list")
+	if err := os.WriteFile(listFile, []byte(strings.Join(list, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := pgtest.NewDB(t, db.Server)
+	if out, err := exec.Command(filepath.Join(bin, "pg_restore"), "--exit-on-error", "-L", listFile, "-d", n.ConnString(), file).CombinedOutput(); err != nil {
+		t.Fatalf("pg_restore: %v\n%s", err, out)
+	}
+	n.Exec(t, "TRUNCATE pgshadow.public__p; INSERT INTO p2 VALUES (1002, 'c'); DELETE FROM p1")
+	got := n.QueryStrings(t, "SELECT format('(%s,%s)', id, shadow_op) FROM pgshadow.public__p ORDER BY 1")
+	if want := []string{"(1,D)", "(1002,I)"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("shadow rows after the restore: got %v, want %v", got, want)
 	}
 }
