@@ -53,23 +53,18 @@ BEGIN
 END
 $$;
 
--- A table inheritance link (INHERITS, not a partition) with p_tbl on either
--- side, or with NULL one with a tracked table on either side (named as
--- "tracked"). Neither side may be tracked: a child's rows written through
+-- The table inheritance links (INHERITS, not partitions) with p_tbl on
+-- either side. Neither side may be tracked: a child's rows written through
 -- its parent fire the parent's statement triggers but not its key trigger,
 -- writes to the child fire none of the parent's, and writes through a
 -- parent fire none of a tracked child's statement triggers.
-CREATE FUNCTION pgshadow._inheritance(p_tbl regclass, OUT tracked regclass, OUT parent regclass, OUT child regclass)
+CREATE FUNCTION pgshadow._inheritance(p_tbl regclass, OUT parent regclass, OUT child regclass)
 RETURNS SETOF record
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(p_tbl, (SELECT t.tbl FROM pgshadow.tracked t WHERE t.tbl IN (i.inhparent, i.inhrelid) LIMIT 1)),
-           i.inhparent::regclass, i.inhrelid::regclass
+    SELECT i.inhparent::regclass, i.inhrelid::regclass
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid AND NOT c.relispartition
-     WHERE CASE WHEN p_tbl IS NULL
-                THEN EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl IN (i.inhparent, i.inhrelid))
-                ELSE p_tbl IN (i.inhparent, i.inhrelid) END
-     LIMIT 1
+     WHERE p_tbl IN (i.inhparent, i.inhrelid)
 $$;
 
 -- The capture triggers p_rel needs, as the statements that drop an outdated
@@ -153,7 +148,7 @@ DECLARE
     v_proc      record;
     v_part      boolean;
     v_member    regclass;
-    v_inherits  text := (SELECT format('%s inherits from %s', i.child, i.parent) FROM pgshadow._inheritance(p_tbl) i);
+    v_inherits  text := (SELECT format('%s inherits from %s', i.child, i.parent) FROM pgshadow._inheritance(p_tbl) i LIMIT 1);
 BEGIN
     SELECT c.relname, n.nspname, c.relkind, c.relpersistence, c.relispartition,
            c.relowner::regrole::name AS owner

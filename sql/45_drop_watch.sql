@@ -97,18 +97,29 @@ DECLARE
     v_bad regclass;
     v_sync boolean;
     v_inh record;
+    -- the tables this DDL made or altered (an ATTACH alters the parent):
+    -- only links they take part in are refused, so no DDL fails for a
+    -- table it does not touch
+    v_rels oid[] := ARRAY(SELECT d.objid FROM pg_event_trigger_ddl_commands() d WHERE d.classid = 'pg_class'::regclass);
 BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
-    SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl WHERE c.relispartition LIMIT 1;
+    SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
+     WHERE c.relispartition
+       AND (t.tbl::oid = ANY (v_rels)
+            OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = t.tbl AND i.inhparent = ANY (v_rels)))
+     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pgshadow: tracked table % cannot become a partition (of %): writes through its parent would not be captured',
             v_bad, pg_partition_root(v_bad)
             USING ERRCODE = 'object_in_use',
                   HINT = 'shadow_untrack() it first, and track the partitioned table instead.';
     END IF;
-    SELECT * INTO v_inh FROM pgshadow._inheritance(NULL);
+    SELECT t.tbl AS tracked, i.parent, i.child INTO v_inh
+      FROM unnest(v_rels) r CROSS JOIN LATERAL pgshadow._inheritance(r::regclass) i
+      JOIN pgshadow.tracked t ON t.tbl IN (i.parent, i.child)
+     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'pgshadow: tracked table % cannot take part in table inheritance (% inherits from %): writes to the child, or through the parent, would not all be captured',
             v_inh.tracked, v_inh.child, v_inh.parent
@@ -120,8 +131,7 @@ BEGIN
          WHERE c.relkind = 'p'
            AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.tbl AND g.tgname = 'pgshadow_capture_ins'
                                                 AND g.tgfoid = to_regproc(format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow))))
-           AND t.tbl IN (SELECT pg_partition_root(d.objid) FROM pg_event_trigger_ddl_commands() d
-                          WHERE d.classid = 'pg_class'::regclass)
+           AND t.tbl IN (SELECT pg_partition_root(r) FROM unnest(v_rels) r)
          ORDER BY t.tbl::oid
     LOOP
         v_fn := format('pgshadow.%I', pgshadow._capture_fn_name(v.shadow));
