@@ -99,12 +99,14 @@ DECLARE
     v_step   record;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
-    -- Locked (a partitioned table with its whole tree) in the mode its
-    -- CREATE TRIGGERs take anyway, before anything is planned: a DDL not
-    -- yet committed that adds a member to its tree or makes it take part
-    -- in table inheritance ran its watch before the table was tracked, so
-    -- tracking must wait for it and plan with it in view.
-    EXECUTE format('LOCK TABLE %s%s IN SHARE ROW EXCLUSIVE MODE',
+    -- Locked (a partitioned table with its whole tree) before anything is
+    -- planned: a DDL not yet committed that adds a member to its tree or
+    -- makes it take part in table inheritance ran its watch before the
+    -- table was tracked, so tracking must wait for it and plan with it in
+    -- view. SHARE UPDATE EXCLUSIVE is the weakest mode that waits for all
+    -- of them (ATTACH and INHERIT take it on the parent), and lets writers
+    -- in: tracking a tracked table again locks out no one.
+    EXECUTE format('LOCK TABLE %s%s IN SHARE UPDATE EXCLUSIVE MODE',
                    CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'p' THEN '' ELSE 'ONLY ' END, tbl);
     v_shadow := pgshadow._make_shadow(tbl);
     FOR v_step IN SELECT p.sql FROM pgshadow.track_plan(tbl) p WHERE p.kind = 'trigger' ORDER BY p.step LOOP
