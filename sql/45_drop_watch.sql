@@ -73,6 +73,17 @@ BEGIN
 END
 $$;
 
+-- Whether p_rel joined its partition tree in this transaction: its link to
+-- its parent, or an ancestor's, is no older than the transaction (age() of
+-- its pg_inherits row's xmin, counted from this transaction's xid, is not
+-- positive: inserted by it, a subtransaction of it, or a transaction begun
+-- after it, which committed already).
+CREATE FUNCTION pgshadow._joined_here(p_rel regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_partition_ancestors(p_rel) a JOIN pg_inherits i ON i.inhrelid = a.relid
+                    WHERE age(i.xmin) <= 0)
+$$;
+
 -- Keeps the capture of tracked partitioned tables whole as their trees
 -- change, in the transaction that changes them (see docs/DESIGN.md,
 -- "Partitioned tables"). A partition created or attached gets its capture
@@ -82,7 +93,9 @@ $$;
 -- join a table inheritance tree (writes through a parent, or to a child,
 -- would not all be captured). A tree whose root has no capture triggers yet
 -- is left alone: pg_restore creates the triggers after the constraints
--- whose ALTER TABLE fires this, and would find them made. Installed, like
+-- whose ALTER TABLE fires this, and would find them made; for the same
+-- reason only members that joined the tree in this transaction get them
+-- (a parallel restore may create the root's first). Installed, like
 -- the drop watch, only by a superuser; without it partitioned tables cannot
 -- be tracked.
 -- Length: one event trigger for CREATE, ATTACH and DETACH of partitions,
@@ -138,12 +151,16 @@ BEGIN
         -- sync subscriptions apply each statement, not the shadow: rows an
         -- attach brings or a detach takes away would never reach them
         v_sync := EXISTS (SELECT FROM pgshadow.subscription s WHERE s.tbl = v.tbl AND s.mode = 'sync');
-        -- members new to the tree (no insert trigger of this table's yet)
+        -- members new to the tree (no insert trigger of this table's yet,
+        -- joined in this transaction: an older member without them is one
+        -- whose triggers a restore has yet to create, in parallel, after
+        -- the root's)
         FOR m IN
             SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
              WHERE p.level > 0
                AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p.relid AND g.tgname = 'pgshadow_capture_ins'
                                                         AND g.tgfoid = to_regproc(v_fn))
+               AND pgshadow._joined_here(p.relid)
              ORDER BY p.level, p.relid::oid
         LOOP
             IF m.isleaf THEN
