@@ -213,7 +213,12 @@ $$;
 -- The table owner cannot drop this trigger, but capture does not rely on it
 -- to stay safe (its function runs with the table owner's rights, see
 -- sql/30_capture.sql); it turns a change that would break capture into a
--- clear error. Installed, like the drop watch, only by a superuser.
+-- clear error. A table without its capture triggers has no capture to
+-- break, and is left alone: pg_restore adds constraints (ALTER TABLE) after
+-- the catalog rows, some of them (a NOT VALID check, sorted by name) before
+-- the primary key, and the triggers after all of them; tracking the table
+-- again refuses a key that changed. Installed, like the drop watch, only by
+-- a superuser.
 CREATE FUNCTION pgshadow._on_alter() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -228,6 +233,8 @@ BEGIN
           CROSS JOIN LATERAL pgshadow._key(t.tbl) k
          WHERE t.tbl::oid IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
                                WHERE d.classid = 'pg_class'::regclass)
+           AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.tbl AND g.tgname = 'pgshadow_capture_ins'
+                                                AND g.tgfoid = to_regproc(format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow))))
     LOOP
         IF v.cols IS DISTINCT FROM v.key_cols OR v.types IS DISTINCT FROM v.key_types THEN
             RAISE EXCEPTION 'pgshadow: cannot change the primary key of tracked table % (tracked as (%), would be (%))',
