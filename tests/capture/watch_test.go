@@ -235,3 +235,22 @@ func dumpRestore(t *testing.T, db *pgtest.DB, reorder func(items []string) []str
 	}
 	return n
 }
+
+// A foreign table may inherit from a tracked table too, by CREATE FOREIGN
+// TABLE ... INHERITS or ALTER FOREIGN TABLE ... INHERIT, commands of their
+// own: refused like any other inheritance (rows written to it were not
+// captured, and every UPDATE of the parent failed: a child foreign table
+// cannot fill a transition table).
+func TestForeignTableInheritingATrackedTableIsRefused(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, v text); SELECT shadow_track('t');
+		CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
+		CREATE FOREIGN TABLE ft2 (id int NOT NULL, v text) SERVER elsewhere`)
+	err := db.ExecErr("CREATE FOREIGN TABLE ft () INHERITS (t) SERVER elsewhere")
+	assertError(t, err, "CREATE FOREIGN TABLE ft () INHERITS (t)", "55006", "cannot take part in table inheritance")
+	err = db.ExecErr("ALTER FOREIGN TABLE ft2 INHERIT t")
+	assertError(t, err, "ALTER FOREIGN TABLE ft2 INHERIT t", "55006", "cannot take part in table inheritance")
+	if n := db.QueryInt(t, "SELECT count(*) FROM pg_inherits WHERE inhparent = 't'::regclass"); n != 0 {
+		t.Errorf("%d inheritance children of tracked t were left in place", n)
+	}
+}
