@@ -263,8 +263,11 @@ BEGIN
         SELECT * FROM (VALUES
             ('pgshadow_drop_watch',      'sql_drop',        NULL,                               'pgshadow._on_drop'),
             ('pgshadow_key_watch',       'ddl_command_end', ARRAY['ALTER TABLE'],               'pgshadow._on_alter'),
-            -- CREATE SCHEMA may create partitions (and children) among its elements
-            ('pgshadow_partition_watch', 'ddl_command_end', ARRAY['CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA'], 'pgshadow._on_partition'))
+            -- CREATE SCHEMA may create partitions (and children) among its
+            -- elements; a foreign table may inherit from a tracked table
+            ('pgshadow_partition_watch', 'ddl_command_end',
+             ARRAY['CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE'],
+             'pgshadow._on_partition'))
             AS v(name, event, tags, fn)
          WHERE NOT EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = v.name)
     LOOP
