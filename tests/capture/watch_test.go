@@ -254,3 +254,19 @@ func TestForeignTableInheritingATrackedTableIsRefused(t *testing.T) {
 		t.Errorf("%d inheritance children of tracked t were left in place", n)
 	}
 }
+
+// A partition the watch gives capture triggers gets them enabled as the
+// root's are (as PostgreSQL clones row triggers): an owner who made them
+// fire ALWAYS (her applies run with session_replication_role = replica)
+// captured those writes on every partition but a new one.
+func TestNewPartitionTriggersFollowTheRootsEnabledState(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+		CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (1000);
+		SELECT shadow_track('p');
+		ALTER TABLE p ENABLE ALWAYS TRIGGER pgshadow_capture_ins; ALTER TABLE p1 ENABLE ALWAYS TRIGGER pgshadow_capture_ins;
+		CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1000) TO (2000)`)
+	s := session(t, db)
+	pgtest.RunEach(t, s, "SET session_replication_role = replica", "INSERT INTO p1 VALUES (1, 'a')", "INSERT INTO p2 VALUES (1001, 'b')")
+	assertShadowRows(t, db, "p", []string{"id"}, []string{"(1,I)", "(1001,I)"}, "")
+}
