@@ -169,6 +169,18 @@ BEGIN
             FOR v_sql IN SELECT pgshadow._trigger_plan(m.relid, v_fn, v.key_cols, true) LOOP
                 EXECUTE v_sql;
             END LOOP;
+            -- enabled as the root's (ALWAYS, REPLICA, disabled), as
+            -- PostgreSQL clones the key trigger
+            FOR v_sql IN
+                SELECT format('ALTER TABLE %s %s TRIGGER %I', m.relid,
+                              CASE r.tgenabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
+                                               WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END, g.tgname)
+                  FROM pg_trigger g JOIN pg_trigger r ON r.tgrelid = v.tbl AND r.tgname = g.tgname
+                 WHERE g.tgrelid = m.relid AND g.tgfoid = to_regproc(v_fn) AND g.tgparentid = 0
+                   AND r.tgenabled <> g.tgenabled
+            LOOP
+                EXECUTE v_sql;
+            END LOOP;
             IF v_sync THEN
                 IF m.isleaf AND pgshadow._has_rows(m.relid) THEN
                     RAISE EXCEPTION 'pgshadow: cannot attach % with rows to %: it has a sync subscription, which would not receive them', m.relid, v.tbl
