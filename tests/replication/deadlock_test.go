@@ -85,3 +85,46 @@ func TestExportNeverMakesWriterADeadlockVictim(t *testing.T) {
 	p.Same(t, "kv", "kv")
 	p.Same(t, "ck", "ck")
 }
+
+// Exporter A fails kv (a transaction holds it) and goes on to ck, which it
+// holds while the target is slow; exporter B then ships kv and waits for ck.
+// A records kv's failure at its end: waiting for B's lock on kv's
+// subscription would close a cycle between the two exports. It leaves the
+// record to B, which ships kv now, and both exports succeed.
+func TestTwoExportsRecordingAFailureDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	p := lockedSubscriptions(t)
+	w := p.Src.Conn(t)
+	pgtest.Begin(t, w, "LOCK TABLE kv IN ACCESS EXCLUSIVE MODE")
+	target := p.Dst.Conn(t)
+	pgtest.Begin(t, target, "LOCK TABLE ck IN ACCESS EXCLUSIVE MODE")
+	a := exportAlongside(p)
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		waiting := p.Dst.QueryInt(t, "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'ck'::regclass")
+		return waiting > 0, "export A does not wait for the target's ck"
+	})
+	pgtest.Run(t, w, "COMMIT")
+	b := exportAlongside(p)
+	pgtest.Eventually(t, 30*time.Second, func() (bool, string) {
+		waiting := p.Src.QueryInt(t, "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')")
+		return waiting > 0, "export B does not wait for ck's subscription"
+	})
+	pgtest.Run(t, target, "COMMIT")
+	ra, rb := <-a, <-b
+	if got := tableError(ra, "kv"); !strings.Contains(got, "locked by another transaction") {
+		t.Errorf("export A: error for kv %q, want it skipped as locked", got)
+	}
+	for _, c := range []struct {
+		name, tbl string
+		r         exportOutcome
+	}{{"A", "ck", ra}, {"B", "kv", rb}, {"B", "ck", rb}} {
+		if c.r.out == nil {
+			t.Errorf("export %s failed: %s", c.name, pgtest.Describe(c.r.err))
+		} else if got := tableError(c.r, c.tbl); got != "" {
+			t.Errorf("export %s: %s failed: %s", c.name, c.tbl, got)
+		}
+	}
+	p.Export(t)
+	p.Same(t, "kv", "kv")
+	p.Same(t, "ck", "ck")
+}
