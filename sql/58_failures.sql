@@ -61,6 +61,13 @@ DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
     PERFORM pgshadow._check_may_export((SELECT tbl FROM pgshadow.subscription WHERE id = p_id), pgshadow._caller());
+    -- Never wait for the subscription: another export holding it ships the
+    -- table now and records its own outcome, and it may be waiting for a
+    -- subscription this transaction holds (a cycle between two exporters).
+    PERFORM FROM pgshadow.subscription WHERE id = p_id FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
     INSERT INTO pgshadow.error AS e (sub_id, sqlstate, message, first_seen, last_seen, attempts, next_retry)
     VALUES (p_id, p_sqlstate, left(p_message, 2000), v_now, v_now, 1, v_now + interval '1 second')
     ON CONFLICT (sub_id) DO UPDATE

@@ -103,6 +103,12 @@ $$;
 -- rows (push and file export, resync), and returns it so. The table is
 -- locked first (ACCESS SHARE, which the read takes anyway) so that no ALTER
 -- TABLE commits between this look at its columns and the read of its rows.
+-- NOWAIT: an export holds the locks of the tables it shipped before until it
+-- commits, so waiting here behind a TRUNCATE, ALTER TABLE or LOCK TABLE
+-- (granted or queued) could close a lock cycle with the application's
+-- transaction, and PostgreSQL may then abort that transaction as the
+-- deadlock victim. The table fails this export instead (lock_not_available,
+-- nothing moves) and ships with the next one (docs/DESIGN.md, guarantee 10).
 -- With p_remote (a push export, over the open target connection), a column
 -- the source gained ships only once the destination has it: until then the
 -- table stops here with an error naming the column and the fix, and its
@@ -116,7 +122,13 @@ DECLARE
     v_dest text := format('%I.%I', p_sub.dest_schema, p_sub.dest_table);
     v_add  text;
 BEGIN
-    EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE', p_sub.tbl);
+    BEGIN
+        EXECUTE format('LOCK TABLE %s IN ACCESS SHARE MODE NOWAIT', p_sub.tbl);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION 'pgshadow: % is locked by another transaction (TRUNCATE, ALTER TABLE, LOCK TABLE ...): not shipped now, its changes wait for the next export', p_sub.tbl
+            USING ERRCODE = 'lock_not_available',
+                  DETAIL = 'An export does not wait for a table lock: it holds the locks of the tables it shipped before, and waiting could make the application''s transaction a deadlock victim.';
+    END;
     v_cols := pgshadow._shipped_columns(p_sub);
     IF v_cols = p_sub.columns THEN
         RETURN p_sub;
