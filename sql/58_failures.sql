@@ -54,7 +54,10 @@ SELECT s.target, s.tbl AS "table", f.sqlstate, f.message, f.at
 COMMENT ON VIEW shadow_failures IS 'pgshadow: recent failures (the last 100 per subscription, 30 days), of the tables the viewer may SELECT';
 GRANT SELECT ON shadow_failures TO PUBLIC;
 
--- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5 minutes.
+-- Counts a failure and schedules the retry: about 1 s, 2 s, 4 s ... at most 5
+-- minutes; a table that was only busy (lock_not_available: an export does not
+-- wait for a table lock, _current_columns) is retried after about 1 s
+-- however often it was, since nothing is wrong with it or its target.
 CREATE FUNCTION pgshadow._record_failure(p_id bigint, p_sqlstate text, p_message text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -74,8 +77,10 @@ BEGIN
        SET sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message, last_seen = EXCLUDED.last_seen,
            attempts = e.attempts + 1,
            -- jitter: two peers whose exports collide do not retry in lockstep
-           next_retry = EXCLUDED.last_seen + least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20))
-                                             * (0.75 + random() / 2);
+           next_retry = EXCLUDED.last_seen
+                        + CASE WHEN EXCLUDED.sqlstate = '55P03' THEN interval '1 second'
+                               ELSE least(interval '5 minutes', interval '1 second' * 2 ^ least(e.attempts, 20)) END
+                          * (0.75 + random() / 2);
     UPDATE pgshadow.subscription SET last_error = left(p_message, 2000), last_error_at = v_now,
                                      failures = failures + 1
      WHERE id = p_id;

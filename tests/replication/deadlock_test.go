@@ -128,3 +128,39 @@ func TestTwoExportsRecordingAFailureDoNotDeadlock(t *testing.T) {
 	p.Same(t, "kv", "kv")
 	p.Same(t, "ck", "ck")
 }
+
+// A table skipped as locked is only busy: however often that happens, its
+// retry stays about 1 s away (a failure of the target backs off to 5
+// minutes), and once the lock is gone the next export ships it.
+func TestLockedTableIsRetriedSoon(t *testing.T) {
+	t.Parallel()
+	p := lockedSubscriptions(t)
+	w := p.Src.Conn(t)
+	pgtest.Begin(t, w, "LOCK TABLE kv IN ACCESS EXCLUSIVE MODE")
+	for i := 0; i < 6; i++ {
+		out, err := p.ExportErr(0)
+		if out == nil {
+			t.Fatalf("export %d with kv locked: %s", i, pgtest.Describe(err))
+		}
+		if got := tableError(exportOutcome{out, err}, "kv"); !strings.Contains(got, "locked by another transaction") {
+			t.Fatalf("export %d with kv locked: error for kv %q, want it skipped as locked", i, got)
+		}
+	}
+	var state string
+	var attempts int
+	var wait float64
+	if err := p.Src.Conn(t).QueryRow(pgtest.Ctx(t), `SELECT e.sqlstate, e.attempts, extract(epoch FROM e.next_retry - e.last_seen)::float8
+		  FROM pgshadow.error e JOIN pgshadow.subscription s ON s.id = e.sub_id WHERE s.tbl = 'kv'::regclass`).Scan(&state, &attempts, &wait); err != nil {
+		t.Fatalf("reading kv's queued failure: %v", err)
+	}
+	if state != "55P03" || attempts != 6 {
+		t.Errorf("kv's queued failure: sqlstate %s, %d attempts; want 55P03, 6", state, attempts)
+	}
+	if wait < 0.7 || wait > 1.3 {
+		t.Errorf("kv's retry after 6 busy attempts is %.2f s after the last, want about 1 s", wait)
+	}
+	pgtest.Run(t, w, "COMMIT")
+	p.Export(t)
+	p.Same(t, "kv", "kv")
+	p.Same(t, "ck", "ck")
+}
