@@ -141,9 +141,7 @@ func TestConcurrentWritersAndExportsConverge(t *testing.T) {
 	t.Parallel()
 	p := concurrentPair(t)
 	runWorkload(t, p, writeOps)
-	p.Export(t)
-	p.Same(t, "kv", "kv")
-	p.Same(t, "ck", "ck")
+	p.exportConverges(t)
 	if n := p.Src.QueryInt(t, "SELECT count(*) FROM kv WHERE id > 600"); n == 0 {
 		t.Errorf("scenario broken: no primary key update of kv committed")
 	}
@@ -189,6 +187,15 @@ func concurrentPair(t *testing.T) *pair {
 	p.Subscribe(t, "kv")
 	p.Subscribe(t, "ck")
 	return p
+}
+
+// exportConverges runs a final export and checks that kv and ck are equal on
+// both sides.
+func (p *pair) exportConverges(t *testing.T) {
+	t.Helper()
+	p.Export(t)
+	p.Same(t, "kv", "kv")
+	p.Same(t, "ck", "ck")
 }
 
 // seedConcurrent fills both tables before they are subscribed.
