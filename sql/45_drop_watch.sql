@@ -84,6 +84,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHERE age(i.xmin) <= 0)
 $$;
 
+-- Whether p_rel carries the insert capture trigger of capture function p_fn
+-- (schema-qualified): a tracked table whose triggers a restore has yet to
+-- create, or a member of its tree not given them yet, does not.
+CREATE FUNCTION pgshadow._has_capture(p_rel regclass, p_fn text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p_rel AND g.tgname = 'pgshadow_capture_ins'
+                                             AND g.tgfoid = to_regproc(p_fn))
+$$;
+
 -- Keeps the capture of tracked partitioned tables whole as their trees
 -- change, in the transaction that changes them (see docs/DESIGN.md,
 -- "Partitioned tables"). A partition created or attached gets its capture
@@ -142,8 +151,7 @@ BEGIN
     FOR v IN
         SELECT t.* FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
          WHERE c.relkind = 'p'
-           AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.tbl AND g.tgname = 'pgshadow_capture_ins'
-                                                AND g.tgfoid = to_regproc(format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow))))
+           AND pgshadow._has_capture(t.tbl, format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow)))
            AND t.tbl IN (SELECT pg_partition_root(r) FROM unnest(v_rels) r)
          ORDER BY t.tbl::oid
     LOOP
@@ -158,8 +166,7 @@ BEGIN
         FOR m IN
             SELECT p.relid, p.isleaf FROM pg_partition_tree(v.tbl) p
              WHERE p.level > 0
-               AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = p.relid AND g.tgname = 'pgshadow_capture_ins'
-                                                        AND g.tgfoid = to_regproc(v_fn))
+               AND NOT pgshadow._has_capture(p.relid, v_fn)
                AND pgshadow._joined_here(p.relid)
              ORDER BY p.level, p.relid::oid
         LOOP
@@ -245,8 +252,7 @@ BEGIN
           CROSS JOIN LATERAL pgshadow._key(t.tbl) k
          WHERE t.tbl::oid IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
                                WHERE d.classid = 'pg_class'::regclass)
-           AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.tbl AND g.tgname = 'pgshadow_capture_ins'
-                                                AND g.tgfoid = to_regproc(format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow))))
+           AND pgshadow._has_capture(t.tbl, format('pgshadow.%I', pgshadow._capture_fn_name(t.shadow)))
     LOOP
         IF v.cols IS DISTINCT FROM v.key_cols OR v.types IS DISTINCT FROM v.key_types THEN
             RAISE EXCEPTION 'pgshadow: cannot change the primary key of tracked table % (tracked as (%), would be (%))',
