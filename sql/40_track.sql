@@ -99,6 +99,18 @@ DECLARE
     v_step   record;
 BEGIN
     PERFORM pgshadow._check_owner(tbl, current_user);
+    -- Under REPEATABLE READ or SERIALIZABLE the plan would read pg_inherits
+    -- and pg_class with the transaction's snapshot, taken before the lock
+    -- below: an INHERIT or ATTACH committed since would go unseen, and its
+    -- watch ran while the table was not tracked. A table already tracked
+    -- (converted by an upgrade, tracked again) has been watched since.
+    IF current_setting('transaction_isolation') <> 'read committed'
+       AND NOT EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl = _track.tbl) THEN
+        RAISE EXCEPTION 'pgshadow: cannot start tracking % in a % transaction: its snapshot may not show table inheritance or partitioning committed after it began, which capture must know of',
+            tbl, upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Track it in a READ COMMITTED transaction (the default).';
+    END IF;
     -- Locked (a partitioned table with its whole tree) before anything is
     -- planned: a DDL not yet committed that adds a member to its tree or
     -- makes it take part in table inheritance ran its watch before the

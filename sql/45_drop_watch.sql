@@ -93,6 +93,42 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                              AND g.tgfoid = to_regproc(p_fn))
 $$;
 
+-- Under REPEATABLE READ or SERIALIZABLE a watch reads pgshadow.tracked with
+-- the transaction's snapshot, which may be older than a shadow_track of the
+-- very tables its DDL touches (committed after the snapshot, before the DDL
+-- got its lock): the watch would take them for untracked and leave a new
+-- partition, or an inheritance link, uncaptured. The primary key index sees
+-- every committed row: a speculative insert of each table's catalog row,
+-- undone at once, fails with a serialization failure exactly where the row
+-- it meets is one the snapshot cannot see. Under READ COMMITTED each query
+-- of the watch takes a snapshot after the DDL's locks, and nothing is done.
+CREATE FUNCTION pgshadow._check_unseen_tracking(p_rels oid[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r oid;
+BEGIN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT DISTINCT u FROM unnest(p_rels) u WHERE u IS NOT NULL ORDER BY 1 LOOP
+        BEGIN
+            -- shadow names are at most 60 bytes: this 63-byte one is no table's
+            INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)
+            VALUES (r, '~' || lpad(r::text, 62, '~'), '{}', '{}', '') ON CONFLICT (tbl) DO NOTHING;
+            RAISE SQLSTATE 'PGSUN';
+        EXCEPTION
+            WHEN SQLSTATE 'PGSUN' THEN
+                NULL;
+            WHEN serialization_failure THEN
+                RAISE EXCEPTION 'pgshadow: % was tracked by a transaction that committed after this % transaction began: this statement cannot see its capture',
+                    r::regclass, upper(current_setting('transaction_isolation'))
+                    USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
+        END;
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION pgshadow._check_unseen_tracking(oid[]) FROM PUBLIC;
+
 -- Keeps the capture of tracked partitioned tables whole as their trees
 -- change, in the transaction that changes them (see docs/DESIGN.md,
 -- "Partitioned tables"). A partition created or attached gets its capture
@@ -127,6 +163,11 @@ BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
+    -- the tables, their partition ancestors and inheritance partners
+    PERFORM pgshadow._check_unseen_tracking(
+        v_rels || ARRAY(SELECT a.relid::oid FROM unnest(v_rels) r CROSS JOIN LATERAL pg_partition_ancestors(r) a)
+               || ARRAY(SELECT unnest(ARRAY[i.parent::oid, i.child::oid])
+                          FROM unnest(v_rels) r CROSS JOIN LATERAL pgshadow._inheritance(r::regclass) i));
     SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
      WHERE c.relispartition
        AND (t.tbl::oid = ANY (v_rels)
@@ -246,6 +287,8 @@ BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
+    PERFORM pgshadow._check_unseen_tracking(ARRAY(SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                                                   WHERE d.classid = 'pg_class'::regclass));
     FOR v IN
         SELECT t.tbl, t.key_cols, t.key_types, k.cols, k.types
           FROM pgshadow.tracked t

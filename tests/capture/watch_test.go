@@ -119,6 +119,96 @@ func TestTrackRacingCreatePartitionCapturesIt(t *testing.T) {
 	assertShadowRows(t, db, "p", []string{"id"}, []string{"(1500,I)"}, "")
 }
 
+// Under REPEATABLE READ and SERIALIZABLE, tracking reads the catalog with
+// a snapshot older than its lock: an INHERIT committed after the snapshot
+// (its watch ran while the table was not tracked) would go unseen. New tracking
+// is refused there; tracking a tracked table again is not.
+func TestTrackUnderSnapshotIsolation(t *testing.T) {
+	for _, level := range []string{"REPEATABLE READ", "SERIALIZABLE"} {
+		t.Run(level, func(t *testing.T) {
+			db := newDB(t)
+			db.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY)")
+			// the snapshot is taken before the INHERIT commits
+			b := session(t, db)
+			pgtest.Begin(t, b, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1")
+			db.Exec(t, "ALTER TABLE c INHERIT t")
+			err := runErr(t, b, "SELECT shadow_track('t')")
+			run(t, b, "ROLLBACK")
+			assertError(t, err, "shadow_track under "+level+" racing ALTER TABLE c INHERIT t", "25000",
+				"cannot start tracking public.t in a "+level+" transaction", "inheritance or partitioning committed after it began")
+			if n := db.QueryInt(t, "SELECT count(*) FROM pgshadow.tracked"); n != 0 {
+				t.Errorf("%d tables tracked after the refusal", n)
+			}
+			db.Exec(t, "SELECT shadow_track('u')")
+			a := session(t, db)
+			pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1")
+			if err := runErr(t, a, "SELECT shadow_track('u')"); err != nil {
+				t.Errorf("tracking tracked table u again under %s: %s", level, pgtest.Describe(err))
+			}
+			run(t, a, "COMMIT")
+		})
+	}
+}
+
+// inSnapshotRacingTrack runs ddl in a session whose REPEATABLE READ or
+// SERIALIZABLE snapshot was taken before tbl was tracked (and committed),
+// and returns its error; the transaction is rolled back.
+func inSnapshotRacingTrack(t *testing.T, db *pgtest.DB, level, tbl, ddl string) error {
+	t.Helper()
+	a := session(t, db)
+	pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1")
+	db.Exec(t, "SELECT shadow_track($1)", tbl)
+	err := runErr(t, a, ddl)
+	run(t, a, "ROLLBACK")
+	return err
+}
+
+// A DDL under REPEATABLE READ or SERIALIZABLE whose snapshot predates the
+// tracking of the table it touches reads pgshadow.tracked without that
+// table: its watch would leave a new partition without capture triggers,
+// let an inheritance link or a key change through. It fails with a
+// serialization failure instead, and the retry is watched as usual. DDL
+// under the same levels that sees its tables' tracking is not disturbed.
+func TestDDLUnderSnapshotIsolationSeesLaterTracking(t *testing.T) {
+	for _, level := range []string{"REPEATABLE READ", "SERIALIZABLE"} {
+		t.Run(level, func(t *testing.T) {
+			db := newDB(t)
+			db.Exec(t, `CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+				CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (1000);
+				CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE c (id int PRIMARY KEY, v text);
+				CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL)`)
+			unseen := func(tbl, ddl string) {
+				t.Helper()
+				err := inSnapshotRacingTrack(t, db, level, tbl, ddl)
+				assertError(t, err, ddl+" in a "+level+" snapshot older than tracking "+tbl, "40001",
+					"public."+tbl+" was tracked by a transaction that committed after this "+level+" transaction began")
+			}
+			partition := "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1000) TO (2000)"
+			unseen("p", partition)
+			unseen("t", "ALTER TABLE c INHERIT t")
+			unseen("k", "ALTER TABLE k DROP CONSTRAINT k_pkey, ADD PRIMARY KEY (id, v)")
+
+			// retried, each is watched as under READ COMMITTED
+			a := session(t, db)
+			pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1", partition, "COMMIT")
+			db.Exec(t, "INSERT INTO p2 VALUES (1500, 'direct')")
+			assertShadowRows(t, db, "p", []string{"id"}, []string{"(1500,I)"}, "")
+			for _, r := range []struct{ ddl, code, says string }{
+				{"ALTER TABLE c INHERIT t", "55006", "tracked table public.t cannot take part in table inheritance"},
+				{"ALTER TABLE k DROP CONSTRAINT k_pkey, ADD PRIMARY KEY (id, v)", "55006", "cannot change the primary key of tracked table public.k"},
+			} {
+				pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1")
+				assertError(t, runErr(t, a, r.ddl), r.ddl+" retried under "+level, r.code, r.says)
+				run(t, a, "ROLLBACK")
+			}
+			// DDL on untracked tables under the same level
+			pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1",
+				"CREATE TABLE q (id int PRIMARY KEY) PARTITION BY RANGE (id)",
+				"CREATE TABLE q1 PARTITION OF q FOR VALUES FROM (0) TO (10)", "ALTER TABLE c ADD COLUMN w text", "COMMIT")
+		})
+	}
+}
+
 // The watch refuses inheritance and partitioning of tracked tables in the
 // DDL that makes them; DDL on tables that have nothing to do with a tracked
 // table must not fail because some tracked table is in such a state (made
