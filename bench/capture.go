@@ -341,11 +341,11 @@ func (b *bench) figBulk() error {
 	b.rep.add(f, row{what: label + "-row INSERT ... SELECT", unit: seconds,
 		oursName: "pgshadow", ours: res.get("pgshadow", "insert"), oursCPU: res.cpu("pgshadow", "insert"),
 		baseName: "untracked", base: res.get("untracked", "insert"), baseCPU: res.cpu("untracked", "insert"),
-		goal: atMost(1.2, "<= 1.2x")})
+		goal: atMost(1.25, "<= 1.25x")})
 	b.rep.add(f, row{what: label + "-row UPDATE", unit: seconds,
 		oursName: "pgshadow", ours: res.get("pgshadow", "update"), oursCPU: res.cpu("pgshadow", "update"),
 		baseName: "untracked", base: res.get("untracked", "update"), baseCPU: res.cpu("untracked", "update"),
-		goal: atMost(1.2, "<= 1.2x")})
+		goal: atMost(1.25, "<= 1.25x")})
 	if b.mimeoErr == nil {
 		f5 := b.fig5()
 		for _, m := range []string{"insert", "update"} {
