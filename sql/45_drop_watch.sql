@@ -163,9 +163,11 @@ BEGIN
     IF to_regclass('pgshadow.tracked') IS NULL THEN
         RETURN;
     END IF;
-    -- the tables, their partition ancestors and inheritance partners
+    -- the tables, their partition ancestors, the tables attached to them
+    -- here (an ATTACH names the parent only) and inheritance partners
     PERFORM pgshadow._check_unseen_tracking(
         v_rels || ARRAY(SELECT a.relid::oid FROM unnest(v_rels) r CROSS JOIN LATERAL pg_partition_ancestors(r) a)
+               || ARRAY(SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY (v_rels) AND age(i.xmin) <= 0)
                || ARRAY(SELECT unnest(ARRAY[i.parent::oid, i.child::oid])
                           FROM unnest(v_rels) r CROSS JOIN LATERAL pgshadow._inheritance(r::regclass) i));
     SELECT t.tbl INTO v_bad FROM pgshadow.tracked t JOIN pg_class c ON c.oid = t.tbl
