@@ -100,8 +100,14 @@ $$;
 -- partition, or an inheritance link, uncaptured. The primary key index sees
 -- every committed row: a speculative insert of each table's catalog row,
 -- undone at once, fails with a serialization failure exactly where the row
--- it meets is one the snapshot cannot see. Under READ COMMITTED each query
--- of the watch takes a snapshot after the DDL's locks, and nothing is done.
+-- it meets is one the snapshot cannot see. A table the snapshot shows
+-- tracked is not probed so: its row may have changed since in ways that
+-- leave it tracked (a purge switching gen, notify, versions), which would
+-- fail the insert as well. Its row is locked FOR KEY SHARE instead, which
+-- under these levels fails only if the row was deleted since (untracked,
+-- and perhaps tracked again, with another key or shadow). Under READ
+-- COMMITTED each query of the watch takes a snapshot after the DDL's
+-- locks, and nothing is done.
 CREATE FUNCTION pgshadow._check_unseen_tracking(p_rels oid[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -111,6 +117,17 @@ BEGIN
         RETURN;
     END IF;
     FOR r IN SELECT DISTINCT u FROM unnest(p_rels) u WHERE u IS NOT NULL ORDER BY 1 LOOP
+        IF EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl = r) THEN
+            BEGIN
+                PERFORM FROM pgshadow.tracked t WHERE t.tbl = r FOR KEY SHARE;
+            EXCEPTION
+                WHEN serialization_failure THEN
+                    RAISE EXCEPTION 'pgshadow: % was untracked by a transaction that committed after this % transaction began: this statement cannot see its capture',
+                        r::regclass, upper(current_setting('transaction_isolation'))
+                        USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
+            END;
+            CONTINUE;
+        END IF;
         BEGIN
             -- shadow names are at most 60 bytes: this 63-byte one is no table's
             INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)

@@ -6,6 +6,7 @@ package capture_test
 // follow and is refused on either side of a tracked table.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -395,6 +396,48 @@ func TestAttachUnderSnapshotIsolationSeesLaterTrackingOfThePartition(t *testing.
 			if n := db.QueryInt(t, "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'x'::regclass"); n != 0 {
 				t.Errorf("tracked table x became a partition")
 			}
+		})
+	}
+}
+
+// A change to a tracked table's catalog row that does not track or
+// untrack it (a purge switching the generation writers append to, an
+// async subscription switching notify) is no reason for a DDL on the
+// table under REPEATABLE READ or SERIALIZABLE to fail; untracking it, or
+// tracking it again, after the snapshot still is.
+func TestDDLUnderSnapshotIsolationIgnoresOtherCatalogChanges(t *testing.T) {
+	for _, level := range []string{"REPEATABLE READ", "SERIALIZABLE"} {
+		t.Run(level, func(t *testing.T) {
+			db := newDB(t)
+			db.Exec(t, `CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL);
+				CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+				CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (1000);
+				SELECT shadow_track('k'), shadow_track('p')`)
+			for i, stmt := range []string{
+				"UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = 'k'::regclass",
+				"UPDATE pgshadow.tracked SET notify = NOT notify WHERE tbl = 'k'::regclass",
+			} {
+				if err := inSnapshotBefore(t, db, level, stmt, fmt.Sprintf("ALTER TABLE k ADD COLUMN w%d text", i)); err != nil {
+					t.Errorf("ALTER TABLE k ADD COLUMN under %s after %s: %s", level, stmt, pgtest.Describe(err))
+				}
+			}
+			if err := inSnapshotBefore(t, db, level, "UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = 'p'::regclass",
+				"CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (1000) TO (2000)"); err != nil {
+				t.Errorf("CREATE TABLE p2 PARTITION OF p under %s after a purge: %s", level, pgtest.Describe(err))
+			}
+			db.Exec(t, "INSERT INTO p2 VALUES (1500, 'direct')")
+			assertShadowRows(t, db, "p", []string{"id"}, []string{"(1500,I)"}, "")
+			// tracked again with another key after the snapshot: the old
+			// catalog row the snapshot shows is not the table's tracking
+			err := inSnapshotBefore(t, db, level,
+				"SELECT shadow_untrack('k'); ALTER TABLE k DROP CONSTRAINT k_pkey, ADD PRIMARY KEY (id, v); SELECT shadow_track('k')",
+				"ALTER TABLE k DROP CONSTRAINT k_pkey, ADD PRIMARY KEY (id)")
+			assertError(t, err, "key change of k in a "+level+" snapshot older than its tracking again", "40001", "public.k was untracked")
+			// and after a purge, untracked
+			err = inSnapshotBefore(t, db, level,
+				"UPDATE pgshadow.tracked SET gen = 1 - gen WHERE tbl = 'k'::regclass; SELECT shadow_untrack('k')",
+				"ALTER TABLE k ADD COLUMN z text")
+			assertError(t, err, "ALTER TABLE k in a "+level+" snapshot older than a purge and its untracking", "40001", "public.k was untracked")
 		})
 	}
 }
