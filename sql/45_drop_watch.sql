@@ -116,7 +116,11 @@ BEGIN
     IF current_setting('transaction_isolation') = 'read committed' THEN
         RETURN;
     END IF;
-    FOR r IN SELECT DISTINCT u FROM unnest(p_rels) u WHERE u IS NOT NULL ORDER BY 1 LOOP
+    -- only tables (indexes, sequences, TOAST tables are never tracked):
+    -- under SERIALIZABLE each probe is a write SSI may count against the
+    -- transaction, even undone
+    FOR r IN SELECT DISTINCT u FROM unnest(p_rels) u JOIN pg_class c ON c.oid = u
+              WHERE c.relkind IN ('r', 'p', 'f') ORDER BY 1 LOOP
         IF EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl = r) THEN
             BEGIN
                 PERFORM FROM pgshadow.tracked t WHERE t.tbl = r FOR KEY SHARE;
