@@ -151,19 +151,6 @@ func TestTrackUnderSnapshotIsolation(t *testing.T) {
 	}
 }
 
-// inSnapshotRacingTrack runs ddl in a session whose REPEATABLE READ or
-// SERIALIZABLE snapshot was taken before tbl was tracked (and committed),
-// and returns its error; the transaction is rolled back.
-func inSnapshotRacingTrack(t *testing.T, db *pgtest.DB, level, tbl, ddl string) error {
-	t.Helper()
-	a := session(t, db)
-	pgtest.Begin(t, a, "SET TRANSACTION ISOLATION LEVEL "+level, "SELECT 1")
-	db.Exec(t, "SELECT shadow_track($1)", tbl)
-	err := runErr(t, a, ddl)
-	run(t, a, "ROLLBACK")
-	return err
-}
-
 // A DDL under REPEATABLE READ or SERIALIZABLE whose snapshot predates the
 // tracking of the table it touches reads pgshadow.tracked without that
 // table: its watch would leave a new partition without capture triggers,
@@ -180,7 +167,7 @@ func TestDDLUnderSnapshotIsolationSeesLaterTracking(t *testing.T) {
 				CREATE TABLE k (id int PRIMARY KEY, v text NOT NULL)`)
 			unseen := func(tbl, ddl string) {
 				t.Helper()
-				err := inSnapshotRacingTrack(t, db, level, tbl, ddl)
+				err := inSnapshotBefore(t, db, level, "SELECT shadow_track('"+tbl+"')", ddl)
 				assertError(t, err, ddl+" in a "+level+" snapshot older than tracking "+tbl, "40001",
 					"public."+tbl+" was tracked by a transaction that committed after this "+level+" transaction began")
 			}
