@@ -111,7 +111,8 @@ $$;
 CREATE FUNCTION pgshadow._check_unseen_tracking(p_rels oid[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r oid;
+    r      oid;
+    v_seen boolean;
 BEGIN
     IF current_setting('transaction_isolation') = 'read committed' THEN
         RETURN;
@@ -121,28 +122,22 @@ BEGIN
     -- transaction, even undone
     FOR r IN SELECT DISTINCT u FROM unnest(p_rels) u JOIN pg_class c ON c.oid = u
               WHERE c.relkind IN ('r', 'p', 'f') ORDER BY 1 LOOP
-        IF EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl = r) THEN
-            BEGIN
-                PERFORM FROM pgshadow.tracked t WHERE t.tbl = r FOR KEY SHARE;
-            EXCEPTION
-                WHEN serialization_failure THEN
-                    RAISE EXCEPTION 'pgshadow: % was untracked by a transaction that committed after this % transaction began: this statement cannot see its capture',
-                        r::regclass, upper(current_setting('transaction_isolation'))
-                        USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
-            END;
-            CONTINUE;
-        END IF;
+        v_seen := EXISTS (SELECT FROM pgshadow.tracked t WHERE t.tbl = r);
         BEGIN
-            -- shadow names are at most 60 bytes: this 63-byte one is no table's
-            INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)
-            VALUES (r, '~' || lpad(r::text, 62, '~'), '{}', '{}', '') ON CONFLICT (tbl) DO NOTHING;
-            RAISE SQLSTATE 'PGSUN';
+            IF v_seen THEN
+                PERFORM FROM pgshadow.tracked t WHERE t.tbl = r FOR KEY SHARE;
+            ELSE
+                -- shadow names are at most 60 bytes: this 63-byte one is no table's
+                INSERT INTO pgshadow.tracked (tbl, shadow, key_cols, key_types, tracked_by)
+                VALUES (r, '~' || lpad(r::text, 62, '~'), '{}', '{}', '') ON CONFLICT (tbl) DO NOTHING;
+                RAISE SQLSTATE 'PGSUN';
+            END IF;
         EXCEPTION
             WHEN SQLSTATE 'PGSUN' THEN
                 NULL;
             WHEN serialization_failure THEN
-                RAISE EXCEPTION 'pgshadow: % was tracked by a transaction that committed after this % transaction began: this statement cannot see its capture',
-                    r::regclass, upper(current_setting('transaction_isolation'))
+                RAISE EXCEPTION 'pgshadow: % was %tracked by a transaction that committed after this % transaction began: this statement cannot see its capture',
+                    r::regclass, CASE WHEN v_seen THEN 'un' ELSE '' END, upper(current_setting('transaction_isolation'))
                     USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
         END;
     END LOOP;
